@@ -1,0 +1,1 @@
+"""The `agora` command line: a thin Typer layer over agora_core."""

@@ -1,0 +1,45 @@
+"""The `agora` Typer app: wiring only. Each command lives in its own module.
+
+A stage's command is registered here when the stage works end to end; no command only raises.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from agora_cli import doctor as doctor_cmd
+
+app = typer.Typer(
+    name="agora",
+    help="AGORA: animatable 3D Gaussian head avatars — data, training, AGORA-M, inversion, reenactment, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        from agora_core import __version__
+
+        typer.echo(f"agora {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """AGORA: animatable 3D Gaussian head avatars — data, training, AGORA-M, inversion, reenactment, export."""
+
+
+app.command("doctor")(doctor_cmd.doctor)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

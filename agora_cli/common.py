@@ -1,0 +1,51 @@
+"""Pieces every command shares: error handling, console, runtime setup."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from agora_core.errors import AgoraError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable)
+
+EXIT_USER_ERROR = 2
+
+
+def user_errors(fn: F) -> F:
+    """Turn an `AgoraError` into one red line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AgoraError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_runtime(threads: int | None = None) -> None:
+    """Backend flags, set once by the CLI (STYLE.md rule 4)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def python_executable() -> str:
+    return sys.executable

@@ -1,0 +1,61 @@
+"""`agora doctor`: runtime, GPU/gsplat, real assets, and the head contact sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from agora_cli.common import console, user_errors
+from agora_cli.options import FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
+
+
+@user_errors
+def doctor(
+    flame: FlameOpt = None,
+    flame_uv: FlameUvOpt = None,
+    smirk: SmirkOpt = None,
+    modnet: ModnetOpt = None,
+    head_sheet: Annotated[
+        Optional[Path],
+        typer.Option("--head-sheet", help="Also render the head model's contact sheet (neutral, jaw, expressions, shapes) to this PNG."),
+    ] = None,
+) -> None:
+    """Report what this installation can do and which real assets are present. Exit 0 when the demo can run."""
+    from agora_core.doctor import collect_report
+
+    report = collect_report({"flame_pkl": flame, "flame_uv_obj": flame_uv, "smirk_ckpt": smirk, "modnet_onnx": modnet})
+
+    runtime = Table(title="runtime", show_lines=False)
+    runtime.add_column("check")
+    runtime.add_column("ok")
+    runtime.add_column("detail", overflow="fold")
+    for check in report.runtime:
+        runtime.add_row(check.name, "[green]yes[/]" if check.ok else "[yellow]no[/]", check.detail)
+    console.print(runtime)
+
+    assets = Table(title="real assets (never downloaded; the demo head works without them)", show_lines=True)
+    assets.add_column("asset")
+    assets.add_column("found")
+    assets.add_column("path (source)", overflow="fold")
+    assets.add_column("where to get it", overflow="fold")
+    for res in report.assets:
+        where = f"{res.path} ({res.source})" if res.path else f"set {res.spec.flag} / {res.spec.env} / assets.yaml"
+        assets.add_row(res.spec.title, "[green]yes[/]" if res.found else "[yellow]no[/]", where, res.spec.obtain)
+    console.print(assets)
+
+    status = "[green]ready[/]" if report.demo_ready else "[red]not ready[/]"
+    console.print(f"demo: {status} — {report.demo_detail}")
+
+    if head_sheet is not None:
+        from agora_core.head import HeadModel
+        from agora_core.head.demo_head import build_demo_head
+        from agora_core.head.head_sheet import render_head_sheet
+
+        render_head_sheet(HeadModel(build_demo_head()), head_sheet)
+        console.print(f"head contact sheet written to {head_sheet}")
+
+    if not report.demo_ready:
+        raise typer.Exit(1)

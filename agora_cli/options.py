@@ -1,0 +1,12 @@
+"""Options shared by several commands, defined once (STYLE.md: the hf CLI pattern)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+FlameOpt = Annotated[Optional[str], typer.Option("--flame", help="FLAME 2020 generic_model.pkl (else $AGORA_FLAME_PKL or assets.yaml).")]
+FlameUvOpt = Annotated[Optional[str], typer.Option("--flame-uv", help="FLAME UV template head_template.obj (else $AGORA_FLAME_UV or assets.yaml).")]
+SmirkOpt = Annotated[Optional[str], typer.Option("--smirk", help="SMIRK checkpoint SMIRK_em1.pt (else $AGORA_SMIRK or assets.yaml).")]
+ModnetOpt = Annotated[Optional[str], typer.Option("--modnet", help="MODNet ONNX export (else $AGORA_MODNET or assets.yaml).")]

@@ -1,0 +1,72 @@
+"""`agora doctor`: what this installation can do, and which real assets are present.
+
+Pure data collection; the CLI formats it. Nothing here downloads or compiles anything.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+from agora_core.assets import ASSETS, ResolvedAsset, resolve_asset
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class DoctorReport:
+    runtime: list[Check] = field(default_factory=list)
+    assets: list[ResolvedAsset] = field(default_factory=list)
+    demo_ready: bool = False
+    demo_detail: str = ""
+
+
+def _torch_checks() -> list[Check]:
+    checks = [Check("python", True, platform.python_version())]
+    try:
+        import torch
+    except Exception as exc:  # the one thing the toolkit cannot run without
+        return checks + [Check("torch", False, f"import failed: {exc}")]
+    checks.append(Check("torch", True, f"{torch.__version__}, {torch.get_num_threads()} CPU threads"))
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        checks.append(Check("CUDA", True, f"{torch.cuda.device_count()} device(s): {names}"))
+    else:
+        checks.append(Check("CUDA", False, "not available: training and rendering run on the CPU backend"))
+    return checks
+
+
+def _gsplat_check() -> Check:
+    from agora_core.render import gsplat_status
+
+    usable, reason = gsplat_status()
+    return Check("gsplat", usable, reason)
+
+
+def _demo_check() -> tuple[bool, str]:
+    """The demo runs when the procedural head builds and goes through the FLAME-format loader."""
+    try:
+        from agora_core.head import HeadModel
+        from agora_core.head.demo_head import build_demo_head
+
+        assets = build_demo_head()
+        HeadModel(assets)
+    except Exception as exc:
+        return False, f"demo head failed to build: {type(exc).__name__}: {exc}"
+    return True, f"demo head ready ({assets.num_vertices} vertices, {assets.num_shape} shape / {assets.num_expr} expression components)"
+
+
+def collect_report(explicit: dict[str, str | None] | None = None) -> DoctorReport:
+    """Runtime checks, asset lookup (flags > env > assets.yaml) and demo readiness."""
+    explicit = explicit or {}
+    report = DoctorReport()
+    report.runtime = _torch_checks()
+    report.runtime.append(_gsplat_check())
+    report.assets = [resolve_asset(key, explicit.get(key)) for key in ASSETS]
+    report.demo_ready, report.demo_detail = _demo_check()
+    return report

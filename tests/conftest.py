@@ -1,0 +1,42 @@
+"""Test-session settings: isolate from the user's config and caches, keep CPU runs deterministic."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports gsplat/torch extensions: never touch ~/.cache from tests.
+_TMP = tempfile.mkdtemp(prefix="agora-tests-")
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(_TMP, "torch_extensions"))
+os.environ["AGORA_CONFIG_DIR"] = os.path.join(_TMP, "config")
+for _var in ("AGORA_FLAME_PKL", "AGORA_FLAME_UV", "AGORA_SMIRK", "AGORA_MODNET"):
+    os.environ.pop(_var, None)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """`../shared/fixtures` beside the repository (files in the exact formats of real assets)."""
+    assert FIXTURES.is_dir(), f"format fixtures not found at {FIXTURES}"
+    return FIXTURES
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA: no GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
