@@ -1,0 +1,76 @@
+"""`rasterize()`: the one entry point; checks inputs, broadcasts, picks a backend."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from agora_core.errors import AgoraError
+from agora_core.gaussians import GaussianSet
+from agora_core.render.cameras import Camera
+from agora_core.render.rasterizer_gsplat import rasterize_gsplat
+from agora_core.render.rasterizer_torch import rasterize_torch
+
+Backend = Literal["auto", "torch", "gsplat"]
+
+
+def rasterize(
+    gaussians: GaussianSet,
+    cameras: Camera,
+    width: int,
+    height: int,
+    background: Tensor | float | tuple[float, float, float] = 1.0,
+    backend: Backend = "auto",
+) -> tuple[Tensor, Tensor]:
+    """Render Gaussian set b through camera b.
+
+    Args:
+        gaussians:  B sets of N Gaussians (or 1 set, drawn by each of B cameras).
+        cameras:    B cameras (or 1 camera, used for each of B sets).
+        width, height: image size in pixels.
+        background: scalar grey, RGB triple, [3] or [B, 3]; default white (GGHEAD's matted FFHQ).
+        backend:    "gsplat" (CUDA), "torch" (pure PyTorch, any device) or "auto" (gsplat for
+                    CUDA tensors, else torch).
+    Returns:
+        rgb [B, 3, H, W] and alpha [B, 1, H, W]; rgb already composited over the background.
+    """
+    gaussians, cameras = _broadcast(gaussians, cameras)
+    b, device, dtype = gaussians.batch_size, gaussians.device, gaussians.means.dtype
+    cameras = cameras.to(device)
+    bg = _background(background, b, dtype, device)
+    if backend == "auto":
+        backend = "gsplat" if device.type == "cuda" else "torch"
+    if backend == "gsplat":
+        if not torch.cuda.is_available() or device.type != "cuda":
+            raise AgoraError(
+                "rasterize(backend='gsplat') needs CUDA tensors and a CUDA device; "
+                "use backend='torch' (or 'auto') on CPU"
+            )
+        return rasterize_gsplat(gaussians, cameras, width, height, bg)
+    if backend == "torch":
+        return rasterize_torch(gaussians, cameras, width, height, bg)
+    raise AgoraError(f"unknown render backend {backend!r}; choose auto, torch or gsplat")
+
+
+def _broadcast(gaussians: GaussianSet, cameras: Camera) -> tuple[GaussianSet, Camera]:
+    bg, bc = gaussians.batch_size, cameras.batch_size
+    if bg == bc:
+        return gaussians, cameras
+    if bg == 1:
+        return gaussians.map(lambda t: t.expand(bc, *t.shape[1:])), cameras
+    if bc == 1:
+        return gaussians, cameras.expand(bg)
+    raise AgoraError(f"{bg} Gaussian sets but {bc} cameras; pass one camera per set (or 1 of either)")
+
+
+def _background(background, b: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """[B, 3] background from a scalar, a triple, [3] or [B, 3]."""
+    bg = torch.as_tensor(background, dtype=dtype, device=device)
+    if bg.ndim == 0:
+        bg = bg.expand(3)
+    if bg.ndim == 1:
+        bg = bg.expand(b, 3)
+    assert bg.shape == (b, 3), f"background must be a scalar, [3] or [B, 3], got {tuple(bg.shape)}"
+    return bg

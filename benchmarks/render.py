@@ -1,0 +1,153 @@
+"""CPU rasterizer speed and memory: ms per frame (forward, forward+backward) and peak memory.
+
+    python benchmarks/render.py            # the full table, one subprocess per configuration
+    python benchmarks/render.py --quick    # a few small configurations
+
+Scene: a head-like blob -- N Gaussians on the surface of a FLAME-sized ellipsoid (semi-axes
+7.5 x 12 x 10 cm, centred at the origin), log-scales ~ N(-4.5, 0.2), opacities ~0.8, degree-1 SH,
+seen by EG3D cameras (radius 2.7, focal 4.2647: the head fills ~40 % of the image height). Peak
+memory is the growth of the process's max RSS over its state after building the scene, measured
+in a fresh subprocess per configuration (torch's allocator is invisible to tracemalloc).
+Torch threads are left at their default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = (32, 64, 128, 256)
+COUNTS = (1024, 4096, 16384, 65536)
+EXTRA = ((8, 32, 2048), (8, 64, 4096))  # (batch, size, Gaussians): GAN-training-like batches
+TIMEOUT_S = 60  # a configuration taking longer is reported as skipped
+MAX_MEASURE_S = 3.0  # repeat timings until this much time is spent (at least 3, at most 10 runs)
+
+
+def head_like_gaussians(batch: int, n: int, seed: int = 0):
+    """N Gaussians spread over a FLAME-sized ellipsoid surface (metres, +y up, +z front)."""
+    import torch
+
+    from agora_core.gaussians import GaussianSet
+
+    g = torch.Generator().manual_seed(seed)
+    d = torch.nn.functional.normalize(torch.randn(batch, n, 3, generator=g), dim=-1)
+    return GaussianSet(
+        means=d * torch.tensor([0.075, 0.12, 0.10]),
+        log_scales=-4.5 + 0.2 * torch.randn(batch, n, 3, generator=g),
+        quats=torch.randn(batch, n, 4, generator=g),
+        sh=0.3 * torch.randn(batch, n, 4, 3, generator=g),
+        opacities=(0.8 + 0.05 * torch.randn(batch, n, generator=g)).clamp(0.05, 0.99),
+    )
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _repeat(fn) -> float:
+    """Median seconds of ``fn`` over 3..10 runs (after one warm-up run)."""
+    fn()
+    times, spent = [], 0.0
+    while len(times) < 3 or (spent < MAX_MEASURE_S and len(times) < 10):
+        times.append(_timed(fn))
+        spent += times[-1]
+    return statistics.median(times)
+
+
+def measure_one(batch: int, size: int, n: int) -> dict:
+    """Run in a fresh process: timings and memory of one configuration."""
+    import torch
+
+    from agora_core.render import rasterize, sample_ffhq_like_cameras
+    from agora_core.render.pairs import visible_pairs
+    from agora_core.render.rasterizer_torch import screen_space
+
+    gaussians = head_like_gaussians(batch, n)
+    cams = sample_ffhq_like_cameras(batch, generator=torch.Generator().manual_seed(1))
+    leaves = gaussians.map(lambda t: t.clone().requires_grad_())
+    baseline = _max_rss_mb()
+
+    def forward():
+        with torch.no_grad():
+            rasterize(gaussians, cams, size, size)
+
+    def forward_backward():
+        rgb, alpha = rasterize(leaves, cams, size, size)
+        (rgb.mean() + alpha.mean()).backward()
+
+    fwd_bwd = _repeat(forward_backward)
+    peak = _max_rss_mb() - baseline
+    fwd = _repeat(forward)
+    with torch.no_grad():
+        proj, _ = screen_space(gaussians, cams, size, size)
+        pairs = len(visible_pairs(proj, gaussians.opacities, size, size)[0])
+    return {
+        "fwd_ms": 1e3 * fwd / batch,
+        "fwd_bwd_ms": 1e3 * fwd_bwd / batch,
+        "batch_ms": 1e3 * fwd_bwd,
+        "peak_mb": peak,
+        "pairs": pairs / batch,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_table(configs: list[tuple[int, int, int]]) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    header = f"{'batch':>5} {'size':>5} {'gaussians':>9} {'pairs/frame':>11} {'fwd ms/frame':>12} " \
+             f"{'fwd+bwd ms/frame':>16} {'fwd+bwd ms/batch':>16} {'peak MB':>8} {'load':>5}"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    threads = None
+    for batch, size, n in configs:
+        cmd = [sys.executable, __file__, "--one", str(batch), str(size), str(n)]
+        label = f"{batch:>5} {size:>4}² {n:>9}"
+        try:
+            proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(f"{label}  skipped: over {TIMEOUT_S} s")
+            continue
+        if proc.returncode != 0:
+            print(f"{label}  failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        threads = r["threads"]
+        print(
+            f"{label} {r['pairs']:>11.0f} {r['fwd_ms']:>12.1f} {r['fwd_bwd_ms']:>16.1f} "
+            f"{r['batch_ms']:>16.1f} {r['peak_mb']:>8.0f} {os.getloadavg()[0]:>5.1f}",
+            flush=True,
+        )
+    print(f"\ntorch threads: {threads}; pairs = contributing (pixel, Gaussian) pairs after culling;")
+    print("times are medians; load = 1-min load average after the row (other processes skew times)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small configurations only")
+    parser.add_argument("--one", nargs=3, type=int, metavar=("BATCH", "SIZE", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        print(json.dumps(measure_one(*args.one)))
+        return
+    if args.quick:
+        configs = [(1, 32, 1024), (1, 64, 4096), (8, 32, 2048)]
+    else:
+        configs = [(1, s, n) for s in SIZES for n in COUNTS] + list(EXTRA)
+    run_table(configs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Test data for the face/ tests: toy MODNet-format ONNX models, the astronaut photo, SMIRK."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+SMIRK_FIXTURE = FIXTURES / "smirk_em1_format_random.pt"
+SMIRK_FIXTURE_IO = FIXTURES / "smirk_em1_format_random_io.pt"
+
+# Where the astronaut's face is in skimage.data.astronaut() (512², checked by eye).
+ASTRONAUT_FACE_X = (150.0, 250.0)
+ASTRONAUT_FACE_Y = (40.0, 180.0)
+
+
+def astronaut() -> np.ndarray:
+    """skimage's astronaut photo, RGB uint8 [512, 512, 3]."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+def write_mean_sigmoid_onnx(path: Path, input_name: str = "input", output_name: str = "output") -> Path:
+    """A MODNet-format ONNX model computing ``sigmoid(mean over channels)``: (B, 3, H, W) float32
+    -> (B, 1, H, W), dynamic batch/height/width, like the official export's signature."""
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    y = helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", 1, "height", "width"])
+    nodes = [
+        helper.make_node("ReduceMean", [input_name], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Sigmoid", ["mean"], [output_name]),
+    ]
+    graph = helper.make_graph(nodes, "toy_modnet", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # readable by any onnxruntime from 1.10 on
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def toy_matte(image_rgb: np.ndarray) -> np.ndarray:
+    """What the toy model gives at full resolution: sigmoid(mean((x - 127.5) / 127.5)), [H, W]."""
+    x = (image_rgb.astype(np.float64) - 127.5) / 127.5
+    return 1.0 / (1.0 + np.exp(-x.mean(axis=2)))
+
+
+@functools.lru_cache(maxsize=1)
+def smirk_estimator():
+    """`SmirkEstimator` with the random-weight fixture in SMIRK_em1.pt's layout (built once)."""
+    from agora_core.face.smirk import SmirkEstimator
+
+    return SmirkEstimator(SMIRK_FIXTURE)

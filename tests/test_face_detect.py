@@ -1,0 +1,81 @@
+"""Face detection (agora_core.face.detect) on a real photograph and on a blank image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from face_helpers import ASTRONAUT_FACE_X, ASTRONAUT_FACE_Y, astronaut
+
+from agora_core.errors import AgoraError
+from agora_core.face.detect import (
+    HAAR_TO_LANDMARK_SCALE,
+    HAAR_TO_LANDMARK_SHIFT,
+    Detection,
+    FaceDetector,
+    HaarDetector,
+    NoFaceError,
+    default_detector,
+    detect_largest_face,
+    haar_to_landmark_box,
+    mediapipe_available,
+)
+
+
+def test_haar_finds_the_astronaut_face():
+    detections = HaarDetector().detect(astronaut())
+    assert len(detections) == 1
+    det = detections[0]
+    x0, y0, x1, y1 = det.raw_box  # Haar's own box: eyebrows to below the mouth, within the head
+    assert 140 <= x0 < x1 <= 290 and 30 <= y0 < y1 <= 200
+    cx, cy = det.centre  # landmark-equivalent box centre: on the face
+    assert ASTRONAUT_FACE_X[0] <= cx <= ASTRONAUT_FACE_X[1] and ASTRONAUT_FACE_Y[0] <= cy <= ASTRONAUT_FACE_Y[1]
+    assert 80 <= det.mean_side <= 140  # the face is ~100 px across in the 512² photo
+    assert det.landmarks is None and det.score > 0
+
+
+def test_haar_box_is_calibrated_to_a_landmark_box():
+    x0, y0, x1, y1 = haar_to_landmark_box((100, 50, 80, 80))
+    assert x1 - x0 == pytest.approx(HAAR_TO_LANDMARK_SCALE * 80)
+    assert y1 - y0 == pytest.approx(HAAR_TO_LANDMARK_SCALE * 80)
+    assert 0.5 * (x0 + x1) == pytest.approx(140.0)
+    assert 0.5 * (y0 + y1) == pytest.approx(90.0 + HAAR_TO_LANDMARK_SHIFT * 80)
+
+
+def test_blank_image_raises_no_face_error_naming_the_file():
+    blank = np.full((256, 256, 3), 255, np.uint8)
+    with pytest.raises(NoFaceError) as info:
+        detect_largest_face(blank, HaarDetector(), source="photos/blank.png")
+    message = str(info.value)
+    assert isinstance(info.value, AgoraError)
+    assert message.startswith("photos/blank.png: no face found") and "\n" not in message
+    with pytest.raises(NoFaceError, match="no face found in the image"):
+        detect_largest_face(blank, HaarDetector())
+
+
+class _FixedDetector:
+    name = "fixed"
+
+    def __init__(self, detections):
+        self.detections = detections
+
+    def detect(self, image_rgb):
+        return self.detections
+
+
+def test_largest_face_is_picked():
+    small = Detection(box=(0, 0, 10, 10), score=9.0)
+    large = Detection(box=(20, 20, 60, 70), score=1.0)
+    detector = _FixedDetector([small, large])
+    assert isinstance(detector, FaceDetector)
+    assert detect_largest_face(np.zeros((80, 80, 3), np.uint8), detector) is large
+
+
+def test_default_detector_falls_back_to_haar_without_mediapipe():
+    detector = default_detector()
+    assert isinstance(detector, FaceDetector)
+    assert detector.name == ("mediapipe" if mediapipe_available() else "haar")
+
+
+def test_detector_rejects_non_rgb_input():
+    with pytest.raises(AssertionError):
+        HaarDetector().detect(np.zeros((64, 64), np.uint8))
