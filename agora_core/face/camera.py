@@ -14,9 +14,9 @@ pivot = target = 0 this is the brief's ``c = radius * Rᵀ e_z``; with target = 
 
 Intrinsics: the EG3D/GGHEAD ones (fx = fy = 4.2647, cx = cy = 0.5, normalised). AGORA's code
 instead uses Z0 = 2.28 with focal 0.5 * s * Z0 from SMIRK's weak-perspective scale s; we use a
-fixed ``radius`` (default EG3D's 2.7) with the fixed focal, so the head's image size does not
-follow s. At radius 2.7 the image spans 0.63 m at the target; a metric FLAME head framed like
-the FFHQ-style dataset crop (crop.py) needs a radius of ~1.3 instead.
+fixed ``radius`` with the fixed focal, so the head's image size does not follow s. The default
+is `FLAME_CAMERA_RADIUS` (1.3): a metric FLAME head framed like the FFHQ-style dataset crop
+(crop.py); EG3D's 2.7 (a 0.63 m window) would leave the head small in the image.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from agora_core.render.cameras import EG3D_FOCAL, EG3D_RADIUS, Camera, default_intrinsics
+from agora_core.render.cameras import EG3D_FOCAL, FLAME_CAMERA_RADIUS, Camera, default_intrinsics
 
 _FLIP_YZ = (1.0, -1.0, -1.0)  # D: world axes -> OpenCV camera axes for the frontal camera
 
@@ -74,7 +74,7 @@ def camera_from_head_pose(
     global_pose: Tensor,
     pivot: Tensor | None = None,
     target: Tensor | None = None,
-    radius: float = EG3D_RADIUS,
+    radius: float = FLAME_CAMERA_RADIUS,
     focal: float = EG3D_FOCAL,
 ) -> Camera:
     """The orbiting camera that sees the unrotated head as the frontal camera sees the rotated one.

@@ -23,7 +23,7 @@ from agora_core.face.crop import (
 )
 from agora_core.face.detect import Detection, FaceDetector, check_rgb_image, detect_largest_face
 from agora_core.face.matting import composite_on_white
-from agora_core.render.cameras import EG3D_RADIUS, Camera
+from agora_core.render.cameras import FLAME_CAMERA_RADIUS, Camera
 
 NUM_NECK, NUM_EYES = 3, 6  # FLAME neck and eye poses; SMIRK estimates neither (zeros)
 
@@ -86,7 +86,7 @@ def analyse_face(
     size: int = DATASET_CROP_SIZE,
     source: str | Path | None = None,
     pivot: torch.Tensor | None = None,
-    camera_radius: float = EG3D_RADIUS,
+    camera_radius: float = FLAME_CAMERA_RADIUS,
 ) -> FaceAnalysis:
     """Detect (unless ``aligned``), crop, matte, estimate FLAME and derive the camera.
 

@@ -7,6 +7,7 @@ gsplat's classic 3DGS semantics. See docs/architecture.md, "Renderer".
 from agora_core.render.cameras import (
     EG3D_FOCAL,
     EG3D_RADIUS,
+    FLAME_CAMERA_RADIUS,
     Camera,
     orbit_cameras,
     sample_ffhq_like_cameras,
@@ -18,6 +19,7 @@ __all__ = [
     "Camera",
     "EG3D_FOCAL",
     "EG3D_RADIUS",
+    "FLAME_CAMERA_RADIUS",
     "gsplat_status",
     "orbit_cameras",
     "rasterize",

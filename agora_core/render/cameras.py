@@ -22,6 +22,10 @@ from torch import Tensor
 
 EG3D_FOCAL = 4.2647  # normalised focal length of the EG3D/GGHEAD FFHQ cameras (fx = fy)
 EG3D_RADIUS = 2.7  # camera distance to the look-at point in EG3D/GGHEAD FFHQ labels
+# FFHQ-crop-like framing of a head in FLAME units (metres, unscaled): focal 4.2647 at 1.3 m sees a
+# 0.30 m window, about crown-to-chin plus some hair and neck. Used by the synthetic dataset and by
+# cameras derived from real photos, so both worlds frame heads alike.
+FLAME_CAMERA_RADIUS = 1.3
 
 # Mirror about the x = 0 plane (world x -> -x), as EG3D does for flipped FFHQ images.
 _MIRROR = (-1.0, 1.0, 1.0, 1.0)
@@ -210,6 +214,7 @@ __all__ = [
     "Camera",
     "EG3D_FOCAL",
     "EG3D_RADIUS",
+    "FLAME_CAMERA_RADIUS",
     "default_intrinsics",
     "orbit_cameras",
     "sample_ffhq_like_cameras",
