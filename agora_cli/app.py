@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from agora_cli import doctor as doctor_cmd
+from agora_cli import prep_data as prep_data_cmd
 
 app = typer.Typer(
     name="agora",
@@ -35,6 +36,7 @@ def _root(
 
 
 app.command("doctor")(doctor_cmd.doctor)
+app.command("prep-data")(prep_data_cmd.prep_data)
 
 
 def main() -> None:

@@ -7,6 +7,16 @@
 - `stylegan2_synthesis`: skip synthesis network (identity branch), its 64² tap, and the
   synthesis tail the deformation branch is built from (paper sec. 3.4).
 - `stylegan2_discriminator`: ResNet D with projection conditioning (dual discrimination, sec. 3.6).
+
+AGORA itself:
+- `generator_config`: `GeneratorConfig`, `DiscriminatorConfig` (frozen dataclasses).
+- `lifting`: UV sampling (eq. 4), 3D lifting (eq. 5) and residual composition (sec. 3.4-3.5).
+- `shape_conditioning`: the UV shape displacement map (sec. 3.3, eq. 6).
+- `facial_mask`: where expression residuals are allowed.
+- `deformation_branch`: G_d with expression-conditioned styles (sec. 3.4, eq. 7).
+- `agora_generator`: `AgoraGenerator` with the identity / animate split.
+- `dual_discrimination`: the displacement-coloured cue S(psi) (sec. 3.6, eq. 8).
+- `agora_discriminator`: `AgoraDiscriminator` (cue variants of Table 3).
 """
 
 from agora_core.models.fir_resample import downsample2d, downsample2d_reference, upsample2d, upsample2d_reference
@@ -39,6 +49,14 @@ from agora_core.models.stylegan2_synthesis import (
     SynthesisTap,
     synthesis_channels,
 )
+from agora_core.models.generator_config import DiscriminatorConfig, GeneratorConfig
+from agora_core.models.lifting import lift_gaussians, opacity_beta_loss, sample_uv_attributes
+from agora_core.models.shape_conditioning import shape_displacement, shape_displacement_map
+from agora_core.models.facial_mask import facial_sample_mask, facial_vertex_mask
+from agora_core.models.deformation_branch import DeformationBranch, ExpressionEmbedding, expression_condition
+from agora_core.models.agora_generator import AgoraGenerator, GeneratorOutput, IdentityCache
+from agora_core.models.dual_discrimination import dual_discrimination_cue
+from agora_core.models.agora_discriminator import AgoraDiscriminator
 
 __all__ = [
     "Discriminator",
@@ -70,4 +88,22 @@ __all__ = [
     "truncate",
     "upsample2d",
     "upsample2d_reference",
+    # AGORA
+    "AgoraDiscriminator",
+    "AgoraGenerator",
+    "DeformationBranch",
+    "DiscriminatorConfig",
+    "ExpressionEmbedding",
+    "GeneratorConfig",
+    "GeneratorOutput",
+    "IdentityCache",
+    "dual_discrimination_cue",
+    "expression_condition",
+    "facial_sample_mask",
+    "facial_vertex_mask",
+    "lift_gaussians",
+    "opacity_beta_loss",
+    "sample_uv_attributes",
+    "shape_displacement",
+    "shape_displacement_map",
 ]

@@ -1,0 +1,256 @@
+"""`AgoraGenerator`: the dual-branch AGORA generator (paper sec. 3.2-3.5, Fig. 2 left).
+
+    w = M(z, π) (eq. 3)  ->  F_uv = G(w, β) (identity branch, spatial shape condition eq. 6)
+    A_M = GridSample(F_uv, x_uv) (eq. 4)                          } `identity()`: once per avatar
+    D_uv = G_d(w, ψ, θ; f) (eq. 7), A_D = GridSample(D_uv, x_uv)   }
+    μ = Interpolate(M(β, ψ, θ), x_uv) + μ_δM (+ Δμ) (eq. 5), …     } `animate()`: once per frame
+
+`identity()` returns an `IdentityCache`; `animate()` only runs FLAME, the light deformation branch
+and the lifting, never the identity branch — reenactment, PTI, AGORA-M basis extraction and the
+benchmarks rely on this split. The head's global rotation is zero: the camera orbits the head.
+
+The state_dict holds only learned tensors (and noise/w_avg buffers): the head model and the
+tables derived from it (UV samples, UV raster, facial mask) are rebuilt from the head at
+construction, so checkpoints carry none of FLAME's arrays (its licence forbids redistributing them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from agora_core.gaussians import GaussianSet
+from agora_core.head import FlameAssets, HeadModel, UVSamples, back_head_faces, build_uv_raster, interpolate
+from agora_core.head.uv import UVRasterMap, sample_uv_grid
+from agora_core.models.deformation_branch import DeformationBranch, expression_condition
+from agora_core.models.facial_mask import facial_sample_mask
+from agora_core.models.generator_config import GeneratorConfig
+from agora_core.models.lifting import lift_gaussians, sample_uv_attributes
+from agora_core.models.mapping import MappingNetwork
+from agora_core.models.shape_conditioning import shape_displacement_map
+from agora_core.models.stylegan2_layers import NoiseMode, count_parameters
+from agora_core.models.stylegan2_synthesis import SynthesisNetwork
+
+SHAPE_MAP_CHANNELS = 3  # ΔV_shape xyz
+
+
+@dataclass
+class IdentityCache:
+    """Everything `animate()` needs from the identity branch (one avatar per batch row)."""
+
+    ws: Tensor  # [B, num_ws, w_dim] style vectors (after truncation)
+    planes: Tensor  # [B, C, R, R] raw identity UV planes F_uv (C = config.main_channels)
+    tap_features: Tensor  # [B, ch(tap), tap, tap] identity features at the tap (not detached)
+    tap_skip_image: Tensor  # [B, C, tap, tap] identity skip image at the tap
+    shape: Tensor  # [B, S] FLAME shape β
+    raw_main: Tensor  # [B, M, C] raw identity attributes A_M at the UV samples (eq. 4)
+
+    @property
+    def batch_size(self) -> int:
+        return self.ws.shape[0]
+
+    def map(self, fn) -> "IdentityCache":
+        return IdentityCache(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
+
+    def detach(self) -> "IdentityCache":
+        return self.map(lambda t: t.detach())
+
+    def expand(self, batch_size: int) -> "IdentityCache":
+        """Broadcast a single avatar to `batch_size` rows (one identity, many frames)."""
+        assert self.batch_size in (1, batch_size), (self.batch_size, batch_size)
+        return self.map(lambda t: t.expand(batch_size, *t.shape[1:]))
+
+
+@dataclass
+class GeneratorOutput:
+    gaussians: GaussianSet  # [B, N] final Gaussians 𝒜
+    regularizers: dict[str, Tensor]  # scalars: position, scale, deform_position, deform_scale, opacity_beta
+
+
+def head_assets_view(head: HeadModel) -> FlameAssets:
+    """The `FlameAssets` of a `HeadModel`'s buffers and named index sets, for topology helpers."""
+    v, s, e = head.num_vertices, head.num_shape, head.num_expr
+    npf = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    parents = npf(head.parents).copy()
+    parents[0] = 4294967295
+    return FlameAssets(
+        v_template=npf(head.v_template), faces=npf(head.faces), shapedirs=npf(head.blendshapes[:, :, :s]),
+        exprdirs=npf(head.blendshapes[:, :, s:s + e]), posedirs=npf(head.posedirs.T).reshape(v, 3, 36),
+        J_regressor=npf(head.J_regressor), weights=npf(head.lbs_weights),
+        kintree_table=np.stack([parents, np.arange(len(parents))]), uv_coords=npf(head.uv_coords),
+        uv_faces=npf(head.uv_faces), model_id=head.model_id, extras=dict(getattr(head, "extras", {})))
+
+
+def _fit(x: Tensor, n: int) -> Tensor:
+    """Zero-pad or truncate the last dim of x [B, n'] to n."""
+    return x[:, :n] if x.shape[1] >= n else torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
+
+
+class AgoraGenerator(nn.Module):
+    """AGORA generator G (identity branch + deformation branch + 3D lifting).
+
+    Args:
+        config: architecture.
+        head: FLAME-format head model (with the mouth interior for the paper's template).
+        back_head: optional bool [F] faces excluded from the UV samples (appendix 0.B.1.1);
+            default: the head's `back_head_faces` buffer if it has one, else the
+            head's `extras["back_head_faces"]` (via `regions.back_head_faces`), else that
+            function's geometric heuristic on its template.
+    """
+
+    def __init__(self, config: GeneratorConfig, head: HeadModel, back_head=None):
+        super().__init__()
+        self.config, self.head = config, head
+        self.shape_dim = head.num_shape
+        spatial = config.shape_conditioning == "spatial"
+        self.synthesis = SynthesisNetwork(
+            config.w_dim, config.uv_resolution, config.main_channels, config.channel_base, config.channel_max,
+            cond_channels=SHAPE_MAP_CHANNELS if spatial else 0, use_noise=config.use_noise,
+            tap_resolution=config.tap_resolution)
+        c_dim = config.c_dim + (self.shape_dim if config.shape_conditioning == "mapping" else 0)
+        self.mapping_network = MappingNetwork(config.z_dim, c_dim, config.w_dim, num_ws=self.synthesis.num_ws,
+                                              num_layers=config.mapping_layers)
+        self.position_head = None
+        if config.position_zero_init:
+            self.position_head = nn.Conv2d(3, 3, kernel_size=1)
+            nn.init.zeros_(self.position_head.weight)
+            nn.init.zeros_(self.position_head.bias)
+        self.deformation_branch = DeformationBranch(config) if config.deformation_branch else None
+        self._build_tables(head, back_head)
+        self.register_state_dict_post_hook(_drop_head_from_state_dict)
+        self.register_load_state_dict_post_hook(_ignore_missing_head_keys)
+
+    def _build_tables(self, head: HeadModel, back_head) -> None:
+        """UV samples x_uv, shape-map raster and facial mask, as non-persistent buffers."""
+        cfg = self.config
+        if back_head is None:
+            back_head = getattr(head, "back_head_faces", None)
+        if back_head is None:
+            back_head = back_head_faces(head_assets_view(head))
+        if isinstance(back_head, Tensor):
+            back_head = back_head.detach().cpu().numpy()
+        keep = ~torch.as_tensor(np.asarray(back_head, dtype=bool))
+        samples = sample_uv_grid(head.uv_coords, head.uv_faces, cfg.gaussian_grid, face_mask=keep)
+        assert samples.num_samples > 0, "no UV samples: check the head's UV layout and back_head"
+        self.register_buffer("sample_x_uv", samples.x_uv, persistent=False)
+        self.register_buffer("sample_face_idx", samples.face_idx, persistent=False)
+        self.register_buffer("sample_bary", samples.bary, persistent=False)
+        raster = build_uv_raster(head.uv_coords, head.uv_faces, cfg.uv_resolution, face_mask=keep)
+        self.register_buffer("raster_face_idx", raster.face_idx, persistent=False)
+        self.register_buffer("raster_bary", raster.bary, persistent=False)
+        mask = facial_sample_mask(head, samples) if cfg.residual_mask == "facial" else None
+        self.register_buffer("residual_mask", mask, persistent=False)
+
+    # --- views --------------------------------------------------------------------------------------
+    @property
+    def samples(self) -> UVSamples:
+        """The M UV sample points x_uv (eq. 4), on this module's device."""
+        return UVSamples(self.sample_x_uv, self.sample_face_idx, self.sample_bary)
+
+    @property
+    def shape_raster(self) -> UVRasterMap:
+        return UVRasterMap(self.raster_face_idx, self.raster_bary)
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.sample_x_uv.shape[0]
+
+    @property
+    def num_ws(self) -> int:
+        return self.synthesis.num_ws
+
+    def parameter_counts(self) -> dict[str, int]:
+        """{"mapping", "identity_branch" (mapping + identity synthesis), "deformation_branch", "total"}."""
+        mapping = count_parameters(self.mapping_network)
+        identity = mapping + count_parameters(self.synthesis)
+        identity += count_parameters(self.position_head) if self.position_head is not None else 0
+        deform = count_parameters(self.deformation_branch) if self.deformation_branch is not None else 0
+        return {"mapping": mapping, "identity_branch": identity, "deformation_branch": deform,
+                "total": count_parameters(self)}
+
+    # --- eq. 3 --------------------------------------------------------------------------------------
+    def mapping(self, z: Tensor, c: Tensor, truncation_psi: float = 1.0, shape: Tensor | None = None) -> Tensor:
+        """ws = M(z, π) (eq. 3); with shape_conditioning "mapping" (Table 2) the label is [π, β].
+
+        Args:
+            z: [B, z_dim]; c: [B, c_dim] camera label; shape: [B, S'] β (needed for "mapping" only).
+        Returns:
+            [B, num_ws, w_dim].
+        """
+        if self.config.shape_conditioning == "mapping":
+            assert shape is not None, 'shape_conditioning "mapping" needs the shape β'
+            c = torch.cat([c, _fit(shape.to(c.dtype), self.shape_dim)], dim=1)
+        return self.mapping_network(z, c, truncation_psi)
+
+    # --- identity branch ----------------------------------------------------------------------------
+    def identity(self, z: Tensor | None, c: Tensor | None, shape: Tensor, truncation_psi: float = 1.0,
+                 ws: Tensor | None = None, *, noise_mode: NoiseMode = "random") -> IdentityCache:
+        """Identity branch, once per avatar: ws, F_uv = G(w, β) and A_M (eq. 3-4, 6).
+
+        Args:
+            z [B, z_dim], c [B, c_dim]: latent and camera label (ignored when `ws` is given).
+            shape: [B, S'] FLAME shape β.
+            ws: [B, num_ws, w_dim] given styles (inversion / PTI) instead of mapping z.
+        """
+        if ws is None:
+            ws = self.mapping(z, c, truncation_psi, shape)
+        assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.config.w_dim), ws.shape
+        assert shape.ndim == 2 and shape.shape[0] == ws.shape[0], (shape.shape, ws.shape)
+        cond = None
+        if self.config.shape_conditioning == "spatial":
+            cond = shape_displacement_map(self.head, shape, self.shape_raster).to(ws.dtype)
+        tap = self.synthesis.forward_with_tap(ws, cond, noise_mode)
+        planes = tap.image
+        if self.position_head is not None:
+            planes = torch.cat([self.position_head(planes[:, :3]), planes[:, 3:]], dim=1)
+        raw_main = sample_uv_attributes(planes, self.samples)
+        return IdentityCache(ws, planes, tap.features, tap.skip_image, shape, raw_main)
+
+    # --- per frame ----------------------------------------------------------------------------------
+    def animate(self, cache: IdentityCache, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None,
+                neck: Tensor | None = None, eyes: Tensor | None = None, *,
+                noise_mode: NoiseMode = "random") -> GeneratorOutput:
+        """Posed Gaussians of cached identities (eq. 5, 7, sec. 3.4-3.5); no identity-branch work.
+
+        Args:
+            cache: from `identity()`; a single avatar is broadcast to the expression batch.
+            expression [B, E'], jaw [B, 3], eyelids [B, 2] | None, neck [B, 3] | None,
+            eyes [B, 6] | None: FLAME parameters (None = zero); global rotation is zero.
+        """
+        b = expression.shape[0]
+        if cache.batch_size != b:
+            cache = cache.expand(b)
+        zeros = lambda n: expression.new_zeros(b, n)  # noqa: E731
+        neck = zeros(3) if neck is None else neck
+        eyes = zeros(6) if eyes is None else eyes
+        mesh = self.head(cache.shape, expression, jaw, neck, eyes, eyelids, None)
+        points = interpolate(mesh, self.head.faces, self.samples).to(cache.raw_main.dtype)
+        deform = None
+        if self.deformation_branch is not None:
+            e = expression_condition(expression, jaw, eyelids, self.config.expr_cond_dim).to(cache.ws.dtype)
+            planes = self.deformation_branch(cache.tap_features, cache.ws, e, noise_mode)
+            deform = sample_uv_attributes(planes, self.samples)
+        gaussians, regs = lift_gaussians(cache.raw_main, points, deform, self.residual_mask, self.config)
+        return GeneratorOutput(gaussians, regs)
+
+    def forward(self, z: Tensor, c: Tensor, flame: dict[str, Tensor], truncation_psi: float = 1.0, *,
+                noise_mode: NoiseMode = "random") -> GeneratorOutput:
+        """identity() then animate(); `flame` has the dataset keys shape, expression, jaw
+        (required) and neck, eyes, eyelids (optional)."""
+        cache = self.identity(z, c, flame["shape"], truncation_psi, noise_mode=noise_mode)
+        return self.animate(cache, flame["expression"], flame["jaw"], flame.get("eyelids"), flame.get("neck"),
+                            flame.get("eyes"), noise_mode=noise_mode)
+
+
+def _drop_head_from_state_dict(module: AgoraGenerator, state_dict, prefix: str, local_metadata) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "head.")]:
+        del state_dict[key]
+
+
+def _ignore_missing_head_keys(module: AgoraGenerator, incompatible_keys) -> None:
+    head_keys = {"head." + name for name, _ in module.head.named_buffers()}
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if not any(k == h or k.endswith("." + h) for h in head_keys)]

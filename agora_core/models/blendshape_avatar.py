@@ -1,0 +1,102 @@
+"""`BlendshapeAvatar`: AGORA-M's runtime avatar (paper sec. 3.7, eq. 11, Fig. 2 right).
+
+    𝒜^M(w, β, ψ, θ) = 𝒜(w, β, ψ0, θ0) + Σ_k c_k U_k,    (c_1 … c_K) = f_mlp(w, ψ, θ)   (eq. 10-11)
+
+The neutral attributes 𝒜(w, β, ψ0, θ0) are computed once per avatar (one identity-branch and one
+animate call of the full model); a frame then costs one shallow MLP and four matrix products, in
+the residual spaces of docs/architecture.md "AGORA-M files": xyz (metres), log-scale, unit
+quaternion (renormalised after blending) and post-sigmoid opacity (clamped to [0, 1]). Colour is
+the neutral's (not animated).
+
+The basis and the regressor are duck-typed (`agora_core.mobile.GaussianBasis` and
+`CoefficientMLP`) so this module does not import the AGORA-M stage that builds them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from agora_core.gaussians import GaussianSet, normalize_quat
+from agora_core.models.deformation_branch import expression_condition
+
+if TYPE_CHECKING:
+    from agora_core.mobile.basis_file import GaussianBasis
+    from agora_core.mobile.coefficient_mlp import CoefficientMLP
+    from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
+
+GROUP_DIMS = {"xyz": 3, "scale": 3, "rotation": 4, "opacity": 1}  # = agora_core.mobile.RESIDUAL_GROUPS
+
+
+class BlendshapeAvatar:
+    """One AGORA-M avatar: cached neutral Gaussians, shared blendshapes, its w for the regressor.
+
+    Args:
+        neutral: the avatar's Gaussians at ψ0 = 0, θ0 = 0 (batch 1).
+        basis: blendshapes U (`GaussianBasis`: `.basis[g]` [K, M·D_g]).
+        mlp: coefficient regressor (`CoefficientMLP`), or None to drive `blend` with given coefficients.
+        w: [1, w_dim] the avatar's w (first style vector after truncation), input of f_mlp.
+    """
+
+    def __init__(self, neutral: GaussianSet, basis: "GaussianBasis", mlp: "CoefficientMLP | None" = None,
+                 w: Tensor | None = None):
+        assert neutral.batch_size == 1, f"one avatar per BlendshapeAvatar, got batch {neutral.batch_size}"
+        m = neutral.num_gaussians
+        dev, dtype = neutral.device, neutral.means.dtype
+        self.neutral = neutral
+        self.neutral_flat = {"xyz": neutral.means.reshape(1, -1), "scale": neutral.log_scales.reshape(1, -1),
+                             "rotation": neutral.quats.reshape(1, -1), "opacity": neutral.opacities.reshape(1, -1)}
+        self.blendshapes = {g: basis.basis[g].to(device=dev, dtype=dtype) for g in GROUP_DIMS}
+        for g, d in GROUP_DIMS.items():
+            assert self.blendshapes[g].shape[1] == m * d, (g, self.blendshapes[g].shape, m, d)
+        self.mlp = mlp.to(dev) if mlp is not None else None
+        self.w = None if w is None else w.reshape(1, -1).to(device=dev, dtype=dtype)
+        assert mlp is None or (self.w is not None and self.w.shape[1] == mlp.w_dim), "the regressor needs w [1, w_dim]"
+
+    @property
+    def k(self) -> int:
+        return self.blendshapes["xyz"].shape[0]
+
+    @staticmethod
+    @torch.no_grad()
+    def from_generator(generator: "AgoraGenerator", cache: "IdentityCache", basis: "GaussianBasis",
+                       mlp: "CoefficientMLP | None" = None) -> "BlendshapeAvatar":
+        """The neutral of a cached identity (batch 1) through the full model, once (eq. 11's first term)."""
+        assert cache.batch_size == 1, cache.batch_size
+        dev = cache.ws.device
+        zeros = lambda n: torch.zeros(1, n, device=dev)  # noqa: E731
+        neutral = generator.animate(cache, zeros(generator.head.num_expr), zeros(3), zeros(2),
+                                    noise_mode="const").gaussians
+        return BlendshapeAvatar(neutral, basis, mlp, cache.ws[:, 0])
+
+    def coefficients(self, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None) -> dict[str, Tensor]:
+        """(c_1 … c_K) per group = f_mlp(w, ψ, θ) (eq. 10): ψ [B, E], jaw [B, 3], eyelids [B, 2]."""
+        assert self.mlp is not None, "this avatar has no regressor: pass coefficients to blend()"
+        b = expression.shape[0]
+        e = expression_condition(expression, jaw, eyelids, self.mlp.expr_dim).to(self.w.dtype)
+        return self.mlp.coefficients(torch.cat([self.w.expand(b, -1), e], dim=1))
+
+    def blend(self, coefficients: dict[str, Tensor]) -> GaussianSet:
+        """𝒜^M = neutral + Σ_k c_k U_k (eq. 11), then unit quaternions and opacity in [0, 1].
+
+        Args:
+            coefficients: {group: [B, K']} with K' ≤ K (the first K' blendshapes are used).
+        Returns:
+            B sets of M Gaussians with the neutral's colours.
+        """
+        b = coefficients["xyz"].shape[0]
+        m = self.neutral.num_gaussians
+        attrs = {}
+        for g, d in GROUP_DIMS.items():
+            c = coefficients[g]
+            assert c.shape[0] == b and c.shape[1] <= self.k, (g, c.shape, self.k)
+            u = self.blendshapes[g][: c.shape[1]]
+            attrs[g] = torch.addmm(self.neutral_flat[g], c.to(u.dtype), u).reshape(b, m, d)
+        return GaussianSet(means=attrs["xyz"], log_scales=attrs["scale"], quats=normalize_quat(attrs["rotation"]),
+                           sh=self.neutral.sh.expand(b, -1, -1, -1), opacities=attrs["opacity"][..., 0].clamp(0.0, 1.0))
+
+    def animate(self, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None) -> GaussianSet:
+        """Posed Gaussians of this avatar: f_mlp then eq. 11. ψ [B, E], jaw [B, 3], eyelids [B, 2] | None."""
+        return self.blend(self.coefficients(expression, jaw, eyelids))

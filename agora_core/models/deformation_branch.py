@@ -1,0 +1,109 @@
+"""Deformation branch G_d (paper sec. 3.4, eq. 7, appendix 0.B.1.2).
+
+D_uv = G_d(w, ψ, θ; f): two StyleGAN2 blocks (64² → 128² → 256² for the paper) that start from the
+identity branch's tap features f (not detached, so G_d's loss also trains the identity branch up
+to the tap) and are conditioned on the expression by style modulation. As in the authors' code,
+each layer's style is the concatenation [w, MLP(e)] (1024-d for the paper), with
+e = [ψ (first 50 coefficients), jaw axis-angle (3), eyelids (2)] = 55-d, unnormalised, and
+MLP = Linear(55→512) – LeakyReLU(0.2) – Linear(512→512). The w part is the identity's first
+`num_ws` style vectors (identical copies unless styles are mixed), as the authors do.
+
+Output: residual planes [B, 9, R, R] = (Δμ 3, Δlog-scale 3, Δq 3). The skip image starts from zero
+(the authors start from the identity's tap skip image, so their residuals are not zero at
+initialisation), and every ToOutput weight of the tail is scaled by `deform_output_gain` (0.1) at
+initialisation, so residuals start near zero while every layer already receives gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from agora_core.models.generator_config import EYELID_DIM, JAW_DIM, GeneratorConfig
+from agora_core.models.lifting import DEFORM_CHANNELS
+from agora_core.models.stylegan2_layers import NoiseMode
+from agora_core.models.stylegan2_synthesis import SynthesisTail, synthesis_channels
+
+
+def _fit(x: Tensor, n: int) -> Tensor:
+    """Zero-pad or truncate the last dim of x [B, n'] to n."""
+    if x.shape[1] >= n:
+        return x[:, :n]
+    return torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
+
+
+def expression_condition(expression: Tensor, jaw: Tensor, eyelids: Tensor | None, expr_dim: int) -> Tensor:
+    """e = [ψ[:expr_dim] (zero-padded), jaw (3), eyelids (2, zeros if None)] (sec. 3.4).
+
+    Args:
+        expression: [B, E] FLAME expression coefficients ψ.
+        jaw: [B, 3] jaw axis-angle θ_jaw.
+        eyelids: [B, 2] or None.
+    Returns:
+        [B, expr_dim + 5] (55-d for the paper).
+    """
+    b = expression.shape[0]
+    assert expression.ndim == 2 and jaw.shape == (b, JAW_DIM), (expression.shape, jaw.shape)
+    if eyelids is None:
+        eyelids = expression.new_zeros(b, EYELID_DIM)
+    assert eyelids.shape == (b, EYELID_DIM), eyelids.shape
+    return torch.cat([_fit(expression, expr_dim), jaw.to(expression.dtype), eyelids.to(expression.dtype)], dim=1)
+
+
+class ExpressionEmbedding(nn.Module):
+    """MLP(e): Linear(in → out) – LeakyReLU(0.2) – Linear(out → out), plain torch init (authors')."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.net = nn.Sequential(nn.Linear(in_features, out_features), nn.LeakyReLU(0.2),
+                                 nn.Linear(out_features, out_features))
+
+    def forward(self, e: Tensor) -> Tensor:
+        """e [B, in_features] -> [B, out_features]."""
+        assert e.ndim == 2 and e.shape[1] == self.in_features, (e.shape, self.in_features)
+        return self.net(e)
+
+
+class DeformationBranch(nn.Module):
+    """G_d: SynthesisTail(tap → R) with styles [w, MLP(e)], output 9 residual channels (eq. 7)."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        self.in_channels = synthesis_channels(config.tap_resolution, config.channel_base, config.channel_max)
+        self.embedding = ExpressionEmbedding(config.expression_dim, config.expr_embed_dim)
+        self.tail = SynthesisTail(config.tap_resolution, config.uv_resolution, self.in_channels,
+                                  style_dim=config.w_dim + config.expr_embed_dim, out_channels=DEFORM_CHANNELS,
+                                  channel_base=config.channel_base, channel_max=config.channel_max,
+                                  use_noise=config.use_noise)
+        with torch.no_grad():  # residuals start near zero (see module docstring)
+            for block in self.tail.blocks.values():
+                block.to_output.conv.weight.mul_(config.deform_output_gain)
+
+    @property
+    def num_ws(self) -> int:
+        """Style vectors consumed (5 for 64² → 256²)."""
+        return self.tail.num_ws
+
+    def styles(self, ws: Tensor, e: Tensor) -> Tensor:
+        """[w_i, MLP(e)] per layer: ws [B, ≥num_ws, w_dim], e [B, 55] -> [B, num_ws, w_dim + embed]."""
+        b, n = ws.shape[0], self.num_ws
+        assert ws.ndim == 3 and ws.shape[1] >= n and ws.shape[2] == self.config.w_dim, (ws.shape, n)
+        embed = self.embedding(e)[:, None, :].expand(b, n, self.config.expr_embed_dim)
+        return torch.cat([ws[:, :n], embed.to(ws.dtype)], dim=2)
+
+    def forward(self, features: Tensor, ws: Tensor, e: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
+        """D_uv = G_d(w, ψ, θ; f) (eq. 7).
+
+        Args:
+            features: [B, ch(tap), tap, tap] identity-branch features at the tap.
+            ws: [B, num_ws_identity, w_dim] the identity's style vectors (first num_ws used).
+            e: [B, expr_cond_dim + 5] expression condition (`expression_condition`).
+        Returns:
+            [B, 9, R, R] raw residual planes (Δμ, Δlog-scale, Δq).
+        """
+        r0 = self.config.tap_resolution
+        assert features.shape[1:] == (self.in_channels, r0, r0), (features.shape, self.in_channels, r0)
+        assert e.shape == (features.shape[0], self.config.expression_dim), (e.shape, self.config.expression_dim)
+        return self.tail(features, None, self.styles(ws, e), noise_mode=noise_mode)
