@@ -50,11 +50,10 @@ def doctor(
     console.print(f"demo: {status} — {report.demo_detail}")
 
     if head_sheet is not None:
-        from agora_core.head import HeadModel
-        from agora_core.head.demo_head import build_demo_head
+        from agora_core.head.demo_head import demo_head_assets
         from agora_core.head.head_sheet import render_head_sheet
 
-        render_head_sheet(HeadModel(build_demo_head()), head_sheet)
+        render_head_sheet(demo_head_assets(), head_sheet)
         console.print(f"head contact sheet written to {head_sheet}")
 
     if not report.demo_ready:

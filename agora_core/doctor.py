@@ -51,14 +51,13 @@ def _gsplat_check() -> Check:
 def _demo_check() -> tuple[bool, str]:
     """The demo runs when the procedural head builds and goes through the FLAME-format loader."""
     try:
-        from agora_core.head import HeadModel
-        from agora_core.head.demo_head import build_demo_head
+        from agora_core.head import demo_head_model
 
-        assets = build_demo_head()
-        HeadModel(assets)
+        head = demo_head_model(mouth_interior=True)
     except Exception as exc:
         return False, f"demo head failed to build: {type(exc).__name__}: {exc}"
-    return True, f"demo head ready ({assets.num_vertices} vertices, {assets.num_shape} shape / {assets.num_expr} expression components)"
+    return True, (f"demo head ready ({head.num_vertices} vertices with the mouth interior, "
+                  f"{head.num_shape} shape / {head.num_expr} expression components)")
 
 
 def collect_report(explicit: dict[str, str | None] | None = None) -> DoctorReport:

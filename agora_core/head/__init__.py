@@ -27,6 +27,8 @@ __all__ = [
     "uv_validity_map", "write_uv_obj",
 ]
 
-# --- procedural demo head (written separately, in demo_head.py) -------------------------------
-# from agora_core.head.demo_head import build_demo_head  # exported by demo_head's author
-# __all__.append("build_demo_head")
+# the procedural demo head and the presets every stage builds its head with
+from agora_core.head.demo_head import build_demo_head, demo_head_assets  # noqa: E402
+from agora_core.head.presets import demo_head_model, flame_head_model, head_model  # noqa: E402
+
+__all__ += ["build_demo_head", "demo_head_assets", "demo_head_model", "flame_head_model", "head_model"]
