@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from agora_cli.common import console, user_errors
+from agora_cli.common import console, err_console, user_errors
 from agora_cli.options import FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
 
 
@@ -23,7 +23,11 @@ def doctor(
         typer.Option("--head-sheet", help="Also render the head model's contact sheet (neutral, jaw, expressions, shapes) to this PNG."),
     ] = None,
 ) -> None:
-    """Report what this installation can do and which real assets are present. Exit 0 when the demo can run."""
+    """Report what this installation can do and which real assets are present.
+
+    Every asset that is found is also loaded the way the stages load it. Exit 0 when the demo can
+    run and every found asset loads; 2 when a found asset is broken; 1 when the demo cannot run.
+    """
     from agora_core.doctor import collect_report
 
     report = collect_report({"flame_pkl": flame, "flame_uv_obj": flame_uv, "smirk_ckpt": smirk, "modnet_onnx": modnet})
@@ -43,8 +47,13 @@ def doctor(
     assets.add_column("where to get it", overflow="fold")
     for res in report.assets:
         where = f"{res.path} ({res.source})" if res.path else f"set {res.spec.flag} / {res.spec.env} / assets.yaml"
-        assets.add_row(res.spec.title, "[green]yes[/]" if res.found else "[yellow]no[/]", where, res.spec.obtain)
+        found = "[green]yes[/]" if res.found else "[yellow]no[/]"
+        if res.spec.key in report.asset_problems:
+            found = "[red]invalid[/]"
+        assets.add_row(res.spec.title, found, where, res.spec.obtain)
     console.print(assets)
+    for problem in report.asset_problems.values():
+        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
 
     status = "[green]ready[/]" if report.demo_ready else "[red]not ready[/]"
     console.print(f"demo: {status} — {report.demo_detail}")
@@ -58,3 +67,5 @@ def doctor(
 
     if not report.demo_ready:
         raise typer.Exit(1)
+    if report.asset_problems:  # a file was given but the stages could not load it
+        raise typer.Exit(2)

@@ -22,8 +22,41 @@ class Check:
 class DoctorReport:
     runtime: list[Check] = field(default_factory=list)
     assets: list[ResolvedAsset] = field(default_factory=list)
+    asset_problems: dict[str, str] = field(default_factory=dict)  # asset key -> one-line error
     demo_ready: bool = False
     demo_detail: str = ""
+
+
+def validate_assets(found: dict[str, ResolvedAsset]) -> dict[str, str]:
+    """Load every asset that was found, the way the stages will; one-line problems by key."""
+    from agora_core.errors import AgoraError
+
+    problems: dict[str, str] = {}
+
+    def check(key: str, load) -> None:
+        try:
+            load()
+        except AgoraError as exc:
+            problems[key] = str(exc)
+
+    pkl, obj = found.get("flame_pkl"), found.get("flame_uv_obj")
+    if pkl and obj:
+        from agora_core.head.flame_io import flame_assets_from_pickle
+
+        check("flame_pkl", lambda: flame_assets_from_pickle(pkl.path, obj.path))
+    elif pkl:
+        from agora_core.head.flame_io import load_flame_pickle
+
+        check("flame_pkl", lambda: load_flame_pickle(pkl.path))
+    if "smirk_ckpt" in found:
+        from agora_core.face.smirk import load_smirk_encoder
+
+        check("smirk_ckpt", lambda: load_smirk_encoder(found["smirk_ckpt"].path))
+    if "modnet_onnx" in found:
+        from agora_core.face.matting import ModnetMatter
+
+        check("modnet_onnx", lambda: ModnetMatter(found["modnet_onnx"].path))
+    return problems
 
 
 def _torch_checks() -> list[Check]:
@@ -67,5 +100,6 @@ def collect_report(explicit: dict[str, str | None] | None = None) -> DoctorRepor
     report.runtime = _torch_checks()
     report.runtime.append(_gsplat_check())
     report.assets = [resolve_asset(key, explicit.get(key)) for key in ASSETS]
+    report.asset_problems = validate_assets({res.spec.key: res for res in report.assets if res.found})
     report.demo_ready, report.demo_detail = _demo_check()
     return report

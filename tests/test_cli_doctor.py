@@ -28,12 +28,18 @@ def test_doctor_without_assets_exits_zero_and_says_where_to_get_them():
     assert "ready" in out
 
 
-def test_doctor_reports_a_given_asset_as_found(tmp_path):
+def test_doctor_reports_a_given_asset_as_found(fixtures_dir):
+    result = runner.invoke(app, ["doctor", "--smirk", str(fixtures_dir / "smirk_em1_format_random.pt")])
+    assert result.exit_code == 0, result.output
+    assert "(flag)" in " ".join(result.output.split())
+
+
+def test_doctor_rejects_a_garbage_checkpoint(tmp_path):
     fake = tmp_path / "SMIRK_em1.pt"
     fake.write_bytes(b"x")
     result = runner.invoke(app, ["doctor", "--smirk", str(fake)])
-    assert result.exit_code == 0
-    assert "(flag)" in " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "invalid" in result.output and "SMIRK_em1.pt" in result.output
 
 
 def test_user_errors_become_one_line_and_exit_2():
@@ -51,4 +57,30 @@ def test_user_errors_become_one_line_and_exit_2():
     result = runner.invoke(sub, ["boom"])
     assert result.exit_code == 2
     assert "some/file.pkl: truncated pickle" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_doctor_loads_the_fixture_flame_and_smirk(fixtures_dir, tmp_path):
+    from agora_core.head.flame_io import flame_assets_from_pickle  # noqa: F401  (the loader doctor uses)
+    from agora_core.head.obj_io import write_uv_obj
+    from agora_core.head.flame_io import load_flame_pickle
+
+    data = load_flame_pickle(fixtures_dir / "flame2020_schema_tiny.pkl")
+    v, f = data["v_template"], data["f"].astype("int64")
+    obj = tmp_path / "head_template.obj"
+    write_uv_obj(obj, v, f, (v[:, :2] - v[:, :2].min(0)) / (v[:, :2].max(0) - v[:, :2].min(0)), f)
+    result = runner.invoke(app, ["doctor", "--flame", str(fixtures_dir / "flame2020_schema_tiny.pkl"), "--flame-uv", str(obj),
+                                 "--smirk", str(fixtures_dir / "smirk_em1_format_random.pt")])
+    assert result.exit_code == 0, result.output
+    assert "invalid" not in result.output
+
+
+def test_doctor_names_a_truncated_flame_pickle_and_exits_nonzero(fixtures_dir, tmp_path):
+    broken = tmp_path / "generic_model.pkl"
+    data = (fixtures_dir / "flame2020_schema_tiny.pkl").read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    result = runner.invoke(app, ["doctor", "--flame", str(broken)])
+    assert result.exit_code == 2
+    assert "invalid" in result.output
+    assert str(broken) in " ".join(result.output.split()).replace(" ", "") or str(broken) in result.output
     assert "Traceback" not in result.output
