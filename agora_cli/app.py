@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import typer
 
+from agora_cli import bench as bench_cmd
 from agora_cli import doctor as doctor_cmd
+from agora_cli import export as export_cmd
+from agora_cli import extract_basis as extract_basis_cmd
+from agora_cli import fit_mlp as fit_mlp_cmd
 from agora_cli import prep_data as prep_data_cmd
+from agora_cli import sample as sample_cmd
+from agora_cli import train as train_cmd
 
 app = typer.Typer(
     name="agora",
@@ -17,7 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-
 
 
 def _version(value: bool) -> None:
@@ -35,8 +40,14 @@ def _root(
     """AGORA: animatable 3D Gaussian head avatars — data, training, AGORA-M, inversion, reenactment, export."""
 
 
-app.command("doctor")(doctor_cmd.doctor)
 app.command("prep-data")(prep_data_cmd.prep_data)
+app.command("train")(train_cmd.train)
+app.command("sample")(sample_cmd.sample)
+app.command("extract-basis")(extract_basis_cmd.extract_basis)
+app.command("fit-mlp")(fit_mlp_cmd.fit_mlp)
+app.command("bench")(bench_cmd.bench)
+app.add_typer(export_cmd.export_app, name="export")
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def main() -> None:

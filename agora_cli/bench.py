@@ -1,0 +1,90 @@
+"""`agora bench`: cached-identity reenactment speed of AGORA vs AGORA-M (paper Tables 1, 7)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from agora_cli.common import console, setup_runtime, user_errors
+from agora_core.errors import AgoraError
+
+DEFAULT_CONFIG = Path("configs/demo.yaml")
+DEVICES = ("cpu", "cuda")  # "browser" arrives with `agora export web`
+
+
+@user_errors
+def bench(
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    ckpt: Annotated[Optional[Path], typer.Option("--ckpt", help="Training checkpoint (default: a randomly initialised model of --config).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Model config YAML used without --ckpt.")] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", min=8, help="Render side in pixels (default: the model's training resolution).")] = None,
+    gaussians: Annotated[Optional[int], typer.Option("--gaussians", min=16, help="Pick the UV grid giving about this many Gaussians (default: the model's grid).")] = None,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Timed batch-1 frames (batch 8: frames/8 calls, at least 25).")] = 200,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls before each timed run.")] = 10,
+    basis: Annotated[Optional[Path], typer.Option("--basis", help="basis.safetensors (default: random blendshapes, same cost).")] = None,
+    mlp: Annotated[Optional[Path], typer.Option("--mlp", help="mlp.safetensors (default: a random regressor, same cost).")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="K of the random basis when no --basis is given.")] = 64,
+    batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")] = "1,8",
+    breakdown: Annotated[bool, typer.Option("--breakdown/--no-breakdown", help="Also time both paths without rendering.")] = True,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the identity, the driving frames and a random init.")] = 0,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
+) -> None:
+    """Time cached-identity reenactment: AGORA (deformation branch + lifting + raster) vs AGORA-M (MLP + blend + raster) vs the render alone.
+
+    Median and p90 per call after warm-up, synchronised, rendering included; batch 1 latency and batch 8 throughput; the speed-up is measured in this run.
+    """
+    from agora_core.bench import BenchConfig, run_bench
+
+    if device not in DEVICES:
+        raise AgoraError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    try:
+        batch_sizes = tuple(int(b) for b in batch.split(","))
+    except ValueError:
+        raise AgoraError(f"--batch {batch!r}: expected comma-separated integers such as 1,8") from None
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise AgoraError(f"--batch {batch!r}: batch sizes must be at least 1")
+    if ckpt is None and config is None:
+        config = DEFAULT_CONFIG
+        if not config.is_file():
+            raise AgoraError(f"{config}: default config not found; pass --config or --ckpt")
+    setup_runtime(threads)
+    settings = BenchConfig(frames=frames, warmup=warmup, batch_sizes=batch_sizes, resolution=resolution, seed=seed,
+                           breakdown=breakdown)
+    result = run_bench(ckpt, config, device, settings, gaussians=gaussians, basis_path=basis, mlp_path=mlp, k=k)
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/]")
+    console.print(bench_table(result))
+    speed = ", ".join(f"batch {b[5:].replace('_no_render', ' without rendering')}: {v:.2f}×"
+                      for b, v in result.speedup.items())
+    console.print(f"AGORA-M / AGORA speed-up (medians, this run, {result.device}): {speed}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        console.print(f"results: {json_out}")
+
+
+LABELS = {"agora": "AGORA", "agora_m": "AGORA-M", "render": "render only", "agora_animate": "AGORA −render",
+          "agora_m_blend": "AGORA-M −render"}
+
+
+def bench_table(result) -> Table:
+    """Median / p90 per call, FPS, peak and resident memory per path and batch size."""
+    m = result.model
+    table = Table(title=f"reenactment, {m['gaussians']} Gaussians (UV grid {m['uv_grid']}), {m['resolution']}², "
+                        f"K = {m['k']}, {result.device}", box=box.SIMPLE_HEAD)
+    for name in ("path", "B", "median ms", "p90 ms", "FPS", "peak MB", "state MB"):
+        table.add_column(name, justify="left" if name == "path" else "right", no_wrap=True)
+    last = None
+    for r in result.rows:
+        if last is not None and r.batch != last:
+            table.add_section()
+        last = r.batch
+        table.add_row(LABELS.get(r.path, r.path), str(r.batch), f"{r.median_ms:.2f}", f"{r.p90_ms:.2f}",
+                      f"{r.fps:.1f}", f"{r.peak_mb:.0f}", f"{r.state_mb:.2f}")
+    return table

@@ -1,0 +1,124 @@
+"""`agora export onnx|web|ply|splat|serve`: deployable files of an avatar (paper appendix 0.B.2.2)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agora_cli.common import console, setup_runtime, user_errors
+
+export_app = typer.Typer(
+    help="Export an avatar: ONNX of the per-frame deformation path, a WebGL2 AGORA-M viewer, .ply/.splat.",
+    no_args_is_help=True,
+)
+
+SourceArg = Annotated[Path, typer.Argument(help="An avatar.pt (agora invert) or a training checkpoint / run folder (with --seed).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="With a checkpoint: the avatar `agora sample --seed N --n 1` draws.")]
+TruncationOpt = Annotated[float, typer.Option("--truncation", help="With a checkpoint: truncation ψ of w (1 = none).")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")]
+PortOpt = Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 for --serve (0 = any free port).")]
+
+
+def _serve(site: Path, port: int) -> None:
+    from agora_core.export.web_server import BundleServer
+
+    server = BundleServer(site, port).start()
+    console.print(f"serving {site} at [bold]{server.url}[/] (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    console.print("stopped")
+
+
+@export_app.command("onnx")
+@user_errors
+def onnx(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option("--out", help="ONNX file to write (+ <out>.identity.safetensors beside it).")] = Path("deform.onnx"),
+    seed: SeedOpt = None,
+    truncation: TruncationOpt = 0.7,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 16 for GridSample).")] = 17,
+    threads: ThreadsOpt = 0,
+) -> None:
+    """Deformation branch + lifting as ONNX (inputs: cached identity, posed mesh points, ψ, jaw, eyelids)."""
+    setup_runtime(threads or None)
+    from agora_core.export.exporters import export_onnx
+
+    report = export_onnx(source, out, seed, truncation, opset)
+    console.print(f"wrote {report.onnx_path} ({report.num_gaussians} Gaussians) and {report.sidecar_path}")
+    console.print(f"onnxruntime vs PyTorch on {len(report.parity)} random frames: max abs error "
+                  f"{report.max_abs_error:.2e}, relative {report.max_relative_error:.2e}")
+
+
+@export_app.command("web")
+@user_errors
+def web(
+    source: SourceArg,
+    basis: Annotated[Path, typer.Option("--basis", help="basis.safetensors (agora extract-basis).")],
+    mlp: Annotated[Path, typer.Option("--mlp", help="mlp.safetensors (agora fit-mlp).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of the static site.")] = Path("site"),
+    seed: SeedOpt = None,
+    truncation: TruncationOpt = 0.7,
+    sequence: Annotated[Optional[Path], typer.Option("--sequence", help="driving_sequence.json to play (default: a synthetic demo clip).")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Serve the site on 127.0.0.1 after writing it (Ctrl-C to stop).")] = False,
+    port: PortOpt = 8000,
+    threads: ThreadsOpt = 0,
+) -> None:
+    """AGORA-M WebGL2 viewer bundle: neutral Gaussians, fp16 blendshapes, MLP, viewer (no build step)."""
+    setup_runtime(threads or None)
+    from agora_core.export.exporters import export_web
+
+    site = export_web(source, basis, mlp, out, seed, truncation, sequence)
+    console.print(f"wrote {site}/ (open index.html through a web server, e.g. agora export serve {site})")
+    if serve:
+        _serve(site, port)
+
+
+@export_app.command("serve")
+@user_errors
+def serve_site(
+    site: Annotated[Path, typer.Argument(help="A folder written by agora export web.")] = Path("site"),
+    port: PortOpt = 8000,
+) -> None:
+    """Serve an exported web bundle on 127.0.0.1."""
+    _serve(site, port)
+
+
+def _neutral(kind: str, source: Path, out: Path, seed: Optional[int], truncation: float, threads: int) -> None:
+    setup_runtime(threads or None)
+    from agora_core.export.exporters import export_neutral
+
+    console.print(f"wrote {export_neutral(source, out, kind, seed, truncation)}")
+
+
+@export_app.command("ply")
+@user_errors
+def ply(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option("--out", help=".ply file (INRIA 3DGS layout).")] = Path("neutral.ply"),
+    seed: SeedOpt = None,
+    truncation: TruncationOpt = 0.7,
+    threads: ThreadsOpt = 0,
+) -> None:
+    """The avatar's neutral Gaussians as a 3DGS .ply (SuperSplat, gsplat viewers, …)."""
+    _neutral("ply", source, out, seed, truncation, threads)
+
+
+@export_app.command("splat")
+@user_errors
+def splat(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option("--out", help=".splat file (antimatter15 layout).")] = Path("neutral.splat"),
+    seed: SeedOpt = None,
+    truncation: TruncationOpt = 0.7,
+    threads: ThreadsOpt = 0,
+) -> None:
+    """The avatar's neutral Gaussians as an antimatter15 .splat (WebGL splat viewers)."""
+    _neutral("splat", source, out, seed, truncation, threads)

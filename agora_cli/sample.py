@@ -1,0 +1,38 @@
+"""`agora sample`: random avatars from a training checkpoint, as a PNG grid and 3DGS .ply files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agora_cli.common import console, setup_runtime, user_errors
+from agora_core.errors import AgoraError
+
+
+@user_errors
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (RUN/checkpoints/kimg*.pt) or a run folder (its newest).")],
+    out: Annotated[Path, typer.Option("--out", help="Grid PNG to write.")] = Path("samples.png"),
+    n: Annotated[int, typer.Option("--n", help="Number of avatars.")] = 16,
+    ply: Annotated[Optional[Path], typer.Option("--ply", help="Also write each avatar (neutral) as a 3DGS .ply into this folder.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of z and the sampled FLAME shapes.")] = 0,
+    truncation: Annotated[float, typer.Option("--truncation", help="Truncation ψ of w (1 = none).")] = 0.7,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", help="Render size (default: the training resolution).")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
+) -> None:
+    """Write `n` random avatars (G_ema, neutral expression, frontal camera) as a grid and .ply files."""
+    if n < 1:
+        raise AgoraError(f"--n {n}: must be at least 1")
+    if not 0.0 <= truncation <= 1.0:
+        raise AgoraError(f"--truncation {truncation}: expected a value in [0, 1]")
+    setup_runtime(threads or None)
+    from agora_core.train.sample import load_generator, sample_avatars, write_avatars
+
+    generator, state = load_generator(checkpoint)
+    res = resolution or state["config"]["resolution"]
+    images, gaussians = sample_avatars(generator, state, n, seed, truncation, res)
+    grid_path, ply_paths = write_avatars(images, gaussians, out, ply, cols=math.ceil(math.sqrt(n)))
+    console.print(f"wrote {grid_path}" + (f" and {len(ply_paths)} .ply files in {ply}" if ply else ""))

@@ -1,0 +1,96 @@
+"""The three exports `agora export` runs: ONNX of the per-frame path, the web bundle, neutral .ply/.splat."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from agora_core.errors import AgoraError
+from agora_core.export.agora_m_files import read_basis, read_mlp
+from agora_core.export.onnx_export import (
+    OnnxInputs,
+    OnnxParity,
+    check_onnx_parity,
+    export_deformation_onnx,
+    frame_inputs,
+    write_identity_sidecar,
+)
+from agora_core.export.sources import load_avatar_source
+from agora_core.export.web_bundle import write_web_bundle
+from agora_core.gaussians import write_ply, write_splat
+
+PARITY_TUPLES = 3  # random (ψ, θ, eyelids) tuples checked through onnxruntime after export
+PARITY_MAX_RELATIVE = 1e-4  # max abs error / max |value| per output (float32 graph vs float32 eager)
+
+
+@dataclass
+class OnnxReport:
+    onnx_path: Path
+    sidecar_path: Path
+    num_gaussians: int
+    parity: list[OnnxParity] = field(default_factory=list)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max(p.max_abs_error for p in self.parity)
+
+    @property
+    def max_relative_error(self) -> float:
+        return max(p.max_relative_error for p in self.parity)
+
+
+def random_frame_inputs(generator, cache, seed: int) -> OnnxInputs:
+    """Inputs of one random frame: expression ~ N(0, 1), jaw ~ N(0, 0.1²), eyelids ~ U(0, 1), and the
+    identity's tap features / styles with N(0, 0.1²) noise (so the check is not tied to one avatar)."""
+    g = torch.Generator().manual_seed(seed)
+    noisy = cache.map(lambda t: t + 0.1 * torch.randn(t.shape, generator=g) if t.is_floating_point() else t)
+    expression = torch.randn(1, generator.head.num_expr, generator=g)
+    return frame_inputs(generator, noisy, expression, 0.1 * torch.randn(1, 3, generator=g), torch.rand(1, 2, generator=g))
+
+
+def export_onnx(source: str | Path, out: str | Path, seed: int | None = None, truncation: float = 0.7,
+                opset: int = 17) -> OnnxReport:
+    """`deform.onnx` (+ `<out>.identity.safetensors`) for an avatar; checked and compared with PyTorch."""
+    avatar = load_avatar_source(source, seed, truncation)
+    out = Path(out)
+    export_deformation_onnx(avatar.generator, avatar.cache, out, opset)
+    sidecar = write_identity_sidecar(avatar.generator, avatar.cache, out.with_suffix(".identity.safetensors"),
+                                     {"source": avatar.description})
+    report = OnnxReport(out, sidecar, avatar.generator.num_gaussians)
+    for i in range(PARITY_TUPLES):
+        report.parity.append(check_onnx_parity(avatar.generator, out, random_frame_inputs(avatar.generator, avatar.cache, i)))
+    if report.max_relative_error > PARITY_MAX_RELATIVE:
+        raise AgoraError(f"{out}: onnxruntime differs from PyTorch by {report.max_relative_error:.2e} (relative, "
+                         f"> {PARITY_MAX_RELATIVE:g}); the exported graph is wrong, please report it")
+    return report
+
+
+def export_web(source: str | Path, basis: str | Path, mlp: str | Path, out: str | Path, seed: int | None = None,
+               truncation: float = 0.7, sequence: str | Path | None = None) -> Path:
+    """The static AGORA-M viewer bundle in `out` (see `web_bundle`)."""
+    b, m = read_basis(basis), read_mlp(mlp)  # cheap checks before the generator runs
+    seq = None
+    if sequence is not None:
+        path = Path(sequence)
+        if not path.is_file():
+            raise AgoraError(f"--sequence {path}: file not found")
+        try:
+            seq = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise AgoraError(f"--sequence {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    avatar = load_avatar_source(source, seed, truncation)
+    return write_web_bundle(out, avatar.neutral, avatar.w, b, m, seq,
+                            {"avatar": avatar.description, "basis": str(basis), "mlp": str(mlp)})
+
+
+def export_neutral(source: str | Path, out: str | Path, kind: Literal["ply", "splat"], seed: int | None = None,
+                   truncation: float = 0.7) -> Path:
+    """The avatar's neutral Gaussians as an INRIA .ply or an antimatter15 .splat (model order)."""
+    avatar = load_avatar_source(source, seed, truncation)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_ply(out, avatar.neutral) if kind == "ply" else write_splat(out, avatar.neutral)

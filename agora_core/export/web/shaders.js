@@ -1,0 +1,206 @@
+// GLSL ES 3.0 programs of the AGORA-M viewer. Every per-frame computation runs here, on the GPU:
+//   1. mlpHidden   h_j = leaky(b0'_j + Σ_i W0'_ji e_i)            (one fragment per hidden unit)
+//   2. mlpOutput   c_gk = a_gk (b1_gk + Σ_j W1_gk,j h_j)           (one fragment per component k, RGBA = 4 groups)
+//   3. blend       attributes = neutral + Σ_k c_gk U_gk  (eq. 11) -> position/opacity + 3D covariance
+//   4. project     per Gaussian: EWA 2D mean, conic, footprint, SH colour toward the camera
+//   5. splat       the sorted Gaussians as screen quads, alpha-blended into a float framebuffer
+//   6. present     float framebuffer -> canvas
+// W0' and b0' fold the MLP's input normalisation and the avatar's constant w code into the first
+// layer (viewer.js, once at load), so per frame only the 55 parameters e enter the network.
+// a_gk is the per-component amplitude the fp16 basis was divided by (see docs/architecture.md).
+
+export const FULLSCREEN_VS = `#version 300 es
+void main() {
+  // One triangle covering the viewport (vertex ids 0, 1, 2).
+  vec2 p = vec2(gl_VertexID == 1 ? 3.0 : -1.0, gl_VertexID == 2 ? 3.0 : -1.0);
+  gl_Position = vec4(p, 0.0, 1.0);
+}`;
+
+export const MLP_HIDDEN_FS = `#version 300 es
+precision highp float;
+precision highp int;
+uniform sampler2D u_w0;      // R32F [H rows, 55 columns]: folded first-layer weights W0'
+uniform sampler2D u_b0;      // R32F [1, H]: folded bias b0'
+uniform float u_e[55];       // expression 50, jaw 3, eyelids 2
+uniform float u_slope;       // LeakyReLU negative slope (0.2)
+out vec4 o_hidden;
+void main() {
+  int j = int(gl_FragCoord.x);
+  float s = texelFetch(u_b0, ivec2(j, 0), 0).r;
+  for (int i = 0; i < 55; ++i) s += texelFetch(u_w0, ivec2(i, j), 0).r * u_e[i];
+  o_hidden = vec4(s > 0.0 ? s : u_slope * s, 0.0, 0.0, 1.0);
+}`;
+
+export const MLP_OUTPUT_FS = `#version 300 es
+precision highp float;
+precision highp int;
+uniform sampler2D u_hidden;  // RGBA32F [1, H]: hidden activations (r)
+uniform sampler2D u_w1;      // R32F [4K rows, H columns]
+uniform sampler2D u_b1;      // R32F [1, 4K]
+uniform int u_hiddenSize;
+uniform int u_k;             // components per group K
+uniform sampler2D u_amp;     // RGBA32F [1, K]: fp16 storage amplitudes a_gk of the 4 groups
+out vec4 o_coeff;
+void main() {
+  int k = int(gl_FragCoord.x);
+  vec4 c = vec4(0.0);
+  for (int g = 0; g < 4; ++g) {
+    int row = g * u_k + k;
+    float s = texelFetch(u_b1, ivec2(row, 0), 0).r;
+    for (int j = 0; j < u_hiddenSize; ++j)
+      s += texelFetch(u_w1, ivec2(j, row), 0).r * texelFetch(u_hidden, ivec2(j, 0), 0).r;
+    c[g] = s;
+  }
+  o_coeff = c * texelFetch(u_amp, ivec2(k, 0), 0);
+}`;
+
+export const BLEND_FS = `#version 300 es
+precision highp float;
+precision highp int;
+precision highp sampler2DArray;
+uniform sampler2DArray u_neutral;  // RGBA32F, layers: (xyz, opacity), (log-scale xyz, active), (quat wxyz)
+uniform sampler2DArray u_basis;    // RGBA16F, layer k, rows [j·H, (j+1)·H): texel j of U_k / a (3 per Gaussian)
+uniform int u_k;                   // components used (<= K; URL ?k=)
+uniform int u_rows;                // H: texture rows per texel plane
+layout(std140) uniform Coefficients { vec4 u_c[256]; };  // (c_xyz, c_scale, c_rot, c_opacity) · a, per k
+layout(location = 0) out vec4 o_pos;   // animated mean xyz, opacity
+layout(location = 1) out vec4 o_cov0;  // Σ00 Σ01 Σ02 Σ11
+layout(location = 2) out vec4 o_cov1;  // Σ12 Σ22 0 0
+void main() {
+  ivec2 p = ivec2(gl_FragCoord.xy);
+  vec4 pos = texelFetch(u_neutral, ivec3(p, 0), 0);
+  vec4 lsa = texelFetch(u_neutral, ivec3(p, 1), 0);  // log-scale xyz, active flag
+  vec3 ls = lsa.xyz;
+  vec4 q = texelFetch(u_neutral, ivec3(p, 2), 0);
+  int kEnd = lsa.w > 0.5 ? u_k : 0;  // Gaussians whose blendshapes are all zero skip the loop
+  for (int k = 0; k < kEnd; ++k) {  // eq. 11: neutral + Σ_k c_k U_k, per attribute group
+    vec4 c = u_c[k];
+    vec4 b0 = texelFetch(u_basis, ivec3(p, k), 0);               // xyz, scale x
+    vec4 b1 = texelFetch(u_basis, ivec3(p.x, p.y + u_rows, k), 0);  // scale yz, quat wx
+    vec4 b2 = texelFetch(u_basis, ivec3(p.x, p.y + 2 * u_rows, k), 0);  // quat yz, opacity
+    pos.xyz += c.x * b0.xyz;
+    ls += c.y * vec3(b0.w, b1.xy);
+    q += c.z * vec4(b1.zw, b2.xy);
+    pos.w += c.w * b2.z;
+  }
+  pos.w = clamp(pos.w, 0.0, 1.0);           // opacity residuals are post-sigmoid: clamp after blending
+  float n = length(q);
+  q = n > 0.0 ? q / n : vec4(1.0, 0.0, 0.0, 0.0);  // renormalise the blended quaternion
+  float w = q.x, x = q.y, y = q.z, z = q.w;
+  mat3 r = mat3(  // column-major: columns of R
+    1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y),
+    2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x),
+    2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y));
+  mat3 m = r * mat3(exp(ls.x), 0.0, 0.0, 0.0, exp(ls.y), 0.0, 0.0, 0.0, exp(ls.z));
+  mat3 s = m * transpose(m);  // Σ = R S Sᵀ Rᵀ
+  o_pos = pos;
+  o_cov0 = vec4(s[0][0], s[0][1], s[0][2], s[1][1]);
+  o_cov1 = vec4(s[1][2], s[2][2], 0.0, 0.0);
+}`;
+
+// Splatting follows our rasterizer (agora_core/render/projection.py, gsplat "classic"): EWA with the
+// 3DGS Jacobian clamp, +0.3 px² low-pass, alpha = min(0.999, o·exp(-½ dᵀ Σ⁻¹ d)), cut below 1/255,
+// footprint = min(3.33, sqrt(2 ln(255 o))) standard deviations. Pixel centres at (i + 0.5, j + 0.5),
+// image y down (OpenCV); colours are SH (degree 0 or 1) seen from the camera, + 0.5, clamped at 0.
+// The projection runs once per Gaussian (a fragment pass, like gsplat's projection kernel), not once
+// per quad corner: the splat vertex shader then only places the corners.
+export const PROJECT_FS = `#version 300 es
+precision highp float;
+precision highp int;
+precision highp sampler2DArray;
+uniform sampler2D u_pos;              // RGBA32F animated (xyz, opacity)
+uniform sampler2D u_cov0;
+uniform sampler2D u_cov1;
+uniform sampler2DArray u_sh;          // RGBA32F, layer j = SH coefficient j (rgb)
+uniform int u_shCount;                // 1 or 4
+uniform mat4 u_world2cam;             // column-major (OpenCV camera)
+uniform vec3 u_camPos;
+uniform vec4 u_intr;                  // fx, fy, cx, cy in pixels
+uniform vec2 u_size;                  // width, height in pixels
+layout(location = 0) out vec4 o_screen;  // 2D mean (px, y down), footprint half-size (px); 0 = culled
+layout(location = 1) out vec4 o_conic;   // Σ2d⁻¹ (a, b, c), opacity
+layout(location = 2) out vec4 o_color;   // rgb
+const float C0 = 0.28209479177387814, C1 = 0.4886025119029199;
+void main() {
+  ivec2 t = ivec2(gl_FragCoord.xy);
+  vec4 po = texelFetch(u_pos, t, 0);
+  vec4 a = texelFetch(u_cov0, t, 0), b = texelFetch(u_cov1, t, 0);
+  vec3 pc = (u_world2cam * vec4(po.xyz, 1.0)).xyz;
+  o_screen = vec4(0.0);
+  o_conic = vec4(0.0);
+  o_color = vec4(0.0);
+  if (pc.z <= 0.01 || po.w < 1.0 / 255.0) return;
+  mat3 sw = mat3(a.x, a.y, a.z, a.y, a.w, b.x, a.z, b.x, b.y);
+  mat3 rw = mat3(u_world2cam);
+  mat3 sc = rw * sw * transpose(rw);
+  float fx = u_intr.x, fy = u_intr.y, cx = u_intr.z, cy = u_intr.w;
+  float limxp = (u_size.x - cx) / fx + 0.3 * (0.5 * u_size.x / fx), limxn = cx / fx + 0.3 * (0.5 * u_size.x / fx);
+  float limyp = (u_size.y - cy) / fy + 0.3 * (0.5 * u_size.y / fy), limyn = cy / fy + 0.3 * (0.5 * u_size.y / fy);
+  float jx = pc.z * clamp(pc.x / pc.z, -limxn, limxp), jy = pc.z * clamp(pc.y / pc.z, -limyn, limyp);
+  float iz = 1.0 / pc.z;
+  mat3 j = mat3(fx * iz, 0.0, 0.0, 0.0, fy * iz, 0.0, -fx * jx * iz * iz, -fy * jy * iz * iz, 0.0);
+  mat3 c2 = j * sc * transpose(j);
+  float c00 = c2[0][0] + 0.3, c01 = c2[0][1], c11 = c2[1][1] + 0.3;
+  float det = c00 * c11 - c01 * c01;
+  if (det <= 0.0) return;
+  float extend = min(3.33, sqrt(2.0 * log(max(po.w * 255.0, 1.0))));
+  o_screen = vec4(fx * pc.x * iz + cx, fy * pc.y * iz + cy, extend * sqrt(vec2(c00, c11)) + 1.0);
+  o_conic = vec4(c11 / det, -c01 / det, c00 / det, po.w);
+  vec3 dir = normalize(po.xyz - u_camPos);
+  vec3 rgb = C0 * texelFetch(u_sh, ivec3(t, 0), 0).rgb;
+  if (u_shCount == 4) {
+    rgb += -C1 * dir.y * texelFetch(u_sh, ivec3(t, 1), 0).rgb + C1 * dir.z * texelFetch(u_sh, ivec3(t, 2), 0).rgb
+           - C1 * dir.x * texelFetch(u_sh, ivec3(t, 3), 0).rgb;
+  }
+  o_color = vec4(max(rgb + 0.5, 0.0), 1.0);
+}`;
+
+export const SPLAT_VS = `#version 300 es
+precision highp float;
+precision highp int;
+uniform highp usampler2D u_order;     // slot -> Gaussian index, back to front
+uniform sampler2D u_screen;           // PROJECT_FS outputs
+uniform sampler2D u_conic;
+uniform sampler2D u_color;
+uniform int u_texWidth;
+uniform vec2 u_size;                  // width, height in pixels
+out vec2 v_d;                         // pixel offset from the 2D mean (y down)
+flat out vec3 v_conic;
+flat out vec4 v_color;                // rgb, opacity
+void main() {
+  int slot = gl_VertexID >> 2, cornerId = gl_VertexID & 3;  // 4 vertices per quad
+  int i = int(texelFetch(u_order, ivec2(slot % u_texWidth, slot / u_texWidth), 0).r);
+  ivec2 t = ivec2(i % u_texWidth, i / u_texWidth);
+  vec4 s = texelFetch(u_screen, t, 0);
+  gl_Position = vec4(0.0, 0.0, 2.0, 1.0);  // culled: outside the clip volume
+  if (s.z <= 0.0) return;
+  vec4 c = texelFetch(u_conic, t, 0);
+  v_conic = c.xyz;
+  v_color = vec4(texelFetch(u_color, t, 0).rgb, c.w);
+  vec2 corner = vec2(cornerId & 1, cornerId >> 1) * 2.0 - 1.0;
+  v_d = corner * s.zw;
+  vec2 pix = s.xy + v_d;
+  gl_Position = vec4(2.0 * pix.x / u_size.x - 1.0, 1.0 - 2.0 * pix.y / u_size.y, 0.0, 1.0);
+}`;
+
+export const SPLAT_FS = `#version 300 es
+precision highp float;
+in vec2 v_d;
+flat in vec3 v_conic;
+flat in vec4 v_color;
+out vec4 o_color;
+void main() {
+  float sigma = 0.5 * (v_conic.x * v_d.x * v_d.x + v_conic.z * v_d.y * v_d.y) + v_conic.y * v_d.x * v_d.y;
+  float alpha = min(0.999, v_color.a * exp(-sigma));
+  if (sigma < 0.0 || alpha < 1.0 / 255.0) discard;
+  o_color = vec4(v_color.rgb * alpha, alpha);  // premultiplied; blended back to front with "over"
+}`;
+
+export const PRESENT_FS = `#version 300 es
+precision highp float;
+uniform sampler2D u_image;
+out vec4 o_color;
+void main() {
+  // Both framebuffers keep GL's bottom-up rows (the splat pass maps image y-down to NDC y-up).
+  o_color = vec4(clamp(texelFetch(u_image, ivec2(gl_FragCoord.xy), 0).rgb, 0.0, 1.0), 1.0);
+}`;

@@ -1,0 +1,180 @@
+"""The static AGORA-M web bundle: an avatar's neutral Gaussians, the blendshape basis, the coefficient
+MLP and a WebGL2 viewer (no build step) that animates and splats them on the GPU (paper 0.B.2.2).
+
+Layout of `site/` (see docs: "Web bundle"; all binaries little-endian, Gaussian i at texel
+(i mod W, i div W) of a W × H texture, padding texels zero):
+  avatar.json          manifest (format agora-web-avatar, format_version 1): counts, texture size,
+                       file names, MLP tensor offsets, per-component basis amplitudes, camera, etc.
+  neutral.bin          float32 [3, H, W, 4]: (xyz, opacity), (log-scale xyz, active), (quaternion wxyz);
+                       active = 0 where every stored blendshape value of the Gaussian is 0 (never moves)
+  sh.bin               float32 [S, H, W, 4]: SH coefficient s (rgb, 0), S = 1 or 4 (3DGS convention)
+  basis.f16            float16 [K, 3, H, W, 4]: blendshape k of Gaussian i as 3 texels, the 11 values
+                       [xyz 3 | scale 3 | rotation 4 | opacity 1 | 0] of U_g,k / a_g,k in order, with
+                       a_g,k = max |U_g,k| per group and component (avatar.json "basis_amplitude"),
+                       so every stored value is in [-1, 1]: no fp16 overflow, few subnormals
+  mlp.bin              float32 tensors of mlp.safetensors + the avatar's w, offsets in avatar.json
+  driving_sequence.json  {num_frames, params_dim: 55, fps, frames: [[50 expr, 3 jaw, 2 eyelids]]}
+  neutral.splat        the neutral Gaussians for standard 3DGS viewers (antimatter15 format)
+  index.html, ui.js, viewer.js, webgl.js, shaders.js, sort_worker.js   the viewer (no build step)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from agora_core.errors import AgoraError
+from agora_core.export.agora_m_files import GROUPS, NUM_PARAMS, Basis, CoefficientMlp, check_compatible
+from agora_core.gaussians import GaussianSet, write_splat
+from agora_core.render import EG3D_FOCAL, FLAME_CAMERA_RADIUS
+
+FORMAT = "agora-web-avatar"
+FORMAT_VERSION = 1
+MAX_TEXTURE_WIDTH = 2048  # WebGL2 guarantees textures of 2048² (and 256 array layers)
+VIEWER_FILES = ("index.html", "ui.js", "viewer.js", "webgl.js", "shaders.js", "sort_worker.js")
+WEB_DIR = Path(__file__).resolve().parent / "web"
+RESORT_DISPLACEMENT_M = 0.001  # re-sort when a moving Gaussian has shifted ~1 mm (viewer.js `displacement`)
+RESORT_REGION_FRACTION = 0.05  # ... assuming the motion sits in 5 % of the Gaussians (mouth, eyes)
+MAX_COMPONENTS = 256  # WebGL2's guaranteed texture-array depth
+VIEWER_RADIUS_FACTOR = 1.25  # default viewer distance, × FLAME_CAMERA_RADIUS
+
+
+def texture_shape(n: int) -> tuple[int, int]:
+    """(width, height) of the per-Gaussian textures: one texel per Gaussian, rows of ≤ 2048."""
+    width = min(MAX_TEXTURE_WIDTH, n)
+    return width, math.ceil(n / width)
+
+
+def _plane(values: Tensor, width: int, height: int, fill: tuple[float, ...] | None = None) -> np.ndarray:
+    """[N, C] -> [height, width, C] float32 (row-major texels), padding with `fill` (zeros)."""
+    n, c = values.shape
+    out = np.zeros((height * width, c), dtype=np.float32)
+    if fill is not None:
+        out[:] = fill
+    out[:n] = values.detach().cpu().numpy()
+    return out.reshape(height, width, c)
+
+
+def _rgba(values: Tensor) -> Tensor:
+    return torch.cat([values, values.new_zeros(values.shape[0], 4 - values.shape[1])], dim=1)
+
+
+def default_camera(neutral: GaussianSet) -> dict:
+    """Orbit camera (`orbit_cameras` conventions) around the opacity-weighted centre, a little farther than
+    the FFHQ-crop framing (FLAME_CAMERA_RADIUS) so the whole head fits in a wide window."""
+    weights = neutral.opacities[0].clamp_min(1e-6)[:, None]
+    target = ((neutral.means[0] * weights).sum(0) / weights.sum()).tolist()
+    return {"target": target, "radius": VIEWER_RADIUS_FACTOR * FLAME_CAMERA_RADIUS, "yaw": 0.0, "pitch": 0.0,
+            "focal": EG3D_FOCAL}
+
+
+def demo_driving_sequence(num_frames: int = 150, fps: float = 25.0) -> dict:
+    """A synthetic 6 s driving sequence (mouth opening, two expression modes, blinks) in the web-demo format."""
+    frames = []
+    for i in range(num_frames):
+        t = i / fps
+        p = [0.0] * NUM_PARAMS
+        p[0] = 1.5 * math.sin(2 * math.pi * t / 3.0)
+        p[1] = 1.0 * math.sin(2 * math.pi * t / 2.0 + 1.0)
+        p[2] = 0.8 * math.sin(2 * math.pi * t / 5.0)
+        p[50] = 0.15 * (1 - math.cos(2 * math.pi * t / 2.5))  # jaw opening (rad)
+        blink = max(0.0, 1 - abs((t % 3.0) - 1.5) / 0.12)
+        p[53] = p[54] = blink
+        frames.append([round(x, 5) for x in p])
+    return {"num_frames": num_frames, "params_dim": NUM_PARAMS, "fps": fps, "frames": frames}
+
+
+def check_driving_sequence(seq: dict, where: str) -> dict:
+    """Validate the web-demo format {num_frames, params_dim: 55, fps, frames: [[55]]}."""
+    ok = isinstance(seq, dict) and seq.get("params_dim") == NUM_PARAMS and isinstance(seq.get("frames"), list)
+    ok = ok and len(seq["frames"]) > 0 and all(isinstance(f, list) and len(f) == NUM_PARAMS for f in seq["frames"])
+    if not ok or not float(seq.get("fps", 0)) > 0:
+        raise AgoraError(f"{where}: expected a driving sequence {{num_frames, params_dim: 55, fps, frames: [[55 numbers]]}}")
+    return {**seq, "num_frames": len(seq["frames"])}
+
+
+def _write_mlp(path: Path, mlp: CoefficientMlp, w: Tensor) -> dict:
+    tensors = {"layers.0.weight": mlp.weight0, "layers.0.bias": mlp.bias0, "layers.1.weight": mlp.weight1,
+               "layers.1.bias": mlp.bias1, "input_mean": mlp.input_mean, "input_std": mlp.input_std, "w": w}
+    entries, offset = {}, 0
+    with open(path, "wb") as f:
+        for name, t in tensors.items():
+            data = t.detach().cpu().float().contiguous().numpy().astype("<f4")
+            f.write(data.tobytes())
+            entries[name] = {"offset": offset, "size": int(data.size), "shape": list(data.shape)}
+            offset += data.nbytes
+    return {"hidden": mlp.hidden, "input_dim": int(mlp.weight0.shape[1]), "w_dim": mlp.w_dim,
+            "expr_dim": mlp.expr_dim, "k": mlp.k,
+            "negative_slope": 0.2, "tensors": entries}
+
+
+def _packed_basis(basis: Basis, n: int, texels: int) -> tuple[np.ndarray, dict[str, list[float]]]:
+    """basis.f16 contents [K, 3, texels, 4] (little-endian fp16) and the per-group amplitudes a_g,k."""
+    amps = {g: basis.bases[g].abs().flatten(1).amax(1).clamp_min(1e-30) for g in GROUPS}
+    packed = np.zeros((basis.k, 3, texels, 4), dtype="<f2")
+    for k in range(basis.k):  # one component at a time: peak memory ~ the fp16 output
+        values = torch.cat([basis.bases[g][k].float() / amps[g][k] for g in GROUPS] + [torch.zeros(n, 1)], dim=1)
+        packed[k, :, :n] = values.reshape(n, 3, 4).transpose(0, 1).numpy()
+    amplitudes = {g: a.tolist() for g, a in amps.items()}
+    return packed, amplitudes
+
+
+def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis: Basis, mlp: CoefficientMlp,
+                     sequence: dict | None = None, source: dict[str, str] | None = None,
+                     background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Path:
+    """Write the static viewer bundle (module docstring) for one avatar; returns `out_dir`.
+
+    Args:
+        neutral: batch-1 neutral Gaussians (SH degree 0 or 1) of M Gaussians, model order.
+        w: [w_dim] the avatar's w code (the MLP's identity input).
+        basis, mlp: AGORA-M files (`read_basis`, `read_mlp`) built for this generator.
+        sequence: a driving sequence (web-demo format); default `demo_driving_sequence()`.
+    """
+    assert neutral.batch_size == 1, neutral.batch_size
+    w = w.reshape(-1)
+    n = neutral.num_gaussians
+    check_compatible(basis, mlp, n, w.shape[0], "the avatar")
+    if basis.k > MAX_COMPONENTS:
+        raise AgoraError(f"--basis has K={basis.k} components; the web viewer supports at most {MAX_COMPONENTS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    width, height = texture_shape(n)
+    g = neutral.detach().to("cpu").map(lambda t: t.float())
+    packed, amplitudes = _packed_basis(basis, n, width * height)
+    # A Gaussian whose stored blendshapes are all exactly 0 in fp16 never moves in the viewer: flag it
+    # (log-scale layer, w) so the blend pass skips its K-loop. Exact, and a real AGORA-M basis is zero
+    # wherever neither FLAME nor the (facial-masked) residuals move the Gaussian.
+    active = (packed[:, :, :n] != 0).any(axis=(0, 1, 3)).astype(np.float32)
+    neutral_planes = np.stack([
+        _plane(torch.cat([g.means[0], g.opacities[0, :, None]], 1), width, height),
+        _plane(torch.cat([g.log_scales[0], torch.from_numpy(active)[:, None]], 1), width, height),
+        _plane(g.quats[0], width, height, fill=(1.0, 0.0, 0.0, 0.0)),
+    ])  # fmt: skip
+    neutral_planes.astype("<f4").tofile(out / "neutral.bin")
+    sh = np.stack([_plane(_rgba(g.sh[0, :, j]), width, height) for j in range(g.sh.shape[2])])
+    sh.astype("<f4").tofile(out / "sh.bin")
+    files = {"neutral": "neutral.bin", "sh": "sh.bin", "mlp": "mlp.bin", "basis": "basis.f16"}
+    packed.tofile(out / "basis.f16")
+    mlp_entry = _write_mlp(out / "mlp.bin", mlp, w)
+    seq = check_driving_sequence(sequence, "--sequence") if sequence is not None else demo_driving_sequence()
+    (out / "driving_sequence.json").write_text(json.dumps(seq, separators=(",", ":")))
+    write_splat(out / "neutral.splat", g)
+    for name in VIEWER_FILES:
+        shutil.copyfile(WEB_DIR / name, out / name)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "num_gaussians": n, "k": basis.k,
+        "texture_width": width, "texture_height": height, "sh_coefficients": int(g.sh.shape[2]),
+        "files": files, "basis_amplitude": amplitudes, "mlp": mlp_entry,
+        "params": {"expression": 50, "jaw": 3, "eyelids": 2},
+        "default_camera": default_camera(g), "background": list(background),
+        "resort": {"displacement_m": RESORT_DISPLACEMENT_M, "region_fraction": RESORT_REGION_FRACTION},
+        "sequence": "driving_sequence.json", "splat": "neutral.splat", "source": dict(source or {}),
+    }
+    (out / "avatar.json").write_text(json.dumps(manifest, indent=1))
+    return out

@@ -1,0 +1,95 @@
+"""The AGORA model AGORA-M is distilled from: a checkpoint's G_ema, or a random one of a config.
+
+`load_agora_model` is what `agora extract-basis`, `agora fit-mlp` and `agora bench` start from. It
+rebuilds the generator from the checkpoint's stored config (through the training stage's
+`build_head`, so the head matches training), optionally on another UV sample grid (the grid only
+sets where the planes are sampled; the weights do not depend on it), and says where tuple
+conditions come from (`tuples.IdentityPrior`, an optional dataset pool).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from agora_core.errors import AgoraError
+from agora_core.head import HeadModel, back_head_faces, sample_uv_grid
+from agora_core.mobile.tuples import ConditionPool, IdentityPrior
+from agora_core.models.agora_generator import AgoraGenerator, head_assets_view
+
+RANDOM_INIT = "random-init"
+
+
+@dataclass
+class AgoraModel:
+    generator: AgoraGenerator  # eval mode, no grad
+    source: str  # the checkpoint path, or "random-init (<config>)"
+    prior: IdentityPrior  # identities without a dataset
+    pool: ConditionPool | None  # (camera, FLAME) rows of a dataset, if one was given
+    resolution: int  # the training render resolution
+
+    @property
+    def random_init(self) -> bool:
+        return self.source.startswith(RANDOM_INIT)
+
+
+def gaussian_count(head: HeadModel, grid: int) -> int:
+    """Gaussians an N×N UV sample grid gives on `head` (back of the head excluded, as G does)."""
+    keep = ~torch.as_tensor(back_head_faces(head_assets_view(head)))
+    return sample_uv_grid(head.uv_coords, head.uv_faces, grid, face_mask=keep).num_samples
+
+
+def grid_for_gaussians(head: HeadModel, target: int) -> int:
+    """The UV sample grid N whose Gaussian count is closest to `target` (≈ coverage · N²)."""
+    if target < 16:
+        raise AgoraError(f"--gaussians {target}: ask for at least 16 Gaussians")
+    probe = 128
+    coverage = gaussian_count(head, probe) / probe**2
+    guess = max(4, round(math.sqrt(target / max(coverage, 1e-6))))
+    best = min((abs(gaussian_count(head, g) - target), g) for g in (guess - 1, guess, guess + 1) if g >= 4)
+    return best[1]
+
+
+def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = None, *,
+                     device: str | torch.device = "cpu", dataset: str | Path | None = None,
+                     gaussians: int | None = None, seed: int = 0) -> AgoraModel:
+    """G_ema of `checkpoint`, or (checkpoint None) a generator of `config` initialised from `seed`.
+
+    Args:
+        dataset: a dataset folder whose (camera, FLAME) rows condition the tuples.
+        gaussians: re-sample the UV planes on the grid giving about this many Gaussians.
+    """
+    from agora_core.train.build import build_head
+    from agora_core.train.checkpoint import load_checkpoint
+    from agora_core.train.config import config_from_dict, load_config
+
+    state = None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        train_config = config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
+        source = str(checkpoint)
+    else:
+        train_config = load_config(config)
+        source = f"{RANDOM_INIT} ({config or 'default config'})"
+    head = build_head(train_config.head)
+    gen_config = train_config.generator
+    if gaussians is not None:
+        gen_config = dataclasses.replace(gen_config, gaussian_grid=grid_for_gaussians(head, gaussians))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = AgoraGenerator(gen_config, head)
+    if state is not None:
+        weights = state.get("G_ema") or state.get("G")
+        try:
+            generator.load_state_dict(weights)
+        except (RuntimeError, TypeError) as err:
+            raise AgoraError(f"{checkpoint}: generator weights do not match its stored config "
+                             f"({str(err).splitlines()[0]})") from None
+    generator = generator.to(device).eval().requires_grad_(False)
+    prior = IdentityPrior.from_checkpoint(state) if state is not None else IdentityPrior()
+    pool = ConditionPool.from_dataset(dataset) if dataset is not None else None
+    return AgoraModel(generator, source, prior, pool, train_config.resolution)

@@ -1,0 +1,73 @@
+"""safetensors files of AGORA-M with a checked `format` / `format_version` (STYLE.md rule 6).
+
+Writes are atomic (temporary file beside the target, fsync, rename); reads turn every problem —
+missing file, not safetensors, another format, another version, missing tensors — into one
+`AgoraError` line that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from torch import Tensor
+
+from agora_core.errors import file_error
+
+
+def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, object]) -> Path:
+    """Write `tensors` (contiguous CPU copies) with string `metadata` to `path`, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={k: str(v) for k, v in metadata.items()})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_tensors(path: str | Path, file_format: str, version: int, required: list[str],
+                 what: str) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of an AGORA-M file, checked for format, version and `required` keys.
+
+    Args:
+        what: the command that writes such files, for the error message (e.g. "agora extract-basis").
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, f"no such file; create it with `{what}`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise file_error(path, f"not a readable safetensors file ({err}); re-create it with `{what}`") from None
+    if metadata.get("format") != file_format:
+        raise file_error(path, f"not an {file_format} file (format={metadata.get('format')!r}); "
+                               f"create one with `{what}`")
+    if metadata.get("format_version") != str(version):
+        raise file_error(path, f"{file_format} format_version {metadata.get('format_version')} is not supported "
+                               f"(this agora reads {version}); re-create it with `{what}`")
+    missing = [k for k in required if k not in tensors]
+    if missing:
+        raise file_error(path, f"{file_format} file lacks {', '.join(missing)}; re-create it with `{what}`")
+    return tensors, metadata
+
+
+def metadata_int(path: str | Path, metadata: dict[str, str], key: str) -> int:
+    """An integer metadata field, or an `AgoraError` naming the file."""
+    try:
+        return int(metadata[key])
+    except (KeyError, ValueError):
+        raise file_error(path, f"metadata field {key!r} missing or not an integer ({metadata.get(key)!r})") from None

@@ -1,0 +1,145 @@
+"""The sampled tuples (w_i, β_i, ψ_i, θ_i) of AGORA-M's basis extraction (paper sec. 3.7).
+
+Every value is a pure function of (seed, stream, index), so any range of tuples can be
+regenerated bit for bit at any time: the streamed SVD makes several passes over the same residuals
+without ever storing them. Streams keep the sets apart: `EXTRACT` builds the basis, `HELDOUT`
+measures its reconstruction error, `FIT_MLP` (fresh seeds, sec. 3.7) trains the regressor.
+
+Tuple i belongs to identity i // expressions_per_identity (the identity branch runs once per
+identity, as the authors' cached backbone does). Conditions come from a dataset's (camera, FLAME)
+rows when given — sampled jointly, as training samples them — else from priors: z ~ N(0, I);
+β ~ N(mean, diag(std²)) and the frontal mapping camera of a checkpoint's `sampling` entry
+(`IdentityPrior.from_checkpoint`), or β ~ N(0, I) and FFHQ-like cameras without one; expressions
+as the synthetic dataset samples them (`data.synthetic.sample_flame`).
+Only the inputs of the coefficient regressor animate a tuple (expression truncated to
+`expr_dim`, jaw, eyelids); neck, eyes and the global rotation stay zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+EXTRACT, HELDOUT, FIT_MLP = 0, 1, 2  # streams
+_IDENTITY, _EXPRESSION = 0, 1  # what a generator draws inside a stream
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad or truncate the last axis of x to n."""
+    out = np.zeros(x.shape[:-1] + (n,), dtype=np.float64)
+    k = min(n, x.shape[-1])
+    out[..., :k] = x[..., :k]
+    return out
+
+
+@dataclass
+class TupleBatch:
+    """A batch of tuples: identity inputs (z, c, β) and animation inputs (ψ, θ)."""
+
+    identity: Tensor  # [B] int64 identity index (tuple i -> i // expressions_per_identity)
+    z: Tensor  # [B, z_dim]
+    camera: Tensor  # [B, 25] camera label fed to the mapping network
+    shape: Tensor  # [B, S] FLAME shape β
+    expression: Tensor  # [B, E] FLAME expression ψ (entries past expr_dim are zero)
+    jaw: Tensor  # [B, 3] jaw axis-angle θ
+    eyelids: Tensor  # [B, 2]
+
+
+@dataclass
+class ConditionPool:
+    """(camera, FLAME) rows of a dataset, the empirical training distribution."""
+
+    cameras: np.ndarray  # [P, 25]
+    flame: dict[str, np.ndarray]  # dataset FLAME keys -> [P, D]
+
+    @staticmethod
+    def from_dataset(root: str | Path) -> "ConditionPool":
+        from agora_core.data.format import read_dataset_index
+
+        index = read_dataset_index(root)
+        return ConditionPool(np.asarray(index.cameras, np.float64),
+                             {k: np.asarray(v, np.float64) for k, v in index.flame.items()})
+
+    def __len__(self) -> int:
+        return self.cameras.shape[0]
+
+
+@dataclass
+class IdentityPrior:
+    """Where identities come from without a dataset: a training checkpoint's `sampling` entry."""
+
+    camera: np.ndarray | None = None  # [25] fixed mapping camera (None: FFHQ-like random cameras)
+    shape_mean: np.ndarray | None = None  # [S] β mean (None: 0)
+    shape_std: np.ndarray | None = None  # [S] β std (None: 1)
+
+    @staticmethod
+    def from_checkpoint(state: dict) -> "IdentityPrior":
+        sampling = state.get("sampling") or {}
+        get = lambda key: None if key not in sampling else np.asarray(sampling[key], np.float64)  # noqa: E731
+        return IdentityPrior(get("camera"), get("shape_mean"), get("shape_std"))
+
+
+class TupleSampler:
+    """Deterministic tuples for basis extraction and regressor fitting (see module docstring)."""
+
+    def __init__(self, *, z_dim: int, num_shape: int, num_expr: int, expr_dim: int, seed: int, stream: int,
+                 expressions_per_identity: int, pool: ConditionPool | None = None,
+                 prior: IdentityPrior | None = None):
+        assert expressions_per_identity >= 1, expressions_per_identity
+        self.z_dim, self.num_shape, self.num_expr = z_dim, num_shape, num_expr
+        self.expr_dim = min(expr_dim, num_expr)
+        self.seed, self.stream, self.per_identity, self.pool = seed, stream, expressions_per_identity, pool
+        self.prior = prior or IdentityPrior()
+
+    def _rng(self, kind: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.stream, kind, index])
+
+    def _identity(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(z [Z], camera [25], β [S]) of identity i."""
+        rng = self._rng(_IDENTITY, i)
+        z = rng.standard_normal(self.z_dim)
+        if self.pool is not None:
+            row = int(rng.integers(len(self.pool)))
+            return z, self.pool.cameras[row], _fit(self.pool.flame["shape"][row], self.num_shape)
+        shape = rng.normal(size=self.num_shape)
+        if self.prior.shape_std is not None:
+            shape = shape * _fit(self.prior.shape_std, self.num_shape)
+        if self.prior.shape_mean is not None:
+            shape = shape + _fit(self.prior.shape_mean, self.num_shape)
+        if self.prior.camera is not None:
+            return z, self.prior.camera.reshape(25), shape
+        from agora_core.data.synthetic import sample_cameras
+
+        return z, sample_cameras(rng, 1).to_label()[0].double().numpy(), shape
+
+    def _animation(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ψ [E], jaw [3], eyelids [2]) of tuple i."""
+        rng = self._rng(_EXPRESSION, i)
+        if self.pool is not None:
+            row = int(rng.integers(len(self.pool)))
+            expression, jaw = self.pool.flame["expression"][row], self.pool.flame["jaw"][row]
+            eyelids = self.pool.flame["eyelids"][row]
+        else:
+            from agora_core.data.synthetic import sample_flame
+
+            sample = sample_flame(rng, 1, 1, self.num_expr)
+            expression, jaw, eyelids = sample.expression[0], sample.jaw[0], sample.eyelids[0]
+        expression = _fit(_fit(expression, self.expr_dim), self.num_expr)
+        return expression, _fit(jaw, 3), _fit(eyelids, 2)
+
+    def tuples(self, start: int, stop: int) -> TupleBatch:
+        """Tuples start … stop−1 (float32 tensors), identical on every call."""
+        assert 0 <= start < stop, (start, stop)
+        ids = np.arange(start, stop) // self.per_identity
+        identities = {int(i): self._identity(int(i)) for i in np.unique(ids)}
+        anim = [self._animation(i) for i in range(start, stop)]
+        f32 = lambda rows: torch.as_tensor(np.stack(rows), dtype=torch.float32)  # noqa: E731
+        return TupleBatch(
+            identity=torch.as_tensor(ids, dtype=torch.int64),
+            z=f32([identities[int(i)][0] for i in ids]), camera=f32([identities[int(i)][1] for i in ids]),
+            shape=f32([identities[int(i)][2] for i in ids]),
+            expression=f32([a[0] for a in anim]), jaw=f32([a[1] for a in anim]), eyelids=f32([a[2] for a in anim]))

@@ -1,0 +1,90 @@
+"""Building what training works on: the head model, G, D, the optimisers, the cue renderer.
+
+Shared by the loop, `agora train --dry-run` and `agora sample`, so all three build the same models
+from the same config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from agora_core.assets import require_asset
+from agora_core.errors import AgoraError
+from agora_core.head import HeadModel, UVSamples, add_mouth_interior, flame_assets_from_pickle
+from agora_core.models.agora_discriminator import AgoraDiscriminator
+from agora_core.models.agora_generator import AgoraGenerator
+from agora_core.models.dual_discrimination import dual_discrimination_cue
+from agora_core.render import Camera
+from agora_core.train.config import HeadConfig, OptimConfig, TrainConfig
+
+
+def build_head(config: HeadConfig) -> HeadModel:
+    """The demo head or the user's FLAME (pkl + UV obj), with the mouth interior if asked."""
+    if config.source == "demo":
+        from agora_core.head.demo_head import build_demo_head
+
+        assets = build_demo_head()
+    else:  # explicit paths, else the environment / assets.yaml (agora_core.assets)
+        assets = flame_assets_from_pickle(require_asset("flame_pkl", config.flame_pkl or None),
+                                          require_asset("flame_uv_obj", config.flame_uv or None))
+    if config.mouth_interior:
+        assets = add_mouth_interior(assets)
+    return HeadModel(assets)
+
+
+def check_head_matches(dataset_head_model: str, head: HeadModel, dataset_root: str | Path) -> None:
+    """The dataset's FLAME parameters must belong to the head G is built on (mouth aside)."""
+    base = lambda s: s.removesuffix("+mouth")  # noqa: E731  the mouth adds no FLAME parameters
+    if dataset_head_model not in ("", "unknown") and base(dataset_head_model) != base(head.model_id):
+        raise AgoraError(f"{Path(dataset_root) / 'dataset.json'}: FLAME parameters of head model "
+                         f"'{dataset_head_model}', but the config builds '{head.model_id}'; set head.* to match")
+
+
+def build_models(config: TrainConfig, head: HeadModel) -> tuple[AgoraGenerator, AgoraDiscriminator]:
+    """G and D of `config` (weights from the current torch RNG)."""
+    return AgoraGenerator(config.generator, head), AgoraDiscriminator(config.discriminator, config.resolution)
+
+
+def build_optimizers(config: OptimConfig, r1_interval: int, G: torch.nn.Module, D: torch.nn.Module
+                     ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and D; D's lr and betas adjusted for lazy R1 (StyleGAN2 appendix: with the
+    penalty every k steps, lr·k/(k+1) and β^(k/(k+1)) keep the effective step the same)."""
+    ratio = r1_interval / (r1_interval + 1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, eps=config.eps)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d * ratio,
+                             betas=(config.betas[0] ** ratio, config.betas[1] ** ratio), eps=config.eps)
+    return opt_g, opt_d
+
+
+def parameter_counts(G: AgoraGenerator, D: torch.nn.Module) -> dict[str, int]:
+    """Identity branch, deformation branch, D parameter counts and the number of Gaussians."""
+    counts = G.parameter_counts()
+    return {"identity_branch": counts["identity_branch"], "deformation_branch": counts["deformation_branch"],
+            "generator_total": counts["total"], "discriminator": sum(p.numel() for p in D.parameters()),
+            "gaussians": G.num_gaussians}
+
+
+class CueRenderer:
+    """The dual-discrimination cue S(ψ) (sec. 3.6) for a batch, or None when D takes no cue.
+
+    The mesh is splatted at the generator's UV samples (`AgoraGenerator.samples`)."""
+
+    def __init__(self, head: HeadModel, samples: UVSamples, config: TrainConfig):
+        self.head, self.samples, self.resolution = head, samples, config.resolution
+        self.config = config.discriminator
+
+    @torch.no_grad()
+    def __call__(self, flame: dict[str, Tensor], camera: Tensor, enabled: bool = True) -> Tensor | None:
+        """flame (dataset keys, [B, D]), camera labels [B, 25] -> cue [B, 3, R, R] | None.
+
+        `enabled` False gives zeros (the cue is switched on after `start_dual_kimg`)."""
+        if self.config.cue in ("none", "projection"):
+            return None
+        b, r = camera.shape[0], self.resolution
+        if not enabled:
+            return camera.new_zeros(b, 3, r, r)
+        return dual_discrimination_cue(self.head, flame, Camera.from_label(camera), r, self.config.cue, self.samples,
+                                       self.config.cue_displacement_scale, self.config.cue_include_jaw)

@@ -1,0 +1,104 @@
+"""Training checkpoints: `RUN/checkpoints/kimgXXXXXX[.NNN].pt`, tensors and plain types only.
+
+A checkpoint is a dict (DESIGN.md "Files between stages"):
+  format, format_version, G, G_ema, D (state_dicts), opt_G, opt_D (optimizer state_dicts), step,
+  nimg, kimg, rng (per rank: cpu / cuda / conditions generator states as uint8 tensors),
+  world_size, config (the resolved TrainConfig as a plain dict), head_model (model id).
+It loads with `torch.load(path, weights_only=True)`: no pickled modules or classes. Writing goes to
+a temporary file that is renamed, so a killed run never leaves a half checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from agora_core.errors import AgoraError
+
+FORMAT_NAME = "agora-train-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^kimg(\d{6})(?:\.(\d{3}))?\.pt$")
+
+
+def checkpoint_name(nimg: int) -> str:
+    """File name for a checkpoint after `nimg` images: kimg000012.pt, or kimg000012.500.pt."""
+    whole, frac = divmod(int(nimg), 1000)
+    return f"kimg{whole:06d}.pt" if frac == 0 else f"kimg{whole:06d}.{frac:03d}.pt"
+
+
+def _nimg_of(path: Path) -> int | None:
+    m = _NAME.match(path.name)
+    return None if m is None else int(m.group(1)) * 1000 + int(m.group(2) or 0)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoints of a run, oldest first (by the image count in their names)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(n, p) for p in folder.iterdir() if (n := _nimg_of(p)) is not None]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of `run_dir`, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write `state` atomically (tmp + fsync + rename). Values must be tensors or plain types."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by `save_checkpoint` (weights_only: no code is unpickled)."""
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise AgoraError(f"{path}: no checkpoints in {path / CHECKPOINT_DIR}")
+        path = found
+    if not path.is_file():
+        raise AgoraError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
+        raise AgoraError(f"{path}: not a readable agora checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
+        raise AgoraError(f"{path}: not an agora training checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise AgoraError(f"{path}: checkpoint format_version {state.get('format_version')} not supported "
+                         f"(this agora reads {FORMAT_VERSION})")
+    return state
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps all); returns the deleted."""
+    found = list_checkpoints(run_dir)
+    doomed = found[:-keep] if keep > 0 else []
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def load_matching_weights(module: torch.nn.Module, state_dict: dict) -> tuple[int, list[str]]:
+    """Copy every tensor of `state_dict` whose name and shape match `module`'s (stage-2 init from
+    a stage-1 checkpoint). Returns (number copied, names of the module's entries left as they were)."""
+    own = module.state_dict()
+    matched = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    module.load_state_dict(matched, strict=False)
+    return len(matched), sorted(set(own) - set(matched))

@@ -1,0 +1,140 @@
+"""The AGORA-M web bundle's files (no browser): `agora export web` from a checkpoint, format, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from agora_cli.export import export_app
+from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, read_basis, read_mlp
+from agora_core.export.sources import load_avatar_source, neutral_of
+from agora_core.export.web_bundle import VIEWER_FILES, demo_driving_sequence
+from agora_core.gaussians import read_splat
+from agora_core.train.config import config_to_dict
+from test_export_fixtures import tiny_generator, write_random_agora_m, write_tiny_checkpoint
+from test_train_fixtures import cached_build_head
+
+K = 4
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    G, config = tiny_generator()
+    folder = tmp_path_factory.mktemp("agora_m")
+    ckpt = write_tiny_checkpoint(folder, G, config)
+    basis, mlp = write_random_agora_m(folder, G.num_gaussians, G.config.w_dim, G.config.expr_cond_dim, k=K)
+    return ckpt, basis, mlp
+
+
+@pytest.fixture
+def app(monkeypatch) -> typer.Typer:
+    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.train.sample.build_head", cached_build_head)
+    app = typer.Typer()
+    app.add_typer(export_app, name="export")
+    return app
+
+
+def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: Path):
+    ckpt, basis_path, mlp_path = files
+    site = tmp_path / "site"
+    result = CliRunner().invoke(app, ["export", "web", str(ckpt), "--seed", "2", "--basis", str(basis_path),
+                                      "--mlp", str(mlp_path), "--out", str(site)])
+    assert result.exit_code == 0, result.output
+    m = json.loads((site / "avatar.json").read_text())
+    n, w, h = m["num_gaussians"], m["texture_width"], m["texture_height"]
+    assert (m["format"], m["format_version"], m["k"]) == ("agora-web-avatar", 1, K) and w * h >= n > w * (h - 1)
+    for name in VIEWER_FILES + ("neutral.splat", "driving_sequence.json"):
+        assert (site / name).is_file(), name
+    neutral = np.fromfile(site / "neutral.bin", "<f4").reshape(3, h * w, 4)
+    expected = load_avatar_source(ckpt, seed=2).neutral
+    np.testing.assert_allclose(neutral[0, :n, :3], expected.means[0].numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(neutral[0, :n, 3], expected.opacities[0].numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(neutral[1, :n, :3], expected.log_scales[0].numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(neutral[2, :n], expected.quats[0].numpy(), rtol=0, atol=0)
+    assert (neutral[0, n:] == 0).all() and (neutral[2, n:, 0] == 1).all()  # padding: invisible, valid rotation
+    sh = np.fromfile(site / "sh.bin", "<f4").reshape(m["sh_coefficients"], h * w, 4)
+    np.testing.assert_array_equal(sh[:, :n, :3], expected.sh[0].transpose(0, 1).numpy())
+    basis = read_basis(basis_path)
+    packed = np.fromfile(site / "basis.f16", "<f2").reshape(K, 3, h * w, 4).astype(np.float32)
+    assert np.abs(packed).max() <= 1.0  # divided by its amplitude: no fp16 overflow
+    values = packed.transpose(0, 2, 1, 3).reshape(K, h * w, 12)  # [xyz 3 | scale 3 | rotation 4 | opacity 1 | 0]
+    start = 0
+    for grp in GROUPS:
+        d = GROUP_DIMS[grp]
+        amp = np.asarray(m["basis_amplitude"][grp], np.float32)[:, None, None]
+        # fp16 keeps 11 significant bits: error ≤ 2^-11 of the amplitude
+        np.testing.assert_allclose(values[:, :n, start:start + d] * amp, basis.bases[grp].numpy(), rtol=0,
+                                   atol=float(amp.max()) * 2**-11)
+        start += d
+    assert (values[:, :, 11] == 0).all() and (values[:, n:] == 0).all()
+    assert (neutral[1, :n, 3] == 1).all()  # random blendshapes move every Gaussian: all active
+    mlp = read_mlp(mlp_path)
+    raw = (site / "mlp.bin").read_bytes()
+    entry = m["mlp"]["tensors"]["layers.1.weight"]
+    got = np.frombuffer(raw, "<f4", entry["size"], entry["offset"]).reshape(entry["shape"])
+    np.testing.assert_array_equal(got, mlp.weight1.numpy())
+    entry = m["mlp"]["tensors"]["w"]
+    np.testing.assert_array_equal(np.frombuffer(raw, "<f4", entry["size"], entry["offset"]), expected_w(ckpt))
+    assert (m["mlp"]["w_dim"], m["mlp"]["expr_dim"]) == (mlp.w_dim, mlp.expr_dim)
+    seq = json.loads((site / "driving_sequence.json").read_text())
+    assert seq["params_dim"] == 55 and len(seq["frames"][0]) == 55 and seq["num_frames"] == len(seq["frames"])
+
+
+def expected_w(ckpt: Path) -> np.ndarray:
+    return load_avatar_source(ckpt, seed=2).w.numpy()
+
+
+def test_mismatched_files_and_bad_sequences_are_user_errors(app, files, tmp_path: Path):
+    ckpt, basis_path, mlp_path = files
+    G, _ = tiny_generator()
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    other_basis, _ = write_random_agora_m(tmp_path / "a", G.num_gaussians + 5, G.config.w_dim, 10, k=K)
+    _, other_mlp = write_random_agora_m(tmp_path / "b", G.num_gaussians, G.config.w_dim, 10, k=K + 1)
+    _, wide_mlp = write_random_agora_m(tmp_path / "c", G.num_gaussians, G.config.w_dim + 1, 10, k=K)
+    args = ["export", "web", str(ckpt), "--seed", "0", "--out", str(tmp_path / "site")]
+    cases = ((other_basis, mlp_path, f"for {G.num_gaussians + 5} Gaussians"), (basis_path, other_mlp, "K=5"),
+             (basis_path, wide_mlp, "w of size"))
+    for basis, mlp, message in cases:
+        result = CliRunner().invoke(app, args + ["--basis", str(basis), "--mlp", str(mlp)])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    bad = tmp_path / "seq.json"
+    bad.write_text(json.dumps({**demo_driving_sequence(5), "params_dim": 56}))
+    result = CliRunner().invoke(app, args + ["--basis", str(basis_path), "--mlp", str(mlp_path), "--sequence", str(bad)])
+    assert result.exit_code == 2 and "--sequence" in result.output
+    result = CliRunner().invoke(app, args + ["--basis", str(tmp_path / "nope.safetensors"), "--mlp", str(mlp_path)])
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_mobile_stage_reads_the_same_files(files):
+    """Our readers and the AGORA-M stage's agree on the files (the format is the contract)."""
+    from agora_core.mobile import CoefficientMLP, GaussianBasis
+
+    _, basis_path, mlp_path = files
+    ours, theirs = read_basis(basis_path), GaussianBasis.load(basis_path)
+    for grp in GROUPS:
+        torch.testing.assert_close(ours.bases[grp].reshape(K, -1), theirs.basis[grp], rtol=0, atol=0)
+    mlp, _ = CoefficientMLP.load(mlp_path)
+    assert (read_mlp(mlp_path).expr_dim, read_mlp(mlp_path).w_dim) == (mlp.expr_dim, mlp.w_dim)
+
+
+def test_avatar_file_is_a_source_too(app, tmp_path: Path):
+    """An `agora invert` avatar (format agora-avatar: config, tuned G, pivot ws, β) exports like a seed."""
+    G, config = tiny_generator(seed=1)
+    ws = G.mapping(torch.randn(1, G.config.z_dim), torch.zeros(1, 25), 0.7)
+    shape = 0.3 * torch.randn(1, G.head.num_shape)
+    torch.save({"format": "agora-avatar", "format_version": 1, "config": config_to_dict(config), "G": G.state_dict(),
+                "ws": ws, "shape": shape}, tmp_path / "avatar.pt")
+    result = CliRunner().invoke(app, ["export", "splat", str(tmp_path / "avatar.pt"), "--out", str(tmp_path / "a.splat")])
+    assert result.exit_code == 0, result.output
+    expected = neutral_of(G, G.identity(None, None, shape, ws=ws, noise_mode="const"))
+    torch.testing.assert_close(read_splat(tmp_path / "a.splat").means, expected.means, rtol=0, atol=1e-6)
+    source = load_avatar_source(tmp_path / "avatar.pt")
+    torch.testing.assert_close(source.w, ws[0, 0])

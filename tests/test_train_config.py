@@ -1,0 +1,114 @@
+"""Training config: YAML loading with strict keys and types, dotted overrides, the shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agora_core.errors import AgoraError
+from agora_core.train.config import (
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_set_options,
+    write_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_paper_stage_1():
+    cfg = load_config(None)
+    assert cfg == TrainConfig()
+    assert (cfg.optim.lr_g, cfg.optim.lr_d, cfg.optim.betas, cfg.batch_size) == (0.0025, 0.002, (0.0, 0.99), 32)
+    assert (cfg.loss.r1_gamma, cfg.loss.r1_interval, cfg.loss.lambda_position, cfg.loss.lambda_scale) == (1.0, 16, 0.25, 0.5)
+    assert (cfg.loss.lambda_deform_position, cfg.loss.lambda_deform_scale, cfg.loss.lambda_opacity) == (1.5, 1.5, 0.0)
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path):
+    path = _write(tmp_path, "loss:\n  r1_gama: 2\n")
+    with pytest.raises(AgoraError) as exc:
+        load_config(path)
+    assert str(path) in str(exc.value) and "'loss.r1_gama'" in str(exc.value)
+    with pytest.raises(AgoraError, match=r"unknown key 'bogus'"):
+        load_config(_write(tmp_path, "bogus: 1\n"))
+
+
+@pytest.mark.parametrize("text, key", [
+    ("batch_size: 8.5\n", "batch_size"),
+    ("batch_size: true\n", "batch_size"),
+    ("xflip: 1\n", "xflip"),
+    ("optim:\n  betas: [0.0]\n", "optim.betas"),
+    ("head:\n  source: smplx\n", "head.source"),
+    ("loss: 3\n", "loss"),
+    ("generator:\n  cue: uv\n", "generator.cue"),
+])
+def test_wrong_types_are_rejected_with_the_key(tmp_path: Path, text: str, key: str):
+    path = _write(tmp_path, text)
+    with pytest.raises(AgoraError) as exc:
+        load_config(path)
+    assert str(path) in str(exc.value) and key in str(exc.value)
+
+
+def test_ints_are_accepted_for_floats_and_lists_become_tuples(tmp_path: Path):
+    cfg = load_config(_write(tmp_path, "total_kimg: 5\noptim:\n  betas: [0, 0.9]\n"))
+    assert cfg.total_kimg == 5.0 and isinstance(cfg.total_kimg, float)
+    assert cfg.optim.betas == (0.0, 0.9)
+
+
+def test_overrides_win_over_the_file_and_are_parsed(tmp_path: Path):
+    path = _write(tmp_path, "batch_size: 16\nloss:\n  r1_gamma: 2.0\n")
+    cfg = load_config(path, {"batch_size": "8", "loss.r1_gamma": 0.5, "discriminator.cue": "uv",
+                             "shift_augmentation.scale": "[0.9, 1.1]", "xflip": "true"})
+    assert (cfg.batch_size, cfg.loss.r1_gamma, cfg.discriminator.cue) == (8, 0.5, "uv")
+    assert cfg.shift_augmentation.scale == (0.9, 1.1) and cfg.xflip is True
+    with pytest.raises(AgoraError, match="unknown key 'loss.nope'"):
+        load_config(path, {"loss.nope": "1"})
+    with pytest.raises(AgoraError, match="batch_size: must be an integer"):
+        load_config(path, {"batch_size": "many"})
+    assert parse_set_options(["a.b=1", "c= x"]) == {"a.b": "1", "c": " x"}
+    with pytest.raises(AgoraError, match="--set"):
+        parse_set_options(["novalue"])
+
+
+def test_invalid_values_from_nested_configs_name_the_file(tmp_path: Path):
+    path = _write(tmp_path, "generator:\n  uv_resolution: 48\n")
+    with pytest.raises(AgoraError, match=rf"{path}: GeneratorConfig: uv_resolution must be a power of two"):
+        load_config(path)
+    with pytest.raises(AgoraError, match="resolution must be a power of two"):
+        load_config(_write(tmp_path, "resolution: 48\n"))
+    with pytest.raises(AgoraError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_dict_round_trip_and_written_yaml(tmp_path: Path):
+    cfg = load_config(None, {"optim.betas": [0.1, 0.9], "head.mouth_interior": False})
+    data = config_to_dict(cfg)
+    assert data["optim"]["betas"] == [0.1, 0.9]
+    assert config_from_dict(data) == cfg
+    path = write_config(cfg, tmp_path / "run" / "config.yaml")
+    assert load_config(path) == cfg
+    assert yaml.safe_load(path.read_text()) == data
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "ffhq256.yaml", "ffhq512.yaml"])
+def test_shipped_configs_load(name: str):
+    cfg = load_config(CONFIGS / name)
+    assert cfg.loss.lambda_position == 0.25 and cfg.loss.lambda_scale == 0.5
+    if name.startswith("ffhq"):
+        assert cfg.batch_size == 32 and cfg.optim.lr_g == 0.0025 and cfg.optim.lr_d == 0.002
+        assert (cfg.loss.lambda_deform_position, cfg.loss.lambda_deform_scale) == (1.5, 1.5)
+    if name == "ffhq256.yaml":
+        assert (cfg.resolution, cfg.generator.gaussian_grid, cfg.total_kimg, cfg.loss.lambda_opacity) == (256, 256, 6500, 0)
+    if name == "ffhq512.yaml":
+        assert (cfg.resolution, cfg.generator.gaussian_grid, cfg.total_kimg, cfg.loss.lambda_opacity) == (512, 512, 14000, 1)
+        assert cfg.resume_from
