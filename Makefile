@@ -22,8 +22,7 @@ test: install
 
 # The whole pipeline that exists so far, on the embedded demo head, offline on a CPU.
 demo: install
-	mkdir -p out
-	$(VENV)/bin/agora doctor --head-sheet out/head_sheet.png
+	bash scripts/demo.sh
 
 bench-render: install
 	$(PY) benchmarks/render.py

@@ -12,7 +12,9 @@ from agora_cli import doctor as doctor_cmd
 from agora_cli import export as export_cmd
 from agora_cli import extract_basis as extract_basis_cmd
 from agora_cli import fit_mlp as fit_mlp_cmd
+from agora_cli import invert as invert_cmd
 from agora_cli import prep_data as prep_data_cmd
+from agora_cli import reenact as reenact_cmd
 from agora_cli import sample as sample_cmd
 from agora_cli import train as train_cmd
 
@@ -46,6 +48,10 @@ app.command("sample")(sample_cmd.sample)
 app.command("extract-basis")(extract_basis_cmd.extract_basis)
 app.command("fit-mlp")(fit_mlp_cmd.fit_mlp)
 app.command("bench")(bench_cmd.bench)
+app.command("invert")(invert_cmd.invert)
+app.command("invert-demo-data")(invert_cmd.demo_data)
+app.command("reenact")(reenact_cmd.reenact)
+app.command("reenact-demo-params")(reenact_cmd.demo_params)
 app.add_typer(export_cmd.export_app, name="export")
 app.command("doctor")(doctor_cmd.doctor)
 

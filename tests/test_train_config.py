@@ -100,7 +100,7 @@ def test_dict_round_trip_and_written_yaml(tmp_path: Path):
     assert yaml.safe_load(path.read_text()) == data
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "ffhq256.yaml", "ffhq512.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo64.yaml", "ffhq256.yaml", "ffhq512.yaml"])
 def test_shipped_configs_load(name: str):
     cfg = load_config(CONFIGS / name)
     assert cfg.loss.lambda_position == 0.25 and cfg.loss.lambda_scale == 0.5

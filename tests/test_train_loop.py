@@ -183,3 +183,20 @@ def test_ddp_two_cpu_processes_keep_replicas_identical(data: Path, tmp_path: Pat
     state = load_checkpoint(latest_checkpoint(tmp_path / "run"))
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["step"] == 4
     assert not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])  # per-rank streams
+
+
+def test_stage_two_starts_from_matching_stage_one_weights(data: Path, tmp_path: Path, capsys):
+    """resume_from: 16² -> 32² with a denser UV grid; G keeps every weight, D its shared blocks."""
+    stage1 = tmp_path / "stage1"
+    loop.train(tiny_config(total_kimg=0.004), data, stage1, progress=False)
+    first = load_checkpoint(latest_checkpoint(stage1))
+    capsys.readouterr()
+    cfg = tiny_config(total_kimg=0.004, resolution=32, resume_from=str(stage1), **{"generator.gaussian_grid": 32,
+                      "loss.lambda_opacity": 1.0, "loss.start_dual_kimg": 0.0})
+    loop.train(cfg, data, tmp_path / "stage2", progress=False)
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if line.startswith("resume_from"))
+    assert lines["resume_from G"] == f"{len(first['G'])} tensors copied, 0 kept as initialised"
+    copied_d, kept_d = (int(x.split()[0]) for x in lines["resume_from D"].split(", "))
+    assert copied_d > 0 and kept_d > 0  # the shared 16²..4² blocks, not the new 32² input layers
+    second = load_checkpoint(latest_checkpoint(tmp_path / "stage2"))
+    assert second["step"] == 1 and second["config"]["resolution"] == 32 and first["G"].keys() == second["G"].keys()

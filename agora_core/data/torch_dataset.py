@@ -55,7 +55,7 @@ class HeadImageDataset(Dataset):
         if xflip and self.index.mirrored_flame is None:
             raise AgoraError(
                 f"{self.root / 'flame.npz'}: no FLAME estimates of mirrored images; "
-                "rebuild the dataset with `agora prep-data --mirror` or train without --xflip"
+                "rebuild the dataset with `agora prep-data --mirror` or train with `--set xflip=false`"
             )
 
     def __len__(self) -> int:

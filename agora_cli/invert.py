@@ -1,0 +1,110 @@
+"""`agora invert`: an avatar from one or a few photos (or video frames) by PTI; and
+`agora invert-demo-data`: the demo's input, views of one synthetic demo-head identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agora_cli.common import console, err_console, setup_runtime, user_errors
+from agora_cli.options import FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
+from agora_core.errors import AgoraError
+
+
+def parse_indices(index: list[str] | None, extra: list[str]) -> list[int]:
+    """`--index 0 1 2` (trailing numbers arrive as positional inputs), `--index 0,1,2` or repeated."""
+    items = [part for item in (index or []) for part in item.replace(",", " ").split()] + list(extra)
+    try:
+        return [int(x) for x in items]
+    except ValueError:
+        bad = next(x for x in items if not x.lstrip("-").isdigit())
+        raise AgoraError(f"--index {bad}: dataset indices are integers") from None
+
+
+@user_errors
+def invert(
+    inputs: Annotated[Optional[list[str]], typer.Argument(metavar="PHOTO... | VIDEO", help="Photos of one person, or one video (with --dataset: nothing).", show_default=False)] = None,
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Base checkpoint (RUN/checkpoints/kimg*.pt) or a run folder (its newest).")] = ...,
+    out: Annotated[Path, typer.Option("--out", help="Avatar file to write (.pt); avatar.losses.json and avatar.preview.png go beside it.")] = Path("avatar.pt"),
+    frames: Annotated[Optional[int], typer.Option("--frames", help="Frames to pick from a video (sharpest in equal time runs; default 3).")] = None,
+    dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Take images and exact labels from this dataset folder instead of photos (demo head: no SMIRK model).")] = None,
+    index: Annotated[Optional[list[str]], typer.Option("--index", help="Dataset indices with --dataset: --index 0 1 2 (or 0,1,2).")] = None,
+    aligned: Annotated[bool, typer.Option("--aligned", help="Photos are FFHQ-aligned crops: skip face detection.")] = False,
+    matting: Annotated[bool, typer.Option("--matting/--no-matting", help="Matte with MODNet onto white (off: photos already on white).")] = True,
+    perceptual_weights: Annotated[Optional[Path], typer.Option("--perceptual-weights", help="torchvision VGG16 state dict (torch.save) for the perceptual loss; without it: L2 + SSIM.")] = None,
+    locality: Annotated[bool, typer.Option("--locality", help="PTI's locality regulariser in stage 2.")] = False,
+    tune_flame: Annotated[Optional[bool], typer.Option("--tune-flame/--no-tune-flame", help="Tune β, ψ, θ with w in stage 1 (default: with several frames).")] = None,
+    w_steps: Annotated[int, typer.Option("--w-steps", min=0, help="Stage 1 steps (pivot w).")] = 450,
+    g_steps: Annotated[int, typer.Option("--g-steps", min=0, help="Stage 2 steps at most (generator tuning).")] = 350,
+    w_lr: Annotated[float, typer.Option("--w-lr", help="Stage 1 peak learning rate.")] = 0.01,
+    g_lr: Annotated[float, typer.Option("--g-lr", help="Stage 2 Adam learning rate.")] = 3e-4,
+    ply: Annotated[Optional[Path], typer.Option("--ply", help="Also write the neutral avatar as a 3DGS .ply.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the w noise and locality samples.")] = 0,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    smirk: SmirkOpt = None,
+    modnet: ModnetOpt = None,
+    flame: FlameOpt = None,
+    flame_uv: FlameUvOpt = None,
+) -> None:
+    """Invert photos of a person into an animatable avatar (PTI: pivot w, then generator tuning)."""
+    import torch
+
+    from agora_core.invert.checkpoint_io import load_base_generator
+    from agora_core.invert.losses import make_reconstruction_loss
+    from agora_core.invert.pti import PTIConfig
+    from agora_core.invert.run import invert as run_invert
+
+    inputs = list(inputs or [])
+    if out.suffix != ".pt":
+        raise AgoraError(f"--out {out}: the avatar file must end in .pt")
+    if dataset is None and index:
+        raise AgoraError("--index needs --dataset DIR")
+    if dataset is not None and (frames is not None or aligned):
+        raise AgoraError("--frames/--aligned apply to photos and videos, not --dataset")
+    setup_runtime(threads or None)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    base = load_base_generator(ckpt, dev, flame, flame_uv)
+    head, res = base.generator.head, base.resolution
+    if dataset is not None:
+        from agora_core.invert.targets import target_from_dataset
+
+        target = target_from_dataset(dataset, parse_indices(index, inputs), head, res)
+    else:
+        from agora_core.invert.photo_inputs import FaceTools, collect_images, target_from_images
+
+        images, names = collect_images([Path(p) for p in inputs], frames)
+        tools = FaceTools.load(smirk, modnet, aligned, matting, dev)
+        target = target_from_images(images, names, tools, head, res)
+        if not head.model_id.startswith("flame"):
+            err_console.print(f"[yellow]warning:[/] SMIRK estimates FLAME 2020 parameters, but the checkpoint's head "
+                              f"is '{head.model_id}'; the fit will be poor", highlight=False, soft_wrap=True)
+    loss_fn = make_reconstruction_loss(str(perceptual_weights) if perceptual_weights else None, dev,
+                                       warn=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True))
+    config = PTIConfig(w_steps=w_steps, g_steps=g_steps, w_lr=w_lr, g_lr=g_lr, locality=locality,
+                       optimise_flame=tune_flame, seed=seed)
+    console.print(f"PTI on {target.num_frames} frame(s) at {res}² ({'few-shot' if target.num_frames > 1 else 'one-shot'}), "
+                  f"base {base.source}", soft_wrap=True)
+    result = run_invert(base, target, out, config, loss_fn, ply=ply, progress=progress)
+    console.print(f"PSNR on the input view(s): {result.psnr_pivot:.2f} dB after stage 1, {result.psnr_final:.2f} dB "
+                  f"after tuning ({result.stage2_steps} steps{', stopped at ' + result.stopped_early if result.stopped_early else ''})",
+                  soft_wrap=True)
+    console.print(f"wrote {result.avatar}, {result.losses}, {result.preview}" + (f", {result.ply}" if result.ply else ""), soft_wrap=True)
+
+
+@user_errors
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="Dataset folder to write (4 views of one demo-head person).")],
+    seed: Annotated[int, typer.Option("--seed", help="Identity seed (appearance, shape, expressions).")] = 0,
+    resolution: Annotated[int, typer.Option("--resolution", help="Image side in pixels (use the checkpoint's).")] = 64,
+) -> None:
+    """Write views of ONE synthetic demo-head identity for `agora invert --dataset OUT --index 0 1 2`
+    (index 3 is a held-out view) and `agora reenact --ground-truth OUT`."""
+    from agora_core.invert.demo_data import make_demo_identity_dataset
+
+    setup_runtime()
+    path = make_demo_identity_dataset(out, resolution=resolution, seed=seed)
+    console.print(f"demo identity {seed}: {path} (views 0-2 to invert, 3 held out)", soft_wrap=True)

@@ -1,0 +1,125 @@
+"""`agora reenact`: drive an avatar with a video (tracked through face/) or a parameter file; and
+`agora reenact-demo-params`: a synthetic driving sequence for the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agora_cli.common import console, err_console, setup_runtime, user_errors
+from agora_cli.options import FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
+from agora_core.errors import AgoraError
+
+
+def parse_smooth(smooth: str, no_smooth: bool) -> tuple[int, int] | None:
+    """`--smooth W,O` -> (W, O) (odd W > O >= 0), or None with --no-smooth."""
+    if no_smooth:
+        return None
+    try:
+        w, o = (int(x) for x in smooth.split(","))
+    except ValueError:
+        raise AgoraError(f"--smooth {smooth}: expected WINDOW,ORDER, e.g. 5,3") from None
+    if w < 1 or w % 2 == 0 or not 0 <= o < w:
+        raise AgoraError(f"--smooth {smooth}: the window must be odd and larger than the order")
+    return w, o
+
+
+@user_errors
+def reenact(
+    avatar: Annotated[Path, typer.Argument(help="Avatar file from `agora invert`.")],
+    driving: Annotated[Optional[Path], typer.Argument(help="Driving video (omit with --params).", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="mp4 to write.")] = Path("reenact.mp4"),
+    params: Annotated[Optional[Path], typer.Option("--params", help="Drive from a parameter file instead: .npz (agora) or the authors' driving_sequence.json.")] = None,
+    save_params: Annotated[Optional[Path], typer.Option("--save-params", help="Write the tracked (unsmoothed) parameters (.npz or .json).")] = None,
+    smooth: Annotated[str, typer.Option("--smooth", help="Savitzky–Golay WINDOW,ORDER over time.")] = "5,3",
+    no_smooth: Annotated[bool, typer.Option("--no-smooth", help="Do not smooth the parameters.")] = False,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Put the driving frame (or the ground truth) left of the render.")] = False,
+    ground_truth: Annotated[Optional[Path], typer.Option("--ground-truth", help="Demo-identity dataset: render its person with the same parameters on the left.")] = None,
+    mobile: Annotated[bool, typer.Option("--mobile", help="Render with AGORA-M (BlendshapeAvatar) instead of the full model.")] = False,
+    basis: Annotated[Optional[Path], typer.Option("--basis", help="AGORA-M basis.safetensors (with --mobile).")] = None,
+    mlp: Annotated[Optional[Path], typer.Option("--mlp", help="AGORA-M mlp.safetensors (with --mobile).")] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", help="Render size (default: the avatar's).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Frames rendered per batch.")] = 8,
+    aligned: Annotated[bool, typer.Option("--aligned", help="Video frames are FFHQ-aligned crops: skip detection.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    smirk: SmirkOpt = None,
+    modnet: ModnetOpt = None,
+    flame: FlameOpt = None,
+    flame_uv: FlameUvOpt = None,
+) -> None:
+    """Reenact an avatar: per-frame expression, jaw and head pose from a video or a parameter file."""
+    import torch
+
+    from agora_core.invert.avatar_file import AvatarFile
+    from agora_core.reenact.driving import DrivingSequence
+    from agora_core.reenact.run import reenact as run_reenact
+
+    if (driving is None) == (params is None):
+        raise AgoraError("reenact needs a driving video or --params FILE (exactly one)")
+    if save_params is not None and driving is None:
+        raise AgoraError("--save-params writes what was tracked from a video; it does not apply to --params")
+    if mobile and (basis is None or mlp is None):
+        raise AgoraError("--mobile needs --basis basis.safetensors and --mlp mlp.safetensors")
+    if not mobile and (basis is not None or mlp is not None):
+        raise AgoraError("--basis/--mlp apply to --mobile; add --mobile")
+    if side_by_side and driving is None and ground_truth is None:
+        raise AgoraError("--side-by-side with --params needs --ground-truth DATASET (there is no driving video)")
+    if out.suffix.lower() != ".mp4":
+        raise AgoraError(f"--out {out}: the video must end in .mp4")
+    window = parse_smooth(smooth, no_smooth)
+    setup_runtime(threads or None)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loaded = AvatarFile.load(avatar)  # fail on a bad avatar before tracking a long video
+    res = resolution or loaded.resolution
+    left = None
+    if driving is not None:
+        from rich.progress import Progress
+
+        from agora_core.assets import resolve_asset
+        from agora_core.invert.photo_inputs import FaceTools
+        from agora_core.reenact.tracking import track_video
+
+        matting = bool(modnet) or resolve_asset("modnet_onnx").found
+        tools = FaceTools.load(smirk, modnet, aligned, matting, dev)
+        with Progress(disable=not progress) as bar:
+            tracked = track_video(driving, tools, res, bar)
+        if tracked.missing:
+            err_console.print(f"[yellow]warning:[/] no face in {tracked.missing} of {tracked.sequence.num_frames} "
+                              "frames; their parameters are held from the previous frame", highlight=False, soft_wrap=True)
+        if tracked.truncated:
+            err_console.print(f"[yellow]warning:[/] {driving}: decoding stopped at a damaged frame after "
+                              f"{tracked.sequence.num_frames} frames", highlight=False, soft_wrap=True)
+        if save_params is not None:
+            tracked.sequence.save(save_params)
+            console.print(f"wrote {save_params}", soft_wrap=True)
+        sequence = tracked.sequence
+        left = tracked.crops if side_by_side and ground_truth is None else None
+    else:
+        sequence = DrivingSequence.load(params)
+    if window is not None:
+        sequence = sequence.smoothed(*window)
+    result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
+                         ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
+                         progress=progress)
+    console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps "
+                  f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)
+
+
+@user_errors
+def demo_params(
+    out: Annotated[Path, typer.Argument(help="Driving parameters to write (.npz or .json).")],
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Number of frames.")] = 48,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second.")] = 24.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the trajectories.")] = 0,
+) -> None:
+    """Write a smooth synthetic driving sequence (expression, jaw, blinks, head turns) for the demo."""
+    from agora_core.reenact.demo_sequence import make_demo_sequence
+
+    if fps <= 0:
+        raise AgoraError(f"--fps {fps}: must be positive")
+    path = make_demo_sequence(frames, fps, seed).save(out)
+    console.print(f"wrote {path} ({frames} frames at {fps:g} fps)", soft_wrap=True)

@@ -1,0 +1,160 @@
+"""`avatar.pt`: a personalised AGORA avatar from PTI, tensors and plain types only.
+
+A dict (loads with `torch.load(path, weights_only=True)`; no pickled modules or classes):
+
+    format "agora-avatar", format_version 1
+    generator         tuned G state dict (all weights; self-contained, no base checkpoint needed)
+    generator_config  the resolved GeneratorConfig as a plain dict
+    head_config       the training HeadConfig (how to rebuild the head), head_model its model id
+    resolution        render resolution of the base model (and of `crops`)
+    w                 [1, w_dim] the pivot (every synthesis layer uses it)
+    shape             [1, S] FLAME shape β of the person
+    frames            per input frame: expression [F, E], jaw [F, 3], eyelids [F, 2], neck [F, 3],
+                      eyes [F, 6], camera [F, 25] (label, camera_rotation applied), camera_rotation [F, 3]
+    crops             [F, R, R, 3] uint8 the input crops (matted on white)
+    neutral           cached neutral Gaussians (ψ = 0, θ = 0) of the tuned G: means [1, N, 3],
+                      log_scales [1, N, 3], quats [1, N, 4], sh [1, N, K, 3], opacities [1, N]
+    mapping_camera    [25] camera label of the base model's mapping
+    sources           input names; base_checkpoint: the checkpoint PTI started from
+    pti               settings and results (numbers/strings)
+
+Written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from agora_core.errors import AgoraError, file_error
+from agora_core.gaussians import GaussianSet
+
+FORMAT_NAME = "agora-avatar"
+FORMAT_VERSION = 1
+NEUTRAL_KEYS = ("means", "log_scales", "quats", "sh", "opacities")
+FRAME_FIELDS = ("expression", "jaw", "eyelids", "neck", "eyes", "camera", "camera_rotation")
+
+
+@dataclass
+class AvatarFile:
+    generator: dict[str, Tensor]
+    generator_config: dict
+    head_config: dict
+    head_model: str
+    resolution: int
+    w: Tensor
+    shape: Tensor
+    frames: dict[str, Tensor]
+    crops: Tensor
+    neutral: dict[str, Tensor]
+    mapping_camera: Tensor
+    sources: list[str] = field(default_factory=list)
+    base_checkpoint: str = ""
+    pti: dict = field(default_factory=dict)
+    path: Path | None = field(default=None, compare=False)  # the file it was loaded from
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.crops.shape[0])
+
+    def neutral_gaussians(self, device: str | torch.device = "cpu") -> GaussianSet:
+        return GaussianSet(**{k: self.neutral[k].to(device) for k in NEUTRAL_KEYS})
+
+    # --- file ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        cpu = lambda d: {k: v.detach().cpu().contiguous() for k, v in d.items()}  # noqa: E731
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generator": cpu(self.generator),
+                "generator_config": dict(self.generator_config), "head_config": dict(self.head_config),
+                "head_model": self.head_model, "resolution": int(self.resolution), "w": self.w.detach().cpu(),
+                "shape": self.shape.detach().cpu(), "frames": cpu(self.frames), "crops": self.crops.cpu(),
+                "neutral": cpu(self.neutral), "mapping_camera": self.mapping_camera.detach().cpu(),
+                "sources": list(self.sources), "base_checkpoint": self.base_checkpoint, "pti": dict(self.pti)}
+
+    def save(self, path: str | Path) -> Path:
+        """Atomic write (temporary file, fsync, rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(path)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(self.to_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> "AvatarFile":
+        """Read and check an avatar file; every problem is one `AgoraError` naming the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise file_error(path, "no such file; make an avatar with `agora invert`")
+        try:
+            doc = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure: not our file
+            raise file_error(path, f"not a readable avatar file ({type(exc).__name__}); make one with `agora invert`") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+            what = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise file_error(path, f"not an agora avatar file (format={what!r}); make one with `agora invert`")
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise file_error(path, f"avatar format_version {doc.get('format_version')} is not supported "
+                                   f"(this agora reads {FORMAT_VERSION}); re-run `agora invert`")
+        try:
+            avatar = AvatarFile(
+                generator=doc["generator"], generator_config=doc["generator_config"], head_config=doc["head_config"],
+                head_model=str(doc["head_model"]), resolution=int(doc["resolution"]), w=doc["w"], shape=doc["shape"],
+                frames=doc["frames"], crops=doc["crops"], neutral=doc["neutral"], mapping_camera=doc["mapping_camera"],
+                sources=list(doc.get("sources", [])), base_checkpoint=str(doc.get("base_checkpoint", "")),
+                pti=dict(doc.get("pti", {})), path=path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise file_error(path, f"avatar file lacks {exc}; it is damaged, re-run `agora invert`") from None
+        missing = [k for k in NEUTRAL_KEYS if k not in avatar.neutral] + [k for k in FRAME_FIELDS if k not in avatar.frames]
+        if missing or avatar.w.ndim != 2 or avatar.shape.ndim != 2:
+            raise file_error(path, f"avatar file is damaged ({', '.join(missing) or 'bad w/shape'}); re-run `agora invert`")
+        return avatar
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temporary name beside `path` with the same suffix."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | torch.device = "cpu",
+                           flame_pkl: str | None = None, flame_uv: str | None = None):
+    """The avatar's tuned generator (eval, no grad), on the head it was made with.
+
+    Raises `AgoraError` when the head built here is another model than the avatar's (e.g. an avatar
+    of the demo head with FLAME files given, or FLAME files of another version), or the weights do
+    not fit the stored config.
+    """
+    import dataclasses
+
+    from agora_core.invert.checkpoint_io import check_head_model, load_generator_weights
+    from agora_core.models.agora_generator import AgoraGenerator
+    from agora_core.models.generator_config import GeneratorConfig
+    from agora_core.train.build import build_head
+    from agora_core.train.config import HeadConfig, build_dataclass
+
+    head_cfg = build_dataclass(HeadConfig, avatar.head_config, f"{where} (head_config)")
+    if flame_pkl or flame_uv:
+        head_cfg = dataclasses.replace(head_cfg, source="flame", flame_pkl=flame_pkl or head_cfg.flame_pkl,
+                                       flame_uv=flame_uv or head_cfg.flame_uv)
+    head = build_head(head_cfg)
+    if head.model_id != avatar.head_model:
+        raise AgoraError(f"{where}: avatar of head model '{avatar.head_model}', but the head built here is "
+                         f"'{head.model_id}'; use the head (--flame/--flame-uv) the avatar was made with")
+    check_head_model(head, avatar.head_model, where)
+    config = build_dataclass(GeneratorConfig, avatar.generator_config, f"{where} (generator_config)")
+    G = AgoraGenerator(config, head)
+    load_generator_weights(G, avatar.generator, where)
+    if avatar.w.shape[1] != config.w_dim or avatar.shape.shape[1] != head.num_shape:
+        raise file_error(where, f"w {tuple(avatar.w.shape)} / shape {tuple(avatar.shape.shape)} do not fit the "
+                                f"generator (w_dim {config.w_dim}, {head.num_shape} shape coefficients)")
+    return G.to(device).eval().requires_grad_(False)

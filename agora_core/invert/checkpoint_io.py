@@ -1,0 +1,99 @@
+"""The base model PTI starts from: G_ema of a training checkpoint, rebuilt from its stored config.
+
+Built on the training stage's own reader (`train.checkpoint.load_checkpoint`, weights_only) and
+head builder (`train.build.build_head`), so the head matches the one G was trained on. Every way the
+file can be wrong (missing, not a checkpoint, another format version, weights that do not fit the
+stored config, a head model other than the one it names) is one `AgoraError` line naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from agora_core.errors import AgoraError
+from agora_core.head import HeadModel
+from agora_core.models.agora_generator import AgoraGenerator
+from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
+from agora_core.train.config import TrainConfig, config_from_dict, config_to_dict
+
+
+@dataclass
+class BaseGenerator:
+    """G_ema of a checkpoint (eval mode, no grad) and what inversion needs to know about it."""
+
+    generator: AgoraGenerator
+    config: TrainConfig  # the stored training config (head, generator, resolution)
+    head_model: str  # model id of the head G is built on
+    mapping_camera: Tensor  # [25] camera label fed to the mapping network (the training set's frontal one)
+    source: str  # the checkpoint file
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    def generator_config_dict(self) -> dict:
+        return config_to_dict(self.config.generator)
+
+    def head_config_dict(self) -> dict:
+        return config_to_dict(self.config.head)
+
+
+def frontal_camera_label() -> Tensor:
+    """[25] the frontal orbit camera at the FLAME framing radius (no training statistics known)."""
+    zero = torch.zeros(1, dtype=torch.float64)
+    cam = orbit_cameras(zero, zero, radius=FLAME_CAMERA_RADIUS, target=(0.0, 0.0, 0.0))
+    return cam.to_label()[0].float()
+
+
+def load_generator_weights(generator: AgoraGenerator, weights, where: str | Path) -> None:
+    """`load_state_dict` (strict) with a mismatch reported as an `AgoraError` naming `where`."""
+    if not isinstance(weights, dict):
+        raise AgoraError(f"{where}: holds no generator weights")
+    try:
+        generator.load_state_dict(weights)
+    except (RuntimeError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AgoraError(f"{where}: generator weights do not match its stored config ({first[:160]})") from None
+
+
+def check_head_model(head: HeadModel, expected: str, where: str | Path) -> None:
+    """The head built from a stored config must be the one the file was made with."""
+    if expected and head.model_id != expected:
+        raise AgoraError(f"{where}: made with head model '{expected}', but its config builds "
+                         f"'{head.model_id}'; pass the matching --flame/--flame-uv files")
+
+
+def load_base_generator(checkpoint: str | Path, device: str | torch.device = "cpu",
+                        flame_pkl: str | None = None, flame_uv: str | None = None) -> BaseGenerator:
+    """G_ema of `checkpoint` (a file, or a run folder: its newest checkpoint) on `device`.
+
+    Args:
+        flame_pkl, flame_uv: FLAME files overriding the checkpoint's stored paths (head source "flame").
+    """
+    import dataclasses
+
+    from agora_core.train.build import build_head
+    from agora_core.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    try:
+        config = config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
+    except KeyError:
+        raise AgoraError(f"{checkpoint}: checkpoint has no stored config; it is not from `agora train`") from None
+    head_cfg = config.head
+    if flame_pkl or flame_uv:
+        head_cfg = dataclasses.replace(head_cfg, flame_pkl=flame_pkl or head_cfg.flame_pkl,
+                                       flame_uv=flame_uv or head_cfg.flame_uv)
+        config = dataclasses.replace(config, head=head_cfg)
+    head = build_head(head_cfg)
+    check_head_model(head, str(state.get("head_model", "")), checkpoint)
+    generator = AgoraGenerator(config.generator, head)
+    load_generator_weights(generator, state.get("G_ema") or state.get("G"), checkpoint)
+    camera = (state.get("sampling") or {}).get("camera")
+    camera = camera.reshape(25).float() if isinstance(camera, Tensor) and camera.numel() == 25 else frontal_camera_label()
+    generator = generator.to(device).eval().requires_grad_(False)
+    return BaseGenerator(generator, config, head.model_id, camera.to(device), str(checkpoint))

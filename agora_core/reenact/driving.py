@@ -1,0 +1,187 @@
+"""Driving parameters of a reenactment: per-frame expression, jaw, eyelids, head pose (+ cameras).
+
+Files (`DrivingSequence.load` picks the reader by suffix):
+
+- `.npz` (ours; what `agora reenact --save-params` writes):
+    expression   [T, E] float   FLAME expression coefficients (E = 50 for SMIRK)
+    jaw          [T, 3] float   jaw rotation, axis-angle (radians)
+    eyelids      [T, 2] float   eyelid closure (SMIRK's 2 blendshapes), optional (zeros)
+    global_pose  [T, 3] float   head rotation, axis-angle; realised by the camera (the avatar's head
+                                stays unrotated, paper sec. 4 / code facts §6), optional (zeros)
+    neck         [T, 3] float   FLAME neck rotation, optional (zeros)
+    camera       [T, 25] float  EG3D camera labels, optional: when present they are the cameras and
+                                global_pose is ignored
+    fps          scalar         frames per second, optional (25)
+- `.json`: the AGORA authors' web-demo `driving_sequence.json`,
+    {"num_frames": T, "params_dim": 55, "fps": 25.0, "frames": [[50 expression, 3 jaw, 2 eyelids], …]}
+  (no head pose: the camera stays frontal). `save` writes it too for a `.json` path.
+
+Smoothing (`smoothed`): Savitzky–Golay over time on every parameter (authors: window 5, order 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agora_core.errors import AgoraError, file_error
+from agora_core.render import Camera
+
+DEFAULT_FPS = 25.0
+SMOOTH_WINDOW, SMOOTH_ORDER = 5, 3  # the authors' Savitzky–Golay filter (code facts §6)
+JSON_TAIL = 5  # jaw 3 + eyelids 2 after the expression in the authors' 55-d frame vector
+SMOOTHED = ("expression", "jaw", "eyelids", "global_pose", "neck")
+
+
+@dataclass
+class DrivingSequence:
+    expression: np.ndarray  # [T, E] float32
+    jaw: np.ndarray  # [T, 3]
+    eyelids: np.ndarray  # [T, 2]
+    global_pose: np.ndarray  # [T, 3]
+    neck: np.ndarray  # [T, 3]
+    fps: float = DEFAULT_FPS
+    camera: np.ndarray | None = None  # [T, 25] labels, or None: from global_pose
+
+    def __post_init__(self) -> None:
+        t = self.expression.shape[0]
+        for name, dim in (("jaw", 3), ("eyelids", 2), ("global_pose", 3), ("neck", 3)):
+            assert getattr(self, name).shape == (t, dim), (name, getattr(self, name).shape, t)
+        assert self.camera is None or self.camera.shape == (t, 25), self.camera.shape
+
+    @property
+    def num_frames(self) -> int:
+        return self.expression.shape[0]
+
+    # --- maths --------------------------------------------------------------------------------------
+    def smoothed(self, window: int = SMOOTH_WINDOW, order: int = SMOOTH_ORDER) -> "DrivingSequence":
+        """Savitzky–Golay over time (scipy, mode "interp"); the window shrinks to the largest odd
+        length ≤ T for short sequences, and nothing is smoothed when that is ≤ order."""
+        from scipy.signal import savgol_filter
+
+        w = min(window, self.num_frames if self.num_frames % 2 else self.num_frames - 1)
+        if w <= order:
+            return self
+        new = {k: savgol_filter(getattr(self, k), w, order, axis=0, mode="interp").astype(np.float32) for k in SMOOTHED}
+        new["eyelids"] = np.clip(new["eyelids"], 0.0, 1.0)  # SMIRK's eyelids live in [0, 1]
+        return replace(self, **new)
+
+    def cameras(self) -> Camera:
+        """One camera per frame: the given labels, else the orbit camera of the head pose."""
+        if self.camera is not None:
+            return Camera.from_label(torch.as_tensor(self.camera, dtype=torch.float32))
+        from agora_core.face.camera import camera_from_head_pose
+
+        cams = camera_from_head_pose(torch.as_tensor(self.global_pose, dtype=torch.float64))
+        return Camera(cams.cam2world.float(), cams.intrinsics.float())
+
+    def flame(self) -> dict[str, torch.Tensor]:
+        """Per-frame FLAME tensors (dataset keys, no shape: the avatar's replaces the driver's)."""
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        return {"expression": t(self.expression), "jaw": t(self.jaw), "eyelids": t(self.eyelids),
+                "neck": t(self.neck), "eyes": torch.zeros(self.num_frames, 6)}
+
+    # --- files --------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write `.npz` (all fields) or `.json` (authors' format: expression, jaw, eyelids), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            if path.suffix == ".json":
+                frames = np.concatenate([self.expression, self.jaw, self.eyelids], axis=1)
+                doc = {"num_frames": self.num_frames, "params_dim": int(frames.shape[1]), "fps": float(self.fps),
+                       "frames": [[float(x) for x in row] for row in frames]}
+                tmp.write_text(json.dumps(doc))
+            elif path.suffix == ".npz":
+                arrays = {k: getattr(self, k).astype(np.float32) for k in SMOOTHED}
+                if self.camera is not None:
+                    arrays["camera"] = self.camera.astype(np.float32)
+                with open(tmp, "wb") as f:
+                    np.savez(f, fps=np.float32(self.fps), **arrays)
+            else:
+                raise file_error(path, "driving parameters are written as .npz or .json")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> "DrivingSequence":
+        path = Path(path)
+        if not path.is_file():
+            raise file_error(path, "no such file")
+        if path.suffix == ".json":
+            return _load_json(path)
+        if path.suffix == ".npz":
+            return _load_npz(path)
+        raise file_error(path, "--params takes a .npz (agora) or .json (authors' driving_sequence.json) file")
+
+
+def _rows(path: Path, name: str, value, t: int | None, dim: int | None) -> np.ndarray:
+    a = np.asarray(value, dtype=np.float32)
+    if a.ndim != 2 or (t is not None and a.shape[0] != t) or (dim is not None and a.shape[1] != dim):
+        want = f"[{t if t is not None else 'T'}, {dim if dim is not None else 'E'}]"
+        raise file_error(path, f"'{name}' has shape {a.shape}, expected {want}")
+    if not np.isfinite(a).all():
+        raise file_error(path, f"'{name}' has non-finite values")
+    return a
+
+
+def _load_npz(path: Path) -> DrivingSequence:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise file_error(path, f"not a readable .npz ({exc})") from None
+    for key in ("expression", "jaw"):
+        if key not in data:
+            raise file_error(path, f"lacks '{key}' (driving .npz: expression [T,E], jaw [T,3], optional eyelids, "
+                                   "global_pose, neck, camera [T,25], fps)")
+    expression = _rows(path, "expression", data["expression"], None, None)
+    t = expression.shape[0]
+    if t == 0:
+        raise file_error(path, "has zero frames")
+    opt = lambda k, d: _rows(path, k, data[k], t, d) if k in data else np.zeros((t, d), np.float32)  # noqa: E731
+    camera = _rows(path, "camera", data["camera"], t, 25) if "camera" in data else None
+    fps = float(np.asarray(data.get("fps", DEFAULT_FPS)).reshape(-1)[0]) if "fps" in data else DEFAULT_FPS
+    if not fps > 0:
+        raise file_error(path, f"fps must be positive, got {fps}")
+    return DrivingSequence(expression, _rows(path, "jaw", data["jaw"], t, 3), opt("eyelids", 2), opt("global_pose", 3),
+                           opt("neck", 3), fps, camera)
+
+
+def _load_json(path: Path) -> DrivingSequence:
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise file_error(path, f"not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or "frames" not in doc:
+        raise file_error(path, "not a driving_sequence.json ({num_frames, params_dim, fps, frames})")
+    dim = int(doc.get("params_dim", 55))
+    if dim <= JSON_TAIL:
+        raise file_error(path, f"params_dim {dim}: expected expression + jaw 3 + eyelids 2 (55)")
+    try:
+        frames = np.asarray(doc["frames"], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise file_error(path, "'frames' must be a list of equal-length number lists") from None
+    if frames.ndim != 2 or frames.shape[0] == 0 or frames.shape[1] != dim:
+        raise file_error(path, f"'frames' has shape {frames.shape}, expected [num_frames, {dim}]")
+    if "num_frames" in doc and int(doc["num_frames"]) != frames.shape[0]:
+        raise file_error(path, f"num_frames {doc['num_frames']} but {frames.shape[0]} frames")
+    if not np.isfinite(frames).all():
+        raise file_error(path, "'frames' has non-finite values")
+    e = dim - JSON_TAIL
+    t = frames.shape[0]
+    fps = float(doc.get("fps", DEFAULT_FPS))
+    if not fps > 0:
+        raise AgoraError(f"{path}: fps must be positive, got {fps}")
+    zeros = np.zeros((t, 3), np.float32)
+    return DrivingSequence(frames[:, :e].copy(), frames[:, e:e + 3].copy(), frames[:, e + 3:].copy(), zeros,
+                           zeros.copy(), fps, None)
