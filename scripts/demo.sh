@@ -19,7 +19,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "doctor + head contact sheet"
 $AGORA doctor --head-sheet "$OUT/head_sheet.png"
 
-step "synthetic dataset ($N_IMAGES images, 64²)"
+step "synthetic dataset ($N_IMAGES images, 64²; the demo config trains at 32²)"
 $AGORA prep-data --synthetic "$N_IMAGES" "$OUT/demo_data" --resolution 64
 
 step "train the demo config (CPU)"
@@ -36,7 +36,7 @@ step "bench: AGORA vs AGORA-M on the CPU"
 $AGORA bench --device cpu --ckpt "$OUT/demo_run" --basis "$OUT/basis.safetensors" --mlp "$OUT/mlp.safetensors" --frames "$BENCH_FRAMES" --json "$OUT/bench.json"
 
 step "invert: few-shot PTI on 3 views of one synthetic identity"
-$AGORA invert-demo-data "$OUT/demo_identity" --seed 0 --resolution 64
+$AGORA invert-demo-data "$OUT/demo_identity" --seed 0 --resolution 32
 $AGORA invert --dataset "$OUT/demo_identity" --index 0 1 2 --ckpt "$OUT/demo_run" --out "$OUT/demo_avatar.pt" $PTI_ARGS
 
 step "reenact: a synthetic driving sequence, side by side with the ground truth"
