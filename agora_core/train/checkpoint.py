@@ -1,4 +1,4 @@
-"""Training checkpoints: `RUN/checkpoints/kimgXXXXXX[.NNN].pt`, tensors and plain types only.
+"""Training checkpoints: `RUN/checkpoints/kimgNNNNNN[.NNN].pt`, tensors and plain types only.
 
 A checkpoint is a dict (DESIGN.md "Files between stages"):
   format, format_version, G, G_ema, D (state_dicts), opt_G, opt_D (optimizer state_dicts), step,

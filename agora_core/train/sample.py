@@ -46,7 +46,7 @@ def sample_avatars(G: AgoraGenerator, state: dict, n: int, seed: int, truncation
 
 def write_avatars(images: Tensor, gaussians: GaussianSet, grid_path: str | Path, ply_dir: str | Path | None,
                   cols: int) -> tuple[Path, list[Path]]:
-    """Grid PNG (padded with white to full rows) and, with `ply_dir`, avatar_XXX.ply per avatar."""
+    """Grid PNG (padded with white to full rows) and, with `ply_dir`, avatar_NNN.ply per avatar."""
     n = images.shape[0]
     rows = -(-n // cols)
     padded = torch.cat([images, images.new_ones(rows * cols - n, *images.shape[1:])])
