@@ -9,6 +9,7 @@ import typer
 
 from agora_cli import bench as bench_cmd
 from agora_cli import doctor as doctor_cmd
+from agora_cli import eval as eval_cmd
 from agora_cli import export as export_cmd
 from agora_cli import extract_basis as extract_basis_cmd
 from agora_cli import fit_mlp as fit_mlp_cmd
@@ -17,6 +18,7 @@ from agora_cli import prep_data as prep_data_cmd
 from agora_cli import reenact as reenact_cmd
 from agora_cli import sample as sample_cmd
 from agora_cli import train as train_cmd
+from agora_cli import train_tracker as train_tracker_cmd
 
 app = typer.Typer(
     name="agora",
@@ -53,6 +55,8 @@ app.command("invert-demo-data")(invert_cmd.demo_data)
 app.command("reenact")(reenact_cmd.reenact)
 app.command("reenact-demo-params")(reenact_cmd.demo_params)
 app.add_typer(export_cmd.export_app, name="export")
+app.command("eval")(eval_cmd.evaluate)
+app.command("train-tracker")(train_tracker_cmd.train_tracker)
 app.command("doctor")(doctor_cmd.doctor)
 
 

@@ -12,6 +12,7 @@ MLP_N=${MLP_N:-2000}            # tuples for fit-mlp
 MLP_EPOCHS=${MLP_EPOCHS:-100}
 BENCH_FRAMES=${BENCH_FRAMES:-200}
 PTI_ARGS=${PTI_ARGS:---w-steps 50 --g-steps 100}   # PTI steps (paper: 450 + 350)
+TRACKER_STEPS=${TRACKER_STEPS:-600}                 # demo-head FLAME tracker (for AED/APD)
 mkdir -p "$OUT"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -42,6 +43,10 @@ $AGORA invert --dataset "$OUT/demo_identity" --index 0 1 2 --ckpt "$OUT/demo_run
 step "reenact: a synthetic driving sequence, side by side with the ground truth"
 $AGORA reenact-demo-params "$OUT/demo_driving.npz" --frames 48 --fps 24
 $AGORA reenact "$OUT/demo_avatar.pt" --params "$OUT/demo_driving.npz" --ground-truth "$OUT/demo_identity" --side-by-side --out "$OUT/demo_reenact.mp4"
+
+step "eval: SWD and AED/APD through the demo-head tracker (FID/ID need user weights)"
+$AGORA train-tracker "$OUT/demo_data" --out "$OUT/tracker.pt" --steps "$TRACKER_STEPS" --no-shape
+$AGORA eval "$OUT/demo_run" --data "$OUT/demo_data" --quick --tracker "$OUT/tracker.pt" --json "$OUT/eval.json"
 
 step "web bundle"
 $AGORA export web "$OUT/demo_run" --basis "$OUT/basis.safetensors" --mlp "$OUT/mlp.safetensors" --seed 0 --out "$OUT/site"
