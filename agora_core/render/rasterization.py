@@ -11,9 +11,11 @@ from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
 from agora_core.render.cameras import Camera
 from agora_core.render.rasterizer_gsplat import rasterize_gsplat
-from agora_core.render.rasterizer_torch import rasterize_torch
+from agora_core.render.rasterizer_numba import composite_numba, numba_available, project_numba
+from agora_core.render.projection import view_directions
+from agora_core.render.rasterizer_torch import rasterize_torch, screen_space
 
-Backend = Literal["auto", "torch", "gsplat"]
+Backend = Literal["auto", "torch", "numba", "gsplat"]
 
 
 def rasterize(
@@ -31,8 +33,9 @@ def rasterize(
         cameras:    B cameras (or 1 camera, used for each of B sets).
         width, height: image size in pixels.
         background: scalar grey, RGB triple, [3] or [B, 3]; default white (GGHEAD's matted FFHQ).
-        backend:    "gsplat" (CUDA), "torch" (pure PyTorch, any device) or "auto" (gsplat for
-                    CUDA tensors, else torch).
+        backend:    "gsplat" (CUDA), "numba" (compiled CPU kernels), "torch" (pure PyTorch, any
+                    device) or "auto" (gsplat for CUDA tensors, numba for CPU tensors when numba
+                    imports, else torch). All four give the same images and gradients.
     Returns:
         rgb [B, 3, H, W] and alpha [B, 1, H, W]; rgb already composited over the background.
     """
@@ -41,7 +44,7 @@ def rasterize(
     cameras = cameras.to(device)
     bg = _background(background, b, dtype, device)
     if backend == "auto":
-        backend = "gsplat" if device.type == "cuda" else "torch"
+        backend = "gsplat" if device.type == "cuda" else "numba" if numba_available() else "torch"
     if backend == "gsplat":
         if not torch.cuda.is_available() or device.type != "cuda":
             raise AgoraError(
@@ -51,7 +54,12 @@ def rasterize(
         return rasterize_gsplat(gaussians, cameras, width, height, bg)
     if backend == "torch":
         return rasterize_torch(gaussians, cameras, width, height, bg)
-    raise AgoraError(f"unknown render backend {backend!r}; choose auto, torch or gsplat")
+    if backend == "numba":
+        if device.type != "cpu" or not numba_available():
+            raise AgoraError("rasterize(backend='numba') needs CPU tensors and the numba package; use 'auto'")
+        proj, colors = screen_space_numba(gaussians, cameras, width, height)
+        return composite_numba(proj, gaussians.opacities, colors, width, height, bg)
+    raise AgoraError(f"unknown render backend {backend!r}; choose auto, torch, numba or gsplat")
 
 
 def _broadcast(gaussians: GaussianSet, cameras: Camera) -> tuple[GaussianSet, Camera]:
@@ -74,3 +82,19 @@ def _background(background, b: int, dtype: torch.dtype, device: torch.device) ->
         bg = bg.expand(b, 3)
     assert bg.shape == (b, 3), f"background must be a scalar, [3] or [B, 3], got {tuple(bg.shape)}"
     return bg
+
+
+def screen_space_numba(gaussians: GaussianSet, cameras: Camera, width: int, height: int):
+    """`screen_space`, with the compiled projection when no gradient is needed (inference)."""
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacities))
+    if needs_grad:
+        return screen_space(gaussians, cameras, width, height)
+    dtype = gaussians.means.dtype
+    proj = project_numba(gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacities,
+                         cameras.world2cam().to(dtype), cameras.pixel_intrinsics(width, height).to(dtype),
+                         width, height)
+    dirs = None
+    if gaussians.sh_degree > 0:
+        dirs = view_directions(gaussians.means, cameras.position().to(dtype))
+    return proj, gaussians.colors(dirs)
