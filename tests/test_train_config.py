@@ -88,6 +88,10 @@ def test_invalid_values_from_nested_configs_name_the_file(tmp_path: Path):
         load_config(_write(tmp_path, "resolution: 48\n"))
     with pytest.raises(AgoraError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+    with pytest.raises(AgoraError, match="sample_resolution must be >= 0"):
+        load_config(_write(tmp_path, "sample_resolution: -1\n"))
+    with pytest.raises(AgoraError, match="loss.cue_cache_mb must be >= 0"):
+        load_config(_write(tmp_path, "loss:\n  cue_cache_mb: -5\n"))
 
 
 def test_dict_round_trip_and_written_yaml(tmp_path: Path):
@@ -107,6 +111,10 @@ def test_shipped_configs_load(name: str):
     if name.startswith("ffhq"):
         assert cfg.batch_size == 32 and cfg.optim.lr_g == 0.0025 and cfg.optim.lr_d == 0.002
         assert (cfg.loss.lambda_deform_position, cfg.loss.lambda_deform_scale) == (1.5, 1.5)
+    if name.startswith("demo"):  # grids above the 32²/64² training size, so expressions show
+        assert cfg.sample_resolution == 128 and cfg.loss.cue_cache_mb > 0
+    else:
+        assert cfg.sample_resolution == 0  # the training resolution
     if name == "ffhq256.yaml":
         assert (cfg.resolution, cfg.generator.gaussian_grid, cfg.total_kimg, cfg.loss.lambda_opacity) == (256, 256, 6500, 0)
     if name == "ffhq512.yaml":

@@ -42,20 +42,25 @@ def tiny_config(**overrides):
     return load_config(None, {**TINY_OVERRIDES, **overrides})
 
 
-def write_tiny_dataset(root: Path, n: int = 8, resolution: int = 16, seed: int = 0) -> Path:
-    """n random images with FFHQ-like cameras and random FLAME parameters of the demo head."""
+def write_tiny_dataset(root: Path, n: int = 8, resolution: int = 16, seed: int = 0, mirrored: bool = False) -> Path:
+    """n random images with FFHQ-like cameras and random FLAME parameters of the demo head
+    (`mirrored`: with FLAME estimates of the flipped images too, other random ones, for xflip)."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     cams = sample_ffhq_like_cameras(n, generator=torch.Generator().manual_seed(seed), radius=1.3).to_label().numpy()
+
+    def random_flame() -> dict[str, np.ndarray]:
+        return {"shape": rng.normal(size=20) * 0.5, "expression": rng.normal(size=20) * 0.5,
+                "jaw": np.array([abs(rng.normal()) * 0.1, 0, 0]), "neck": np.zeros(3), "eyes": np.zeros(6),
+                "eyelids": rng.uniform(0, 0.2, size=2)}
+
     records = []
     for i in range(n):
         img = (rng.uniform(size=(resolution, resolution, 3)) * 255).astype(np.uint8)
         cv2.imwrite(str(root / "images" / f"{i:08d}.png"), img)
-        flame = {"shape": rng.normal(size=20) * 0.5, "expression": rng.normal(size=20) * 0.5,
-                 "jaw": np.array([abs(rng.normal()) * 0.1, 0, 0]), "neck": np.zeros(3), "eyes": np.zeros(6),
-                 "eyelids": rng.uniform(0, 0.2, size=2)}
-        records.append(DatasetRecord(file=f"images/{i:08d}.png", camera=cams[i], flame=flame, source="test"))
-    write_dataset_index(root, DatasetHeader(DEMO_HEAD_ID, resolution, "synthetic"), records)
+        records.append(DatasetRecord(file=f"images/{i:08d}.png", camera=cams[i], flame=random_flame(), source="test"))
+    flips = [random_flame() for _ in range(n)] if mirrored else None
+    write_dataset_index(root, DatasetHeader(DEMO_HEAD_ID, resolution, "synthetic"), records, mirrored_flame=flips)
     return root
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -44,7 +45,8 @@ def _events(run: Path, name: str) -> list[dict]:
 
 def test_losses_are_finite_and_outputs_written(data: Path, tmp_path: Path):
     run = tmp_path / "run"
-    cfg = tiny_config(total_kimg=0.016, metric_kimg=0.008, sample_kimg=0.008, checkpoint_kimg=0.008)
+    cfg = tiny_config(total_kimg=0.016, metric_kimg=0.008, sample_kimg=0.008, checkpoint_kimg=0.008,
+                      sample_resolution=32)
     last = loop.train(cfg, data, run, progress=False)
     ticks = _events(run, "tick")
     assert len(ticks) == 4
@@ -56,6 +58,8 @@ def test_losses_are_finite_and_outputs_written(data: Path, tmp_path: Path):
     assert [e["kimg"] for e in swds] == [0.0, 0.008, 0.016] and all(math.isfinite(e["swd"]) for e in swds)
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["kimg000000.008.png", "kimg000000.016.png",
                                                                     "kimg000000.png"]
+    grid = cv2.imread(str(run / "samples" / "kimg000000.016.png"))
+    assert grid.shape == (2 * 32, 2 * 32, 3)  # 2 expressions × 2 identities at sample_resolution
     assert last == run / "checkpoints" / "kimg000000.016.pt"
     assert yaml.safe_load((run / "config.yaml").read_text()) == config_to_dict(cfg)
     state = load_checkpoint(last)

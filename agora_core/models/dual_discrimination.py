@@ -31,6 +31,7 @@ from agora_core.head import HeadModel, UVSamples, interpolate
 from agora_core.render import Camera, rasterize
 
 CueMode = Literal["none", "projection", "uv", "displacement"]
+CUE_CHANNELS = 3  # the image cue's channels ("uv" and "displacement")
 SPLAT_SIGMA = 0.6  # in-surface splat std-dev in units of the local sample spacing: hole-free overlap
 SPLAT_THICKNESS = 0.1  # normal std-dev relative to the smaller in-surface one (a flat disc)
 MIN_SIGMA = 1e-5  # metres; floor for splats on degenerate faces
@@ -81,17 +82,26 @@ def splat_shapes(vertices: Tensor, head: HeadModel, samples: UVSamples) -> tuple
 
 
 def cue_meshes(head: HeadModel, flame: dict[str, Tensor], include_jaw: bool = True) -> tuple[Tensor, Tensor]:
-    """(V_posed, V_neutral) [B, V, 3] of eq. (8): zero shape, the sample's ψ (and jaw, eyelids)."""
+    """(V_posed, V_neutral) [B, V, 3] of eq. (8): zero shape, the sample's ψ (and jaw, eyelids).
+
+    The head is evaluated one row at a time: its batched matmuls round differently for different
+    batch sizes (~1e-8 m), and a row's cue must not depend on the rows beside it, so that cues
+    cached per dataset row (`agora_core.train.sampling.CueCache`) equal freshly rendered ones bit
+    for bit. Every call has batch shape 1, so a neutral row is bit-identical to V_neutral (ΔV = 0).
+    """
     expression = flame["expression"]
     b = expression.shape[0]
-    neutral_params = head.zeros_like_params(b)
-    posed_params = dict(neutral_params, expr=expression.to(neutral_params["expr"].dtype))
-    if include_jaw:
-        posed_params["jaw"] = flame["jaw"].to(neutral_params["jaw"].dtype)
-    if flame.get("eyelids") is not None:
-        posed_params["eyelids"] = flame["eyelids"].to(neutral_params["eyelids"].dtype)
-    # the same batch shape for both calls, so the neutral rows are bit-identical (ΔV exactly 0)
-    return head(**posed_params), head(**neutral_params)
+    neutral_params = head.zeros_like_params(1)
+    neutral = head(**neutral_params)
+    posed = []
+    for i in range(b):
+        params = dict(neutral_params, expr=expression[i:i + 1].to(neutral_params["expr"].dtype))
+        if include_jaw:
+            params["jaw"] = flame["jaw"][i:i + 1].to(neutral_params["jaw"].dtype)
+        if flame.get("eyelids") is not None:
+            params["eyelids"] = flame["eyelids"][i:i + 1].to(neutral_params["eyelids"].dtype)
+        posed.append(head(**params))
+    return torch.cat(posed), neutral.expand(b, -1, -1)
 
 
 def mesh_splats(points: Tensor, colours: Tensor, shapes: tuple[Tensor, Tensor]) -> GaussianSet:

@@ -14,9 +14,8 @@ its transmittance to ``<= 1e-4``. What differs is how the work is laid out:
   transmittance and carrying the colour behind each pair, ``R_{i-1} = α_i c_i + (1 − α_i) R_i``
   (the 3DGS backward pass). Gradients reach 2D means, conics, opacities, colours and background.
 
-Arithmetic is float64 inside the kernels whatever the input dtype. Images of a batch are spread
-over numba threads (as many as torch's thread setting allows); a Gaussian belongs to one image,
-so gradient accumulation never races. `rasterize_torch` stays the readable reference path, and the
+Arithmetic is float64 inside the kernels whatever the input dtype. The kernels are serial: no
+numba thread pool, so they never compete with torch's threads on a shared machine. `rasterize_torch` stays the readable reference path, and the
 tests compare both with the dense reference.
 """
 
@@ -33,7 +32,7 @@ from agora_core.render.projection import ALPHA_MIN, EPS2D, EXTEND_MAX, NEAR_PLAN
 
 try:  # optional at import time: `rasterize(backend="auto")` falls back to the torch path
     import numba
-    from numba import njit, prange
+    from numba import njit
 except ImportError:  # pragma: no cover - numba is a declared dependency
     numba = None
 
@@ -53,12 +52,12 @@ if numba is not None:
         y1 = min(height - 1, int(math.floor(my + ry - 0.5)))
         return x0, x1, y0, y1
 
-    @njit(cache=True, parallel=True)
+    @njit(cache=True)
     def _forward(means2d, conics, opac, colors, order, counts, radii, background, width, height,
                  out_rgb, out_trans, out_stop):
         """out_rgb [B, HW, 3], out_trans [B, HW] (final T), out_stop [B, HW] (rank a pixel stopped at)."""
         nb = means2d.shape[0]
-        for b in prange(nb):
+        for b in range(nb):
             trans = out_trans[b]
             stop = out_stop[b]
             acc = out_rgb[b]
@@ -99,14 +98,14 @@ if numba is not None:
                 for k in range(3):
                     acc[p, k] += trans[p] * background[b, k]
 
-    @njit(cache=True, parallel=True)
+    @njit(cache=True)
     def _backward(means2d, conics, opac, colors, order, counts, radii, background, width, height,
                   final_trans, stop_rank, grad_rgb, grad_alpha,
                   g_means, g_conics, g_opac, g_colors, g_background):
         """Accumulates into the g_* arrays (zeroed by the caller); grad_rgb [B, HW, 3], grad_alpha [B, HW]."""
         nb = means2d.shape[0]
         npix = width * height
-        for b in prange(nb):
+        for b in range(nb):
             behind = np.empty((npix, 3))
             trans = final_trans[b].copy()
             for p in range(npix):
@@ -155,12 +154,12 @@ if numba is not None:
                         g_means[b, g, 1] -= d_sigma * (cc * dy + cb * dx)
 
 
-    @njit(cache=True, parallel=True)
+    @njit(cache=True)
     def _project(means, quats, log_scales, opac, world2cam, ks, width, height,
                  out_means2d, out_conics, out_depths, out_radii):
         """projection.py's `project_gaussians` (+ its footprint radii), one Gaussian at a time."""
         nb, n = means.shape[0], means.shape[1]
-        for b in prange(nb):
+        for b in range(nb):
             fx, fy, cx, cy = ks[b, 0, 0], ks[b, 1, 1], ks[b, 0, 2], ks[b, 1, 2]
             lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
             lim_x_neg = cx / fx + 0.3 * (0.5 * width / fx)
@@ -222,9 +221,8 @@ def project_numba(means: Tensor, quats: Tensor, log_scales: Tensor, opacities: T
     b, n = means.shape[:2]
     means2d, conics, depths = np.empty((b, n, 2)), np.empty((b, n, 3)), np.empty((b, n))
     radii = np.empty((b, n, 2), dtype=np.int64)
-    with _threads(b):
-        _project(*[_np64(t) for t in (means, quats, log_scales, opacities, world2cam, ks)], width, height,
-                 means2d, conics, depths, radii)
+    _project(*[_np64(t) for t in (means, quats, log_scales, opacities, world2cam, ks)], width, height,
+             means2d, conics, depths, radii)
     to = dict(dtype=means.dtype, device=means.device)
     return Projection(torch.from_numpy(means2d).to(**to), torch.from_numpy(conics).to(**to),
                       torch.from_numpy(depths).to(**to), torch.from_numpy(radii).to(means.device))
@@ -252,8 +250,7 @@ class _Composite(torch.autograd.Function):
         rgb = np.empty((b, width * height, 3))
         trans = np.empty((b, width * height))
         stop = np.empty((b, width * height), dtype=np.int64)
-        with _threads(b):
-            _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
+        _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
         ctx.save_for_backward(means2d, conics, opacities, colors, background)
         ctx.numba_state = (arrays, radii_np, bg, order, counts, trans, stop, width, height)
         to = dict(dtype=means2d.dtype, device=means2d.device)
@@ -266,25 +263,10 @@ class _Composite(torch.autograd.Function):
         zeros = [np.zeros(a.shape) for a in (*arrays, bg)]
         g_rgb = _np64(grad_rgb) if grad_rgb is not None else np.zeros(trans.shape + (3,))
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
-        with _threads(means2d.shape[0]):
-            _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
+        _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)
         grads = [torch.from_numpy(z).to(dtype=t.dtype, device=t.device) for z, t in zip(zeros, like)]
         return (*grads, None, None, None, None, None)
-
-
-class _threads:
-    """numba threads for one call: min(torch's intra-op threads, images in the batch)."""
-
-    def __init__(self, batch: int):
-        self.n = max(1, min(torch.get_num_threads(), batch, numba.config.NUMBA_NUM_THREADS))
-
-    def __enter__(self):
-        self.previous = numba.get_num_threads()
-        numba.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.previous)
 
 
 def composite_numba(

@@ -39,6 +39,7 @@ class LossConfig:
     lambda_deform_scale: float = 1.5  # λ^D_scale, deformation-branch scale residual L2
     lambda_opacity: float = 0.0  # λ_opacity, Beta loss on opacities: 0 in stage 1, 1 in stage 2
     start_dual_kimg: float = 3200.0  # the cue given to D is zeroed before this many kimg (authors 3200)
+    cue_cache_mb: float = 1024.0  # keep each dataset row's cue if all fit in this many MiB (0 = never)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class TrainConfig:
     swd_descriptors: int = 128  # 7×7 patches per image and pyramid level (Karras et al. 2018: 128)
     swd_directions: int = 512  # random projections per repeat (4 repeats)
     sample_identities: int = 8  # columns of the sample grid (fixed z)
-    sample_expressions: int = 4  # rows of the sample grid (the first neutral)
+    sample_expressions: int = 4  # rows of the sample grid: neutral, widest jaw, most expressive items
+    sample_resolution: int = 0  # render size of the sample grids (0 = resolution; Gaussians render at any)
     seed: int = 0  # seeds weights, z, data order, conditions
     xflip: bool = False  # use the dataset's x-flipped images too (needs mirrored FLAME estimates)
     resume_from: str = ""  # initialise G, G_ema, D from this checkpoint's matching weights (stage 2)
@@ -110,6 +112,12 @@ class TrainConfig:
                 raise AgoraError(f"TrainConfig: {name} must be positive, got {getattr(self, name)!r}")
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise AgoraError(f"TrainConfig: resolution must be a power of two >= 8, got {self.resolution}")
+        if self.sample_resolution < 0:
+            raise AgoraError(f"TrainConfig: sample_resolution must be >= 0 (0 = resolution), "
+                             f"got {self.sample_resolution}")
+        if self.loss.cue_cache_mb < 0:
+            raise AgoraError(f"TrainConfig: loss.cue_cache_mb must be >= 0 (0 = no cache), "
+                             f"got {self.loss.cue_cache_mb}")
         if self.loss.r1_interval < 1:
             raise AgoraError(f"TrainConfig: loss.r1_interval must be >= 1, got {self.loss.r1_interval}")
         lo, hi = self.shift_augmentation.scale

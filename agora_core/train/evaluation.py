@@ -62,13 +62,37 @@ class SampleGridInputs:
     cols: int
 
 
+def expression_rows(conditions: ConditionSampler, rows: int) -> Tensor:
+    """Indices [rows − 1] of the dataset items shown in grid rows 1.. (row 0 is neutral): the
+    widest jaw opening (largest jaw[:, 0]), then the largest expression-coefficient norms, all
+    distinct; unflipped items only (a flip repeats its item's expression). Ties go to the lower
+    index, so the choice depends on the dataset alone."""
+    n = conditions.num_images
+    jaw = conditions.flame["jaw"][:n, 0]
+    norms = conditions.flame["expression"][:n].norm(dim=1)
+    order = [int(torch.argmax(jaw))] if rows > 1 else []
+    for i in torch.sort(norms, descending=True, stable=True).indices.tolist():
+        if len(order) >= rows - 1:
+            break
+        if i not in order:
+            order.append(i)
+    while order and len(order) < rows - 1:  # fewer items than rows: repeat them
+        order.append(order[len(order) % n])
+    return torch.tensor(order, dtype=torch.long)
+
+
 def sample_grid_inputs(conditions: ConditionSampler, z_dim: int, rows: int, cols: int, seed: int) -> SampleGridInputs:
-    """Identities: fixed z and the shape of a random dataset item; expressions (expression, jaw,
-    eyelids, eyes) from random dataset items, the first row all zero (neutral); frontal camera."""
+    """The grid of paper Fig. 7: columns are identities, rows expressions, frontal camera.
+
+    Identities (deterministic from `seed`): a fixed z and the shape of a random dataset item.
+    Expressions (expression, jaw, eyelids, eyes of a dataset item; neck zero): row 0 neutral (all
+    zero), row 1 the item with the widest jaw opening, then the items with the largest expression
+    norms (`expression_rows`), so the mouth and expressions show from the first grid on.
+    """
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(cols, z_dim, generator=gen)
     _, id_flame = conditions.take(torch.randint(0, len(conditions), (cols,), generator=gen))
-    _, ex_flame = conditions.take(torch.randint(0, len(conditions), (rows,), generator=gen))
+    _, ex_flame = conditions.take(torch.cat([torch.zeros(1, dtype=torch.long), expression_rows(conditions, rows)]))
     frontal = conditions.cameras[frontal_camera_index(conditions.cameras)]
     flame = {}
     for key, value in ex_flame.items():

@@ -8,9 +8,11 @@ Per step (batch B split over the processes):
    generator + rasteriser work, which dominates on a CPU) and a real batch with its own cue;
    every `r1_interval` steps R1 on the real image and cue, ×interval (lazy regularisation).
 3. G_ema ← EMA of G (half-life `ema_kimg`, ramp-up `ema_rampup`).
-The cue is all zeros before `start_dual_kimg`. A non-finite loss skips the step and restores G, D
-and both optimisers from the last in-memory snapshot. Checkpoints, sample grids and SWD are written
-by rank 0 at their kimg intervals; a run folder with checkpoints is resumed where it stopped.
+The cue is all zeros before `start_dual_kimg`; after it, each dataset row's cue is rendered once and
+kept (`CueCache`, when all rows fit `loss.cue_cache_mb`). A non-finite loss skips the step and
+restores G, D and both optimisers from the last in-memory snapshot. Checkpoints, sample grids (at
+`sample_resolution`) and SWD are written by rank 0 at their kimg intervals; a run folder with
+checkpoints is resumed where it stopped.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from agora_core.train.losses import (
     discriminator_loss_fake, discriminator_loss_real, generator_loss, r1_penalty, regularizer_loss, shift_augment,
 )
 from agora_core.train.monitor import Monitor
-from agora_core.train.sampling import ConditionSampler, EndlessShardedSampler
+from agora_core.train.sampling import ConditionSampler, CueCache, EndlessShardedSampler
 
 MAX_CONSECUTIVE_NONFINITE = 10  # then the run has diverged: stop with an error
 
@@ -72,7 +74,8 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_G, opt_D = build_optimizers(config.optim, loss_cfg.r1_interval, G, D)
     conditions = ConditionSampler(dataset.index, config.xflip, seed=config.seed + 1337 + info.rank)
-    cue = CueRenderer(head.to(dev), G.samples, config)
+    cue = CueCache(CueRenderer(head.to(dev), G.samples, config), conditions, config.resolution,
+                   loss_cfg.cue_cache_mb if D.uses_cue else 0, dev)
     torch.manual_seed(config.seed * 7919 + info.rank)  # the training stream differs per rank
     step, nimg = _resume_or_init(config, run_dir, resume, info, head.model_id, G, G_ema, D, opt_G, opt_D, conditions)
 
@@ -91,7 +94,7 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
                                 seed=config.seed + 2) if config.metric_kimg > 0 else None
     sampling = sampling_defaults(conditions)  # what `agora sample` draws avatars with
     monitor.event("start", nimg, step=step, world_size=info.world_size, device=str(dev),
-                  gaussians=G.num_gaussians, resumed=nimg > 0)
+                  gaussians=G.num_gaussians, resumed=nimg > 0, cue_cache=cue.enabled)
     snapshot = _snapshot(G, D, opt_G, opt_D)
     bad_in_a_row = 0
     total_nimg = round(config.total_kimg * 1000)
@@ -106,7 +109,7 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
             return done[what] != cur and (final or _crossed(prev, cur, every_kimg))
 
         if info.is_main and due("sample", config.sample_kimg):
-            save_sample_grid(G_ema, grid_inputs, config.resolution,
+            save_sample_grid(G_ema, grid_inputs, config.sample_resolution or config.resolution,
                              run_dir / "samples" / ckpt.checkpoint_name(cur).replace(".pt", ".png"))
             done["sample"] = cur
         if info.is_main and swd_ref is not None and due("swd", config.metric_kimg):
@@ -132,17 +135,19 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
         real = batch["image"].to(dev, non_blocking=True) * 2 - 1
         real_c = batch["camera"].to(dev)
         real_flame = {k: batch[k].to(dev) for k in ("shape", "expression", "jaw", "neck", "eyes", "eyelids")}
+        real_rows = conditions.rows_of(batch)
         dual_on = nimg >= loss_cfg.start_dual_kimg * 1000
 
         # --- G step: non-saturating loss + weighted regularisers (sec. 3.8) -----------------------
         z = torch.randn(local_batch, config.generator.z_dim, device=dev)
-        gen_c, gen_flame = conditions.sample(local_batch, dev)
+        gen_rows = conditions.sample_rows(local_batch)
+        gen_c, gen_flame = conditions.take(gen_rows, dev)
         D.requires_grad_(False)
         out = G_ddp(z, gen_c, gen_flame)
         fake, _ = rasterize(out.gaussians, Camera.from_label(gen_c), config.resolution, config.resolution,
                             background=1.0)
         fake = fake * 2 - 1
-        fake_cue = cue(gen_flame, gen_c, dual_on)
+        fake_cue = cue(gen_rows, gen_flame, gen_c, dual_on)
         loss_G = generator_loss(D(*shift_augment(fake, fake_cue, config.shift_augmentation), gen_c, gen_flame))
         loss_reg, reg_log = regularizer_loss(out.regularizers, loss_cfg)
         if not _all_finite([loss_G, loss_reg], info):
@@ -163,7 +168,7 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
             if fake_ok:
                 loss_D_fake.backward()
         do_r1 = loss_cfg.r1_gamma > 0 and step % loss_cfg.r1_interval == 0
-        real_cue = cue(real_flame, real_c, dual_on)
+        real_cue = cue(real_rows, real_flame, real_c, dual_on)
         real_in = real.detach().requires_grad_(do_r1)
         cue_in = None if real_cue is None else real_cue.detach().requires_grad_(do_r1)
         logits_real = D_ddp(*shift_augment(real_in, cue_in, config.shift_augmentation), real_c, real_flame)
