@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 AGORA=${AGORA:-.venv/bin/agora}
 OUT=${OUT:-out}
-N_IMAGES=${N_IMAGES:-800}      # synthetic training images
+N_IMAGES=${N_IMAGES:-1600}     # synthetic training images
 TRAIN_ARGS=${TRAIN_ARGS:-}      # e.g. "--kimg 0.1" for a quick smoke run
 BASIS_N=${BASIS_N:-1000}        # tuples for extract-basis
 MLP_N=${MLP_N:-2000}            # tuples for fit-mlp
