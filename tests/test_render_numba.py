@@ -6,8 +6,8 @@ import torch
 from agora_core.render import Camera, rasterize
 from agora_core.render.rasterization import screen_space_numba
 from agora_core.render.rasterizer_numba import composite_numba, numba_available
-from agora_core.render.rasterizer_torch import rasterize_reference, screen_space
-from test_render_rasterizer import _grads, _scene
+from agora_core.render.rasterizer_torch import screen_space
+from test_render_rasterizer import _scene, check_against_dense_reference
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -18,19 +18,7 @@ def _numba(gs, cams, w, h, bg):
 
 @pytest.mark.parametrize("seed,opaque,sh_k", [(10, False, 4), (11, True, 4), (12, True, 1)])
 def test_numba_matches_dense_reference_values_and_gradients(seed, opaque, sh_k):
-    gs, cams, bg = _scene(seed, opaque=opaque, sh_k=sh_k)
-    w, h = 24, 20
-    weights = torch.randn(2, 4, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    (rgb, alpha), g_fast = _grads(_numba, gs, cams, w, h, bg, weights)
-    (rgb_ref, alpha_ref), g_ref = _grads(rasterize_reference, gs, cams, w, h, bg, weights)
-    assert 0.05 < alpha.mean() < 0.95
-    if opaque:
-        assert alpha.max() > 1 - 1e-3  # the 0.999 cap and termination are exercised
-    torch.testing.assert_close(rgb, rgb_ref, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(alpha, alpha_ref, rtol=1e-9, atol=1e-9)
-    for name, ref in g_ref.items():
-        assert ref.abs().max() > 0, name
-        torch.testing.assert_close(g_fast[name], ref, rtol=1e-8, atol=1e-9 * ref.abs().max().item(), msg=name)
+    check_against_dense_reference(_numba, seed, opaque, sh_k)
 
 
 def test_background_gradient_is_final_transmittance():

@@ -35,14 +35,16 @@ def _grads(render, gs, cams, w, h, bg, weights):
     return (rgb, alpha), dict(zip(names, torch.autograd.grad(loss, [getattr(leaves, k) for k in names])))
 
 
-@pytest.mark.parametrize("seed,opaque,sh_k", [(0, False, 4), (1, True, 4), (2, True, 1)])
-def test_sparse_matches_dense_reference_values_and_gradients(seed, opaque, sh_k):
-    # Same maths, different summation order (index_add, float64 log-cumsum vs running product):
-    # float64 agrees to ~1e-13; 1e-9 leaves room without hiding a missing or extra pair (>=1/255).
+def check_against_dense_reference(render, seed, opaque, sh_k):
+    """Values and gradients of `render` vs `rasterize_reference` on a random scene (float64).
+
+    Same maths, different summation order: float64 agrees to ~1e-13; 1e-9 leaves room without
+    hiding a missing or extra pair (each is worth >= 1/255).
+    """
     gs, cams, bg = _scene(seed, opaque=opaque, sh_k=sh_k)
     w, h = 24, 20
     weights = torch.randn(2, 4, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    (rgb, alpha), g_fast = _grads(rasterize_torch, gs, cams, w, h, bg, weights)
+    (rgb, alpha), g_fast = _grads(render, gs, cams, w, h, bg, weights)
     (rgb_ref, alpha_ref), g_ref = _grads(rasterize_reference, gs, cams, w, h, bg, weights)
     assert rgb.shape == (2, 3, h, w) and alpha.shape == (2, 1, h, w)
     assert 0.05 < alpha.mean() < 0.95  # neither empty nor saturated
@@ -53,6 +55,11 @@ def test_sparse_matches_dense_reference_values_and_gradients(seed, opaque, sh_k)
     for name, ref in g_ref.items():
         assert ref.abs().max() > 0, name
         torch.testing.assert_close(g_fast[name], ref, rtol=1e-8, atol=1e-9 * ref.abs().max().item(), msg=name)
+
+
+@pytest.mark.parametrize("seed,opaque,sh_k", [(0, False, 4), (1, True, 4), (2, True, 1)])
+def test_sparse_matches_dense_reference_values_and_gradients(seed, opaque, sh_k):
+    check_against_dense_reference(rasterize_torch, seed, opaque, sh_k)
 
 
 def test_float32_matches_float64_reference():
