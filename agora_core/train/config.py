@@ -96,7 +96,7 @@ class TrainConfig:
     swd_directions: int = 512  # random projections per repeat (4 repeats)
     sample_identities: int = 8  # columns of the sample grid (fixed z)
     sample_expressions: int = 4  # rows of the sample grid: neutral, widest jaw, most expressive items
-    sample_resolution: int = 0  # render size of the sample grids (0 = resolution; Gaussians render at any)
+    sample_resolution: int = 0  # size the sample grids are enlarged to (0 = resolution; rendered at resolution)
     seed: int = 0  # seeds weights, z, data order, conditions
     xflip: bool = False  # use the dataset's x-flipped images too (needs mirrored FLAME estimates)
     resume_from: str = ""  # initialise G, G_ema, D from this checkpoint's matching weights (stage 2)

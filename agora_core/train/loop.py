@@ -11,7 +11,7 @@ Per step (batch B split over the processes):
 The cue is all zeros before `start_dual_kimg`; after it, each dataset row's cue is rendered once and
 kept (`CueCache`, when all rows fit `loss.cue_cache_mb`). A non-finite loss skips the step and
 restores G, D and both optimisers from the last in-memory snapshot. Checkpoints, sample grids (at
-`sample_resolution`) and SWD are written by rank 0 at their kimg intervals; a run folder with
+`sample_resolution`, enlarged from the training resolution) and SWD are written by rank 0 at their kimg intervals; a run folder with
 checkpoints is resumed where it stopped.
 """
 
@@ -109,8 +109,9 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
             return done[what] != cur and (final or _crossed(prev, cur, every_kimg))
 
         if info.is_main and due("sample", config.sample_kimg):
-            save_sample_grid(G_ema, grid_inputs, config.sample_resolution or config.resolution,
-                             run_dir / "samples" / ckpt.checkpoint_name(cur).replace(".pt", ".png"))
+            save_sample_grid(G_ema, grid_inputs, config.resolution,
+                             run_dir / "samples" / ckpt.checkpoint_name(cur).replace(".pt", ".png"),
+                             display_resolution=config.sample_resolution or config.resolution)
             done["sample"] = cur
         if info.is_main and swd_ref is not None and due("swd", config.metric_kimg):
             monitor.event("swd", cur, step=step, **evaluate_swd(G_ema, swd_ref, config.resolution, config.swd_descriptors,
