@@ -1,4 +1,5 @@
-"""`agora bench`: cached-identity reenactment speed of AGORA vs AGORA-M (paper Tables 1, 7)."""
+"""`agora bench`: cached-identity reenactment speed of AGORA vs AGORA-M (paper Tables 1, 7), and the
+AGORA-M web viewer's frame time in headless Chromium (`--device browser`)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ from agora_cli.common import console, setup_runtime, user_errors
 from agora_core.errors import AgoraError
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
-DEVICES = ("cpu", "cuda")  # "browser" arrives with `agora export web`
+DEVICES = ("cpu", "cuda", "browser")
+BROWSER_SIZE = 512  # default canvas side of --device browser
 
 
 @user_errors
 def bench(
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, or browser (the web viewer in headless Chromium).")] = "cpu",
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="--device browser: a site written by agora export web (default: a temporary bundle of --ckpt / --config).")] = None,
     ckpt: Annotated[Optional[Path], typer.Option("--ckpt", help="Training checkpoint (default: a randomly initialised model of --config).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Model config YAML used without --ckpt.")] = None,
-    resolution: Annotated[Optional[int], typer.Option("--resolution", min=8, help="Render side in pixels (default: the model's training resolution).")] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", min=8, help="Render side in pixels (default: the model's training resolution; browser: 512).")] = None,
     gaussians: Annotated[Optional[int], typer.Option("--gaussians", min=16, help="Pick the UV grid giving about this many Gaussians (default: the model's grid).")] = None,
-    frames: Annotated[int, typer.Option("--frames", min=1, help="Timed batch-1 frames (batch 8: frames/8 calls, at least 25).")] = 200,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Timed batch-1 frames (batch 8: frames/8 calls, at least 25; browser: animated/static pairs).")] = 200,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls before each timed run.")] = 10,
     basis: Annotated[Optional[Path], typer.Option("--basis", help="basis.safetensors (default: random blendshapes, same cost).")] = None,
     mlp: Annotated[Optional[Path], typer.Option("--mlp", help="mlp.safetensors (default: a random regressor, same cost).")] = None,
@@ -38,22 +41,33 @@ def bench(
     """Time cached-identity reenactment: AGORA (deformation branch + lifting + raster) vs AGORA-M (MLP + blend + raster) vs the render alone.
 
     Median and p90 per call after warm-up, synchronised, rendering included; batch 1 latency and batch 8 throughput; the speed-up is measured in this run.
+    With --device browser: the web viewer's animated vs static frame time (same splats) in headless Chromium.
     """
     from agora_core.bench import BenchConfig, run_bench
 
     if device not in DEVICES:
         raise AgoraError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    if bundle is not None and device != "browser":
+        raise AgoraError("--bundle is a web bundle for --device browser; drop it or add --device browser")
+    given = [flag for flag, value in (("--ckpt", ckpt), ("--config", config), ("--basis", basis), ("--mlp", mlp),
+                                      ("--gaussians", gaussians)) if value is not None]
+    if bundle is not None and given:
+        raise AgoraError(f"--bundle already holds the avatar and its AGORA-M files; drop {', '.join(given)}")
     try:
         batch_sizes = tuple(int(b) for b in batch.split(","))
     except ValueError:
         raise AgoraError(f"--batch {batch!r}: expected comma-separated integers such as 1,8") from None
     if not batch_sizes or min(batch_sizes) < 1:
         raise AgoraError(f"--batch {batch!r}: batch sizes must be at least 1")
-    if ckpt is None and config is None:
+    if ckpt is None and config is None and bundle is None:
         config = DEFAULT_CONFIG
         if not config.is_file():
             raise AgoraError(f"{config}: default config not found; pass --config or --ckpt")
     setup_runtime(threads)
+    if device == "browser":
+        _bench_browser(bundle, ckpt, config, resolution or BROWSER_SIZE, frames, warmup, gaussians, basis, mlp, k, seed,
+                       json_out)
+        return
     settings = BenchConfig(frames=frames, warmup=warmup, batch_sizes=batch_sizes, resolution=resolution, seed=seed,
                            breakdown=breakdown)
     result = run_bench(ckpt, config, device, settings, gaussians=gaussians, basis_path=basis, mlp_path=mlp, k=k)
@@ -67,6 +81,40 @@ def bench(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.to_dict(), indent=2))
         console.print(f"results: {json_out}")
+
+
+def _bench_browser(bundle, ckpt, config, size, frames, warmup, gaussians, basis, mlp, k, seed, json_out) -> None:
+    from agora_core.export.browser_bench import bench_browser
+
+    run = bench_browser(bundle, ckpt, config, frames=frames, size=size, warmup=warmup, gaussians=gaussians,
+                        basis_path=basis, mlp_path=mlp, k=k, seed=seed)
+    for note in run.notes:
+        console.print(f"[yellow]{note}[/]")
+    r = run.result
+    console.print(browser_table(r))
+    console.print(f"animated = MLP + blend + projection + draw, static = draw only; {r['sorts']} re-sorts in "
+                  f"{r['frames']} animated frames", highlight=False)
+    console.print(f"WebGL: {r['renderer']}", highlight=False, soft_wrap=True)
+    console.print(f"bundle: {run.bundle}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(run.to_dict(), indent=2))
+        console.print(f"results: {json_out}")
+
+
+def browser_table(result: dict) -> Table:
+    """Animated vs static frame time of the web viewer: median, p90, mean, FPS, and their ratio."""
+    r = result
+    table = Table(title=f"web viewer, {r['gaussians']} Gaussians ({r['active_gaussians']} moving), K = {r['k']}, "
+                        f"{r['width']}×{r['height']}", box=box.SIMPLE_HEAD)
+    for name in ("frame", "median ms", "p90 ms", "mean ms", "FPS"):
+        table.add_column(name, justify="left" if name == "frame" else "right", no_wrap=True)
+    for kind in ("animated", "static"):
+        s = r[kind]
+        table.add_row(kind, f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}", f"{s['mean_ms']:.2f}", f"{s['fps']:.1f}")
+    table.add_section()
+    table.add_row("animated / static", f"{r['ratio']:.2f}×", "", "", "")
+    return table
 
 
 LABELS = {"agora": "AGORA", "agora_m": "AGORA-M", "render": "render only", "agora_animate": "AGORA −render",

@@ -91,8 +91,8 @@ def test_bench_cli_writes_json(tmp_path, monkeypatch):
     assert len(data["results"]) == 2 * len(PATHS) and all(set(r) == ROW_KEYS for r in data["results"])
     assert {"batch1", "batch2"} <= set(data["speedup"])
     # flags a user can get wrong: one line, exit status 2
-    bad = CliRunner().invoke(app, ["--config", str(config), "--device", "browser"])
-    assert bad.exit_code == 2 and "--device 'browser'" in bad.output
+    bad = CliRunner().invoke(app, ["--config", str(config), "--device", "tpu"])
+    assert bad.exit_code == 2 and "--device 'tpu'" in bad.output
     bad = CliRunner().invoke(app, ["--config", str(tmp_path / "none.yaml")])
     assert bad.exit_code == 2 and "none.yaml" in bad.output
 

@@ -49,7 +49,8 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     assert result.exit_code == 0, result.output
     m = json.loads((site / "avatar.json").read_text())
     n, w, h = m["num_gaussians"], m["texture_width"], m["texture_height"]
-    assert (m["format"], m["format_version"], m["k"]) == ("agora-web-avatar", 1, K) and w * h >= n > w * (h - 1)
+    assert (m["format"], m["format_version"], m["k"]) == ("agora-web-avatar", 2, K) and w * h >= n > w * (h - 1)
+    assert m["active_gaussians"] == n  # random blendshapes move every Gaussian: viewer order = model order
     for name in VIEWER_FILES + ("neutral.splat", "driving_sequence.json"):
         assert (site / name).is_file(), name
     neutral = np.fromfile(site / "neutral.bin", "<f4").reshape(3, h * w, 4)
@@ -62,17 +63,21 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     sh = np.fromfile(site / "sh.bin", "<f4").reshape(m["sh_coefficients"], h * w, 4)
     np.testing.assert_array_equal(sh[:, :n, :3], expected.sh[0].transpose(0, 1).numpy())
     basis = read_basis(basis_path)
-    packed = np.fromfile(site / "basis.f16", "<f2").reshape(K, 3, h * w, 4).astype(np.float32)
-    assert np.abs(packed).max() <= 1.0  # divided by its amplitude: no fp16 overflow
+    scale = m["basis_fixed_point"]
+    packed = np.fromfile(site / "basis.i16", "<i2").reshape(K, 3, h * w, 4).astype(np.float64)
+    assert np.abs(packed).max() == scale  # each component and group reaches its amplitude
     values = packed.transpose(0, 2, 1, 3).reshape(K, h * w, 12)  # [xyz 3 | scale 3 | rotation 4 | opacity 1 | 0]
     start = 0
     for grp in GROUPS:
         d = GROUP_DIMS[grp]
-        amp = np.asarray(m["basis_amplitude"][grp], np.float32)[:, None, None]
-        # fp16 keeps 11 significant bits: error ≤ 2^-11 of the amplitude
-        np.testing.assert_allclose(values[:, :n, start:start + d] * amp, basis.bases[grp].numpy(), rtol=0,
-                                   atol=float(amp.max()) * 2**-11)
+        amp = np.asarray(m["basis_amplitude"][grp], np.float64)[:, None, None]
+        # rounding to the int16 grid: error ≤ half a step (a / 32767 / 2), + float32 rounding of U itself
+        expected = basis.bases[grp].double().numpy()
+        np.testing.assert_allclose(values[:, :n, start:start + d] * amp / scale, expected, rtol=0,
+                                   atol=float(amp.max()) * (0.5 / scale + 1e-6))
         start += d
+    norms = np.linalg.norm(basis.bases["xyz"].numpy(), axis=2).max(axis=1)
+    np.testing.assert_allclose(m["resort"]["max_xyz_norm"], norms, rtol=1e-6)
     assert (values[:, :, 11] == 0).all() and (values[:, n:] == 0).all()
     assert (neutral[1, :n, 3] == 1).all()  # random blendshapes move every Gaussian: all active
     mlp = read_mlp(mlp_path)
@@ -138,3 +143,36 @@ def test_avatar_file_is_a_source_too(app, tmp_path: Path):
     torch.testing.assert_close(read_splat(tmp_path / "a.splat").means, expected.means, rtol=0, atol=1e-6)
     source = load_avatar_source(tmp_path / "avatar.pt")
     torch.testing.assert_close(source.w, ws[0, 0])
+
+
+def test_moving_gaussians_come_first_in_viewer_order(tmp_path: Path):
+    """Gaussians whose blendshapes are all zero go after the moving ones; every per-Gaussian file follows."""
+    from agora_core.export.web_bundle import write_web_bundle
+    from agora_core.gaussians import GaussianSet
+
+    n, w_dim = 10, 3
+    basis_path, mlp_path = write_random_agora_m(tmp_path, n, w_dim, expr_dim=50, k=K)
+    basis = read_basis(basis_path)
+    still = torch.tensor([0, 3, 4, 8])
+    for grp in GROUPS:
+        basis.bases[grp][:, still] = 0
+    g = torch.Generator().manual_seed(0)
+    neutral = GaussianSet(torch.randn(1, n, 3, generator=g), torch.randn(1, n, 3, generator=g),
+                          torch.nn.functional.normalize(torch.randn(1, n, 4, generator=g), dim=-1),
+                          torch.randn(1, n, 4, 3, generator=g), torch.rand(1, n, generator=g))
+    site = write_web_bundle(tmp_path / "site", neutral, torch.randn(w_dim, generator=g), basis, read_mlp(mlp_path))
+    m = json.loads((site / "avatar.json").read_text())
+    order = [1, 2, 5, 6, 7, 9, 0, 3, 4, 8]  # moving ones, then the still ones, each in model order
+    assert m["active_gaussians"] == 6 and (m["texture_width"], m["texture_height"]) == (4, 3)
+    planes = np.fromfile(site / "neutral.bin", "<f4").reshape(3, 12, 4)
+    np.testing.assert_array_equal(planes[0, :n, :3], neutral.means[0, order].numpy())
+    np.testing.assert_array_equal(planes[1, :n, 3], [1] * 6 + [0] * 4)
+    np.testing.assert_array_equal(planes[2, :n], neutral.quats[0, order].numpy())
+    sh = np.fromfile(site / "sh.bin", "<f4").reshape(4, 12, 4)
+    np.testing.assert_array_equal(sh[:, :n, :3], neutral.sh[0, order].transpose(0, 1).numpy())
+    packed = np.fromfile(site / "basis.i16", "<i2").reshape(K, 3, 12, 4)
+    assert (packed[:, :, 6:] == 0).all() and (np.abs(packed[:, :, :6]).max(axis=(0, 1, 3)) > 0).all()
+    amp = np.asarray(m["basis_amplitude"]["xyz"])[:, None, None]
+    np.testing.assert_allclose(packed[:, 0, :6, :3] * amp / m["basis_fixed_point"],
+                               basis.bases["xyz"][:, order[:6]].numpy(), rtol=0, atol=float(amp.max()) / 32767)
+    np.testing.assert_array_equal(read_splat(site / "neutral.splat").means, neutral.means)  # model order

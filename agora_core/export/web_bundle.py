@@ -1,21 +1,25 @@
 """The static AGORA-M web bundle: an avatar's neutral Gaussians, the blendshape basis, the coefficient
 MLP and a WebGL2 viewer (no build step) that animates and splats them on the GPU (paper 0.B.2.2).
 
-Layout of `site/` (see docs: "Web bundle"; all binaries little-endian, Gaussian i at texel
-(i mod W, i div W) of a W × H texture, padding texels zero):
-  avatar.json          manifest (format agora-web-avatar, format_version 1): counts, texture size,
-                       file names, MLP tensor offsets, per-component basis amplitudes, camera, etc.
-  neutral.bin          float32 [3, H, W, 4]: (xyz, opacity), (log-scale xyz, active), (quaternion wxyz);
-                       active = 0 where every stored blendshape value of the Gaussian is 0 (never moves)
+Layout of `site/` (see docs: "Web bundle"; all binaries little-endian, texel t of a W × H texture
+at (t mod W, t div W), padding texels zero). Texels hold the Gaussians in *viewer order*: the A
+"active" Gaussians (some stored blendshape value non-zero) first, then the ones that never move, each
+part in model order (`neutral.splat` keeps model order). The blend pass then runs on the first
+ceil(A / W) rows only.
+  avatar.json          manifest (format agora-web-avatar, format_version 2): counts (num_gaussians,
+                       active_gaussians), texture size, file names, MLP tensor offsets, per-component
+                       basis amplitudes, camera, re-sort settings, etc.
+  neutral.bin          float32 [3, H, W, 4]: (xyz, opacity), (log-scale xyz, active), (quaternion wxyz)
   sh.bin               float32 [S, H, W, 4]: SH coefficient s (rgb, 0), S = 1 or 4 (3DGS convention)
-  basis.f16            float16 [K, 3, H, W, 4]: blendshape k of Gaussian i as 3 texels, the 11 values
-                       [xyz 3 | scale 3 | rotation 4 | opacity 1 | 0] of U_g,k / a_g,k in order, with
-                       a_g,k = max |U_g,k| per group and component (avatar.json "basis_amplitude"),
-                       so every stored value is in [-1, 1]: no fp16 overflow, few subnormals
+  basis.i16            int16 [K, 3, H, W, 4]: blendshape k of a Gaussian as 3 texels, the 11 values
+                       [xyz 3 | scale 3 | rotation 4 | opacity 1 | 0] of round(32767 · U_g,k / a_g,k),
+                       a_g,k = max |U_g,k| per group and component (avatar.json "basis_amplitude"):
+                       fixed point, absolute error ≤ a_g,k / 65534 (fp16 near a_g,k: a_g,k / 4096),
+                       and integer texels cost a software rasterizer no half-float decoding
   mlp.bin              float32 tensors of mlp.safetensors + the avatar's w, offsets in avatar.json
   driving_sequence.json  {num_frames, params_dim: 55, fps, frames: [[50 expr, 3 jaw, 2 eyelids]]}
   neutral.splat        the neutral Gaussians for standard 3DGS viewers (antimatter15 format)
-  index.html, ui.js, viewer.js, webgl.js, shaders.js, sort_worker.js   the viewer (no build step)
+  index.html, ui.js, viewer.js, ...   the viewer (VIEWER_FILES, no build step)
 """
 
 from __future__ import annotations
@@ -35,19 +39,22 @@ from agora_core.gaussians import GaussianSet, write_splat
 from agora_core.render import EG3D_FOCAL, FLAME_CAMERA_RADIUS
 
 FORMAT = "agora-web-avatar"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: viewer order (active first), int16 basis, resort.max_xyz_norm
 MAX_TEXTURE_WIDTH = 2048  # WebGL2 guarantees textures of 2048² (and 256 array layers)
-VIEWER_FILES = ("index.html", "ui.js", "viewer.js", "webgl.js", "shaders.js", "sort_worker.js")
+VIEWER_FILES = ("index.html", "ui.js", "viewer.js", "passes.js", "depth_sort.js", "webgl.js", "shaders.js",
+                "sort_worker.js")
 WEB_DIR = Path(__file__).resolve().parent / "web"
-RESORT_DISPLACEMENT_M = 0.001  # re-sort when a moving Gaussian has shifted ~1 mm (viewer.js `displacement`)
-RESORT_REGION_FRACTION = 0.05  # ... assuming the motion sits in 5 % of the Gaussians (mouth, eyes)
+RESORT_DISPLACEMENT_M = 0.001  # re-sort when some Gaussian may have moved 1 mm (depth_sort.js `displacementBound`)
+BASIS_FIXED_POINT = 32767  # basis.i16 stores round(BASIS_FIXED_POINT · U / a)
 MAX_COMPONENTS = 256  # WebGL2's guaranteed texture-array depth
 VIEWER_RADIUS_FACTOR = 1.25  # default viewer distance, × FLAME_CAMERA_RADIUS
 
 
 def texture_shape(n: int) -> tuple[int, int]:
-    """(width, height) of the per-Gaussian textures: one texel per Gaussian, rows of ≤ 2048."""
-    width = min(MAX_TEXTURE_WIDTH, n)
+    """(width, height) of the per-Gaussian textures: one texel per Gaussian, about square (width the power
+    of two ≥ √n, at most 2048). Square-ish passes keep a software rasterizer's 2×2 quads and its threads
+    (which split a pass by rows) busy; one 2048-wide row would run on one thread with half its lanes idle."""
+    width = min(MAX_TEXTURE_WIDTH, 1 << max(0, math.ceil(math.log2(max(math.sqrt(n), 1)))))
     return width, math.ceil(n / width)
 
 
@@ -115,14 +122,26 @@ def _write_mlp(path: Path, mlp: CoefficientMlp, w: Tensor) -> dict:
 
 
 def _packed_basis(basis: Basis, n: int, texels: int) -> tuple[np.ndarray, dict[str, list[float]]]:
-    """basis.f16 contents [K, 3, texels, 4] (little-endian fp16) and the per-group amplitudes a_g,k."""
+    """basis.i16 contents [K, 3, texels, 4] in model order and the per-group amplitudes a_g,k."""
     amps = {g: basis.bases[g].abs().flatten(1).amax(1).clamp_min(1e-30) for g in GROUPS}
-    packed = np.zeros((basis.k, 3, texels, 4), dtype="<f2")
-    for k in range(basis.k):  # one component at a time: peak memory ~ the fp16 output
-        values = torch.cat([basis.bases[g][k].float() / amps[g][k] for g in GROUPS] + [torch.zeros(n, 1)], dim=1)
-        packed[k, :, :n] = values.reshape(n, 3, 4).transpose(0, 1).numpy()
+    packed = np.zeros((basis.k, 3, texels, 4), dtype="<i2")
+    for k in range(basis.k):  # one component at a time: peak memory ~ the int16 output
+        values = torch.cat([basis.bases[g][k].double() / amps[g][k] for g in GROUPS] + [torch.zeros(n, 1)], dim=1)
+        fixed = (values * BASIS_FIXED_POINT).round().clamp(-BASIS_FIXED_POINT, BASIS_FIXED_POINT).to(torch.int16)
+        packed[k, :, :n] = fixed.reshape(n, 3, 4).transpose(0, 1).numpy()
     amplitudes = {g: a.tolist() for g, a in amps.items()}
     return packed, amplitudes
+
+
+def viewer_order(active: np.ndarray) -> np.ndarray:
+    """[M] bool -> [M] model indices in viewer order: active Gaussians first, both parts in model order."""
+    return np.concatenate([np.flatnonzero(active), np.flatnonzero(~active)])
+
+
+def max_xyz_norm(basis: Basis) -> list[float]:
+    """[K]: max over Gaussians of |U_xyz,k,i| (metres per unit coefficient). No Gaussian moves farther than
+    Σ_k |Δc_k| · max_xyz_norm[k] when the coefficients change by Δc: the viewer's re-sort bound."""
+    return basis.bases["xyz"].float().norm(dim=2).amax(dim=1).tolist()
 
 
 def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis: Basis, mlp: CoefficientMlp,
@@ -142,25 +161,33 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
     check_compatible(basis, mlp, n, w.shape[0], "the avatar")
     if basis.k > MAX_COMPONENTS:
         raise AgoraError(f"--basis has K={basis.k} components; the web viewer supports at most {MAX_COMPONENTS}")
+    width, height = texture_shape(n)
+    if 3 * height > MAX_TEXTURE_WIDTH:  # the basis texture stacks 3 planes of `height` rows
+        raise AgoraError(f"the avatar has {n} Gaussians; the web viewer holds at most "
+                         f"{MAX_TEXTURE_WIDTH * (MAX_TEXTURE_WIDTH // 3)} (WebGL2's 2048² textures)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    width, height = texture_shape(n)
-    g = neutral.detach().to("cpu").map(lambda t: t.float())
     packed, amplitudes = _packed_basis(basis, n, width * height)
-    # A Gaussian whose stored blendshapes are all exactly 0 in fp16 never moves in the viewer: flag it
-    # (log-scale layer, w) so the blend pass skips its K-loop. Exact, and a real AGORA-M basis is zero
-    # wherever neither FLAME nor the (facial-masked) residuals move the Gaussian.
-    active = (packed[:, :, :n] != 0).any(axis=(0, 1, 3)).astype(np.float32)
+    # A Gaussian whose stored blendshapes are all exactly 0 never moves in the viewer: it goes after the
+    # moving ones (and keeps its flag in the log-scale layer, w), so the per-frame blend covers the first
+    # rows only. Exact, and a real AGORA-M basis is zero wherever neither FLAME nor the (facial-masked)
+    # residuals move the Gaussian.
+    active = (packed[:, :, :n] != 0).any(axis=(0, 1, 3))
+    order = viewer_order(active)
+    packed[:, :, :n] = packed[:, :, order]
+    g = neutral.detach().to("cpu").map(lambda t: t.float())
+    viewer = g.map(lambda t: t[:, torch.from_numpy(order)])
+    flag = torch.from_numpy(active[order].astype(np.float32))[:, None]
     neutral_planes = np.stack([
-        _plane(torch.cat([g.means[0], g.opacities[0, :, None]], 1), width, height),
-        _plane(torch.cat([g.log_scales[0], torch.from_numpy(active)[:, None]], 1), width, height),
-        _plane(g.quats[0], width, height, fill=(1.0, 0.0, 0.0, 0.0)),
+        _plane(torch.cat([viewer.means[0], viewer.opacities[0, :, None]], 1), width, height),
+        _plane(torch.cat([viewer.log_scales[0], flag], 1), width, height),
+        _plane(viewer.quats[0], width, height, fill=(1.0, 0.0, 0.0, 0.0)),
     ])  # fmt: skip
     neutral_planes.astype("<f4").tofile(out / "neutral.bin")
-    sh = np.stack([_plane(_rgba(g.sh[0, :, j]), width, height) for j in range(g.sh.shape[2])])
+    sh = np.stack([_plane(_rgba(viewer.sh[0, :, j]), width, height) for j in range(g.sh.shape[2])])
     sh.astype("<f4").tofile(out / "sh.bin")
-    files = {"neutral": "neutral.bin", "sh": "sh.bin", "mlp": "mlp.bin", "basis": "basis.f16"}
-    packed.tofile(out / "basis.f16")
+    files = {"neutral": "neutral.bin", "sh": "sh.bin", "mlp": "mlp.bin", "basis": "basis.i16"}
+    packed.tofile(out / "basis.i16")
     mlp_entry = _write_mlp(out / "mlp.bin", mlp, w)
     seq = check_driving_sequence(sequence, "--sequence") if sequence is not None else demo_driving_sequence()
     (out / "driving_sequence.json").write_text(json.dumps(seq, separators=(",", ":")))
@@ -168,12 +195,13 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
     for name in VIEWER_FILES:
         shutil.copyfile(WEB_DIR / name, out / name)
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "num_gaussians": n, "k": basis.k,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "num_gaussians": n, "active_gaussians": int(active.sum()),
+        "k": basis.k, "basis_fixed_point": BASIS_FIXED_POINT,
         "texture_width": width, "texture_height": height, "sh_coefficients": int(g.sh.shape[2]),
         "files": files, "basis_amplitude": amplitudes, "mlp": mlp_entry,
         "params": {"expression": 50, "jaw": 3, "eyelids": 2},
         "default_camera": default_camera(g), "background": list(background),
-        "resort": {"displacement_m": RESORT_DISPLACEMENT_M, "region_fraction": RESORT_REGION_FRACTION},
+        "resort": {"displacement_m": RESORT_DISPLACEMENT_M, "max_xyz_norm": max_xyz_norm(basis)},
         "sequence": "driving_sequence.json", "splat": "neutral.splat", "source": dict(source or {}),
     }
     (out / "avatar.json").write_text(json.dumps(manifest, indent=1))

@@ -1,13 +1,14 @@
 // GLSL ES 3.0 programs of the AGORA-M viewer. Every per-frame computation runs here, on the GPU:
 //   1. mlpHidden   h_j = leaky(b0'_j + Σ_i W0'_ji e_i)            (one fragment per hidden unit)
 //   2. mlpOutput   c_gk = a_gk (b1_gk + Σ_j W1_gk,j h_j)           (one fragment per component k, RGBA = 4 groups)
-//   3. blend       attributes = neutral + Σ_k c_gk U_gk  (eq. 11) -> position/opacity + 3D covariance
+//   3. blend       attributes = neutral + Σ_k c_gk U_gk  (eq. 11) -> position/opacity + 3D covariance,
+//                  moving Gaussians only
 //   4. project     per Gaussian: EWA 2D mean, conic, footprint, SH colour toward the camera
 //   5. splat       the sorted Gaussians as screen quads, alpha-blended into a float framebuffer
 //   6. present     float framebuffer -> canvas
 // W0' and b0' fold the MLP's input normalisation and the avatar's constant w code into the first
 // layer (viewer.js, once at load), so per frame only the 55 parameters e enter the network.
-// a_gk is the per-component amplitude the fp16 basis was divided by (see docs/architecture.md).
+// a_gk / 32767 scales the int16 fixed-point basis back to U_gk (web_bundle.py, basis.i16).
 
 export const FULLSCREEN_VS = `#version 300 es
 void main() {
@@ -39,7 +40,7 @@ uniform sampler2D u_w1;      // R32F [4K rows, H columns]
 uniform sampler2D u_b1;      // R32F [1, 4K]
 uniform int u_hiddenSize;
 uniform int u_k;             // components per group K
-uniform sampler2D u_amp;     // RGBA32F [1, K]: fp16 storage amplitudes a_gk of the 4 groups
+uniform sampler2D u_amp;     // RGBA32F [1, K]: a_gk / 32767 of the 4 groups (int16 basis scale)
 out vec4 o_coeff;
 void main() {
   int k = int(gl_FragCoord.x);
@@ -54,35 +55,40 @@ void main() {
   o_coeff = c * texelFetch(u_amp, ivec2(k, 0), 0);
 }`;
 
-export const BLEND_FS = `#version 300 es
+// The blend pass runs over the first ceil(A / W) texture rows, where the bundle keeps its A moving
+// Gaussians (web_bundle.py); the rest were blended once at load and keep their neutral attributes.
+// Its K terms are unrolled for the K the viewer uses: on a software rasterizer (SwiftShader) a loop
+// with a dynamic bound costs ~12 % more per term, and int16 texels ~25 % less than fp16 ones.
+export function blendShader(k) {
+  const terms = Array.from({ length: k }, (_, i) => `COMPONENT(${i})`).join('\n  ');
+  return `#version 300 es
 precision highp float;
 precision highp int;
 precision highp sampler2DArray;
+precision highp isampler2DArray;
 uniform sampler2DArray u_neutral;  // RGBA32F, layers: (xyz, opacity), (log-scale xyz, active), (quat wxyz)
-uniform sampler2DArray u_basis;    // RGBA16F, layer k, rows [j·H, (j+1)·H): texel j of U_k / a (3 per Gaussian)
-uniform int u_k;                   // components used (<= K; URL ?k=)
+uniform isampler2DArray u_basis;   // RGBA16I, layer k, rows [j·H, (j+1)·H): texel j of round(32767 U_k / a)
 uniform int u_rows;                // H: texture rows per texel plane
-layout(std140) uniform Coefficients { vec4 u_c[256]; };  // (c_xyz, c_scale, c_rot, c_opacity) · a, per k
+layout(std140) uniform Coefficients { vec4 u_c[256]; };  // (c_xyz, c_scale, c_rot, c_opacity) · a / 32767, per k
 layout(location = 0) out vec4 o_pos;   // animated mean xyz, opacity
 layout(location = 1) out vec4 o_cov0;  // Σ00 Σ01 Σ02 Σ11
 layout(location = 2) out vec4 o_cov1;  // Σ12 Σ22 0 0
+// Eq. 11 term k: attributes += c_k U_k, per attribute group (3 texels: xyz sx | sy sz qw qx | qy qz o 0).
+#define COMPONENT(k) { \\
+    vec4 c = u_c[k]; \\
+    vec4 b0 = vec4(texelFetch(u_basis, ivec3(p, k), 0)); \\
+    vec4 b1 = vec4(texelFetch(u_basis, ivec3(p.x, p.y + u_rows, k), 0)); \\
+    vec4 b2 = vec4(texelFetch(u_basis, ivec3(p.x, p.y + 2 * u_rows, k), 0)); \\
+    pos.xyz += c.x * b0.xyz; \\
+    ls += c.y * vec3(b0.w, b1.xy); \\
+    q += c.z * vec4(b1.zw, b2.xy); \\
+    pos.w += c.w * b2.z; }
 void main() {
   ivec2 p = ivec2(gl_FragCoord.xy);
   vec4 pos = texelFetch(u_neutral, ivec3(p, 0), 0);
-  vec4 lsa = texelFetch(u_neutral, ivec3(p, 1), 0);  // log-scale xyz, active flag
-  vec3 ls = lsa.xyz;
+  vec3 ls = texelFetch(u_neutral, ivec3(p, 1), 0).xyz;
   vec4 q = texelFetch(u_neutral, ivec3(p, 2), 0);
-  int kEnd = lsa.w > 0.5 ? u_k : 0;  // Gaussians whose blendshapes are all zero skip the loop
-  for (int k = 0; k < kEnd; ++k) {  // eq. 11: neutral + Σ_k c_k U_k, per attribute group
-    vec4 c = u_c[k];
-    vec4 b0 = texelFetch(u_basis, ivec3(p, k), 0);               // xyz, scale x
-    vec4 b1 = texelFetch(u_basis, ivec3(p.x, p.y + u_rows, k), 0);  // scale yz, quat wx
-    vec4 b2 = texelFetch(u_basis, ivec3(p.x, p.y + 2 * u_rows, k), 0);  // quat yz, opacity
-    pos.xyz += c.x * b0.xyz;
-    ls += c.y * vec3(b0.w, b1.xy);
-    q += c.z * vec4(b1.zw, b2.xy);
-    pos.w += c.w * b2.z;
-  }
+  ${terms}
   pos.w = clamp(pos.w, 0.0, 1.0);           // opacity residuals are post-sigmoid: clamp after blending
   float n = length(q);
   q = n > 0.0 ? q / n : vec4(1.0, 0.0, 0.0, 0.0);  // renormalise the blended quaternion
@@ -97,6 +103,7 @@ void main() {
   o_cov0 = vec4(s[0][0], s[0][1], s[0][2], s[1][1]);
   o_cov1 = vec4(s[1][2], s[2][2], 0.0, 0.0);
 }`;
+}
 
 // Splatting follows our rasterizer (agora_core/render/projection.py, gsplat "classic"): EWA with the
 // 3DGS Jacobian clamp, +0.3 px² low-pass, alpha = min(0.999, o·exp(-½ dᵀ Σ⁻¹ d)), cut below 1/255,

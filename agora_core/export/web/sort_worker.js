@@ -1,34 +1,61 @@
-// Depth sort of the Gaussians, off the main thread (a module Web Worker).
-// In:  {positions: Float32Array [N*4] (xyz, opacity) of the *animated* Gaussians, count N,
-//       viewZ: [r20, r21, r22, t2] the camera's depth row (z_cam = r2 · p + t2), id}
-// Out: {order: Uint32Array [N] far to near (back-to-front "over" compositing), id, visible, ms}
+// Depth sort of the animated Gaussians, off the main thread (a module Web Worker), from coefficients:
+// depth_i = r · (p0_i + Σ_k c_k U_k,i) + t = base_i + Σ_k c_k proj_k,i for the camera's depth row (r, t),
+// with base and proj = r · U_k recomputed only when the view changes (then a re-sort for new
+// coefficients is K multiply-adds per moving Gaussian, and no positions come back from the GPU).
+// In:  {type: 'init', neutral: neutral.bin buffer, basis: basis.i16 buffer, count N, active A, k K, texels}
+//      {type: 'sort', coeffs: Float32Array [K] xyz coefficients in basis.i16 units, viewZ: [r20, r21, r22, t2],
+//       id, order: a Uint32Array [texels] to fill, or null}
+// Out: {order: Uint32Array [texels], slots [0, N) far to near (back-to-front "over" compositing), id, ms}
 // A 16-bit counting sort on depth (two passes over N, O(N + 65536)), as antimatter15's viewer does;
 // depth bins of (max - min) / 65535 (a few µm for a head) only reorder Gaussians closer than that.
 
-self.onmessage = (event) => {
-  const { positions, count, viewZ, id } = event.data;
-  const t0 = performance.now();
-  const depth = new Float32Array(count);
+const BINS = 65536;
+let S = null;
+
+function init({ neutral, basis, count, active, k, texels }) {
+  const p = new Float32Array(neutral, 0, 4 * texels), b = new Int16Array(basis);
+  const mean = new Float32Array(3 * count), xyz = new Int16Array(3 * k * active);
+  for (let i = 0; i < count; ++i) for (let j = 0; j < 3; ++j) mean[3 * i + j] = p[4 * i + j];
+  for (let c = 0; c < k; ++c) {  // plane 0 of component c: (x, y, z, scale x) per texel
+    const plane = b.subarray(4 * 3 * c * texels, 4 * (3 * c + 1) * texels);
+    for (let i = 0; i < active; ++i) for (let j = 0; j < 3; ++j) xyz[3 * (c * active + i) + j] = plane[4 * i + j];
+  }
+  S = { count, active, k, texels, mean, xyz, view: null, base: new Float32Array(count),
+    proj: new Float32Array(k * active), depth: new Float32Array(count), key: new Uint16Array(count),
+    counts: new Uint32Array(BINS) };
+}
+
+function project(viewZ) {  // base_i = r · p0_i + t, proj_k,i = r · U_k,i
+  const [r0, r1, r2, t] = viewZ, { mean, xyz, base, proj } = S;
+  for (let i = 0; i < S.count; ++i) base[i] = r0 * mean[3 * i] + r1 * mean[3 * i + 1] + r2 * mean[3 * i + 2] + t;
+  for (let j = 0; j < S.k * S.active; ++j) proj[j] = r0 * xyz[3 * j] + r1 * xyz[3 * j + 1] + r2 * xyz[3 * j + 2];
+  S.view = viewZ.join(',');
+}
+
+function sort({ coeffs, viewZ, id, order }) {
+  const t0 = performance.now(), { count, active, depth, key, counts } = S;
+  if (S.view !== viewZ.join(',')) project(viewZ);
+  depth.set(S.base);
+  for (let c = 0; c < Math.min(coeffs.length, S.k); ++c) {
+    const w = coeffs[c], proj = S.proj.subarray(c * active, (c + 1) * active);
+    if (w !== 0) for (let i = 0; i < active; ++i) depth[i] += w * proj[i];
+  }
   let lo = Infinity, hi = -Infinity;
   for (let i = 0; i < count; ++i) {
-    const d = viewZ[0] * positions[4 * i] + viewZ[1] * positions[4 * i + 1] + viewZ[2] * positions[4 * i + 2] + viewZ[3];
-    depth[i] = d;
-    if (d < lo) lo = d;
-    if (d > hi) hi = d;
+    if (depth[i] < lo) lo = depth[i];
+    if (depth[i] > hi) hi = depth[i];
   }
-  const bins = 65536;
-  const scale = hi > lo ? (bins - 1) / (hi - lo) : 0;
-  const key = new Uint16Array(count);
-  const counts = new Uint32Array(bins);
+  const scale = hi > lo ? (BINS - 1) / (hi - lo) : 0;
+  counts.fill(0);
   for (let i = 0; i < count; ++i) {
-    const b = (bins - 1) - Math.floor((depth[i] - lo) * scale);  // far first
+    const b = (BINS - 1) - Math.floor((depth[i] - lo) * scale);  // far first
     key[i] = b;
     counts[b]++;
   }
-  for (let b = 1; b < bins; ++b) counts[b] += counts[b - 1];
-  const order = new Uint32Array(count);
-  for (let i = count - 1; i >= 0; --i) order[--counts[key[i]]] = i;  // stable
-  let visible = 0;
-  for (let i = 0; i < count; ++i) if (depth[i] > 0.01) visible++;
-  self.postMessage({ order, id, visible, ms: performance.now() - t0 }, [order.buffer]);
-};
+  for (let b = 1; b < BINS; ++b) counts[b] += counts[b - 1];
+  const out = order || new Uint32Array(S.texels);
+  for (let i = count - 1; i >= 0; --i) out[--counts[key[i]]] = i;  // stable
+  self.postMessage({ order: out, id, ms: performance.now() - t0 }, [out.buffer]);
+}
+
+self.onmessage = ({ data }) => (data.type === 'init' ? init(data) : sort(data));
