@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from agora_cli.common import console, setup_runtime, user_errors
-from agora_cli.options import SmirkOpt
+from agora_cli.options import ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
 
@@ -37,8 +37,8 @@ def evaluate(
     detect_faces: Annotated[bool, typer.Option("--detect-faces", help="Detect the face before tracking (no face = a failed fit) instead of the fixed aligned crop.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Metrics named in --metrics whose weights are missing are errors, not 'needs weights'.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    threads: ThreadsOpt = 0,
+    progress: ProgressOpt = True,
 ) -> None:
     """Evaluate a checkpoint with the paper's metrics (protocol of appendix 0.B.2.1; --quick for a CPU-sized subset)."""
     import torch

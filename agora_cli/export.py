@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.options import ThreadsOpt
 
 export_app = typer.Typer(
     help="Export an avatar: ONNX of the per-frame deformation path, a WebGL2 AGORA-M viewer, .ply/.splat.",
@@ -18,7 +19,6 @@ export_app = typer.Typer(
 SourceArg = Annotated[Path, typer.Argument(help="An avatar.pt (agora invert) or a training checkpoint / run folder (with --seed).")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="With a checkpoint: the avatar `agora sample --seed N --n 1` draws.")]
 TruncationOpt = Annotated[float, typer.Option("--truncation", help="With a checkpoint: truncation ψ of w (1 = none).")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")]
 PortOpt = Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 for --serve (0 = any free port).")]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
-from agora_cli.options import FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
+from agora_cli.options import DeviceOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
 
@@ -42,9 +42,9 @@ def invert(
     g_lr: Annotated[float, typer.Option("--g-lr", help="Stage 2 Adam learning rate.")] = 3e-4,
     ply: Annotated[Optional[Path], typer.Option("--ply", help="Also write the neutral avatar as a 3DGS .ply.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the w noise and locality samples.")] = 0,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = 0,
+    progress: ProgressOpt = True,
     smirk: SmirkOpt = None,
     modnet: ModnetOpt = None,
     flame: FlameOpt = None,

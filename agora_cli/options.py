@@ -10,3 +10,6 @@ FlameOpt = Annotated[Optional[str], typer.Option("--flame", help="FLAME 2020 gen
 FlameUvOpt = Annotated[Optional[str], typer.Option("--flame-uv", help="FLAME UV template head_template.obj (else $AGORA_FLAME_UV or assets.yaml).")]
 SmirkOpt = Annotated[Optional[str], typer.Option("--smirk", help="SMIRK checkpoint SMIRK_em1.pt (else $AGORA_SMIRK or assets.yaml).")]
 ModnetOpt = Annotated[Optional[str], typer.Option("--modnet", help="MODNet ONNX export (else $AGORA_MODNET or assets.yaml).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
-from agora_cli.options import FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
+from agora_cli.options import DeviceOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
 
@@ -43,9 +43,9 @@ def reenact(
     resolution: Annotated[Optional[int], typer.Option("--resolution", help="Render size (default: the avatar's).")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames rendered per batch.")] = 8,
     aligned: Annotated[bool, typer.Option("--aligned", help="Video frames are FFHQ-aligned crops: skip detection.")] = False,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = 0,
+    progress: ProgressOpt = True,
     smirk: SmirkOpt = None,
     modnet: ModnetOpt = None,
     flame: FlameOpt = None,

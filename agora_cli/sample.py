@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.options import ThreadsOpt
 from agora_core.errors import AgoraError
 
 
@@ -21,7 +22,7 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="Seed of z and the sampled FLAME shapes.")] = 0,
     truncation: Annotated[float, typer.Option("--truncation", help="Truncation ψ of w (1 = none).")] = 0.7,
     resolution: Annotated[Optional[int], typer.Option("--resolution", help="Render size (default: the training resolution).")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
+    threads: ThreadsOpt = 0,
 ) -> None:
     """Write `n` random avatars (G_ema, neutral expression, frontal camera) as a grid and .ply files."""
     if n < 1:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.options import ThreadsOpt
 
 
 @user_errors
@@ -22,7 +23,7 @@ def train_tracker(
     shape: Annotated[bool, typer.Option("--shape/--no-shape", help="Also train the shape backbone (ASD); --no-shape saves ~45 % of the compute.")] = True,
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of images held out for the reported RMSE.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split, batches and weights.")] = 0,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")] = 0,
+    threads: ThreadsOpt = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ) -> None:
     """Train a FLAME tracker (SMIRK's encoder, from scratch) on synthetic demo-head images; report held-out RMSE per group."""

@@ -54,16 +54,10 @@ def neutral_of(generator: AgoraGenerator, cache: IdentityCache) -> GaussianSet:
 @torch.no_grad()
 def load_avatar_source(path: str | Path, seed: int | None = None, truncation: float = 0.7) -> AvatarSource:
     """An `AvatarSource` from a checkpoint (needs `seed`) or an avatar file (see module docstring)."""
-    path = Path(path)
-    if path.is_dir():
-        from agora_core.train.checkpoint import latest_checkpoint
+    from agora_core.train.checkpoint import resolve_checkpoint_path
 
-        found = latest_checkpoint(path)
-        if found is None:
-            raise AgoraError(f"{path}: a folder without checkpoints; pass a checkpoint .pt or an avatar .pt")
-        path = found
-    if not path.is_file():
-        raise AgoraError(f"{path}: file not found; pass a training checkpoint (with --seed) or an avatar.pt")
+    path = resolve_checkpoint_path(path, "a folder without checkpoints; pass a checkpoint .pt or an avatar .pt",
+                                   "file not found; pass a training checkpoint (with --seed) or an avatar.pt")
     fmt = _peek_format(path)
     if fmt == TRAIN_FORMAT:
         if seed is None:

@@ -64,16 +64,22 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by `save_checkpoint` (weights_only: no code is unpickled)."""
+def resolve_checkpoint_path(path: str | Path, no_checkpoints: str, not_found: str) -> Path:
+    """A file path, or a run folder's newest checkpoint; AgoraError "PATH: <reason>" otherwise."""
     path = Path(path)
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is None:
-            raise AgoraError(f"{path}: no checkpoints in {path / CHECKPOINT_DIR}")
+            raise AgoraError(f"{path}: {no_checkpoints}")
         path = found
     if not path.is_file():
-        raise AgoraError(f"{path}: checkpoint not found")
+        raise AgoraError(f"{path}: {not_found}")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by `save_checkpoint` (weights_only: no code is unpickled)."""
+    path = resolve_checkpoint_path(path, f"no checkpoints in {Path(path) / CHECKPOINT_DIR}", "checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
