@@ -13,10 +13,9 @@ from typer.testing import CliRunner
 
 from agora_cli.export import export_app
 from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, read_basis, read_mlp
-from agora_core.export.sources import load_avatar_source, neutral_of
+from agora_core.export.sources import load_avatar_source
 from agora_core.export.web_bundle import VIEWER_FILES, demo_driving_sequence
 from agora_core.gaussians import read_splat
-from agora_core.train.config import config_to_dict
 from test_export_fixtures import tiny_generator, write_random_agora_m, write_tiny_checkpoint
 from test_train_fixtures import cached_build_head
 
@@ -130,19 +129,20 @@ def test_mobile_stage_reads_the_same_files(files):
     assert (read_mlp(mlp_path).expr_dim, read_mlp(mlp_path).w_dim) == (mlp.expr_dim, mlp.w_dim)
 
 
-def test_avatar_file_is_a_source_too(app, tmp_path: Path):
-    """An `agora invert` avatar (format agora-avatar: config, tuned G, pivot ws, β) exports like a seed."""
-    G, config = tiny_generator(seed=1)
-    ws = G.mapping(torch.randn(1, G.config.z_dim), torch.zeros(1, 25), 0.7)
-    shape = 0.3 * torch.randn(1, G.head.num_shape)
-    torch.save({"format": "agora-avatar", "format_version": 1, "config": config_to_dict(config), "G": G.state_dict(),
-                "ws": ws, "shape": shape}, tmp_path / "avatar.pt")
-    result = CliRunner().invoke(app, ["export", "splat", str(tmp_path / "avatar.pt"), "--out", str(tmp_path / "a.splat")])
+def test_avatar_file_of_agora_invert_is_a_source_too(app, tmp_path: Path):
+    """The avatar.pt that `agora invert` writes exports like a seed: its tuned G, pivot w and β."""
+    from agora_core.invert.avatar_file import AvatarFile
+    from test_invert_helpers import quick_avatar
+
+    path = quick_avatar()
+    avatar = AvatarFile.load(path)
+    result = CliRunner().invoke(app, ["export", "splat", str(path), "--out", str(tmp_path / "a.splat")])
     assert result.exit_code == 0, result.output
-    expected = neutral_of(G, G.identity(None, None, shape, ws=ws, noise_mode="const"))
+    expected = avatar.neutral_gaussians()  # the neutral Gaussians invert cached from the same G, w, β
     torch.testing.assert_close(read_splat(tmp_path / "a.splat").means, expected.means, rtol=0, atol=1e-6)
-    source = load_avatar_source(tmp_path / "avatar.pt")
-    torch.testing.assert_close(source.w, ws[0, 0])
+    source = load_avatar_source(path)
+    torch.testing.assert_close(source.w, avatar.w[0].float())
+    torch.testing.assert_close(source.neutral.means, expected.means, rtol=0, atol=1e-6)
 
 
 def test_moving_gaussians_come_first_in_viewer_order(tmp_path: Path):

@@ -7,9 +7,8 @@ as `BlendshapeAvatar.from_generator` takes it).
 - Checkpoint (`agora train`): G_ema, with the identity `agora sample CKPT --seed N --n 1` draws
   (z ~ N(0, I) and β ~ N(shape_mean, shape_std²) from `torch.Generator().manual_seed(N)`, the
   checkpoint's frontal sampling camera, truncation ψ).
-- Avatar file (`agora invert`): a dict loadable with `torch.load(weights_only=True)` holding
-  `format="agora-avatar"`, `format_version=1`, `config` (the resolved training config dict),
-  `G` (the tuned generator state_dict), `ws [1, num_ws, w_dim]` (pivot styles), `shape [1, S]` (β).
+- Avatar file (`agora invert`, format in agora_core/invert/avatar_file.py): the tuned generator,
+  its pivot w (used by every synthesis layer) and the person's β, loaded as `agora reenact` does.
 """
 
 from __future__ import annotations
@@ -89,20 +88,12 @@ def _from_checkpoint(path: Path, seed: int, truncation: float) -> AvatarSource:
 
 
 def _from_avatar(path: Path) -> AvatarSource:
-    from agora_core.train.build import build_head
-    from agora_core.train.config import config_from_dict
+    """The tuned generator of an `agora invert` avatar file, its pivot w for every layer and its β."""
+    from agora_core.invert.avatar_file import AvatarFile, build_avatar_generator
+    from agora_core.invert.pti import broadcast_w
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    missing = [k for k in ("config", "G", "ws", "shape") if k not in state]
-    if missing:
-        raise AgoraError(f"{path}: avatar file lacks {', '.join(missing)}; re-create it with agora invert")
-    config = config_from_dict(state["config"], source=f"{path} (stored config)")
-    generator = AgoraGenerator(config.generator, build_head(config.head))
-    try:
-        generator.load_state_dict(state["G"])
-    except (RuntimeError, TypeError) as err:
-        raise AgoraError(f"{path}: generator weights do not match its stored config ({str(err).splitlines()[0]})") from None
-    generator = generator.eval().requires_grad_(False)
-    ws, shape = state["ws"].float(), state["shape"].float()
-    cache = generator.identity(None, None, shape, ws=ws, noise_mode="const")
+    avatar = AvatarFile.load(path)
+    generator = build_avatar_generator(avatar, path)
+    ws = broadcast_w(avatar.w.float(), generator.num_ws)
+    cache = generator.identity(None, None, avatar.shape.float(), ws=ws, noise_mode="const")
     return AvatarSource(generator, cache, neutral_of(generator, cache), ws[0, 0], str(path))
