@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_models_generator import sphere_head_assets
+from sphere_head import sphere_head_assets
 
 from agora_core.head import HeadModel, interpolate, sample_uv_grid
 from agora_core.models import AgoraDiscriminator, DiscriminatorConfig, dual_discrimination_cue
