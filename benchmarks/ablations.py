@@ -21,7 +21,7 @@ Variants (the config keys they set):
     t3.3  Next3D-style (UV-coloured)    discriminator.cue=uv
     t3.4  ours (displacement cue)       = t2.4 (same run)
 
-This is a benchmark, not a test: at the default 8 kimg on a CPU each variant takes ~20 minutes;
+This is a benchmark, not a test: at the default 8 kimg on a CPU each variant takes ~2.5 minutes;
 --kimg 0.032 runs the whole pipeline in a few minutes to check it works (numbers meaningless).
 """
 
@@ -55,7 +55,7 @@ COLUMNS = ("swd", "aed", "aed_jaw", "apd", "fid", "id")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, type=Path, help="dataset folder (agora prep-data --synthetic 800 --resolution 64)")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder (agora prep-data --synthetic 1600 --resolution 64)")
     p.add_argument("--out", required=True, type=Path, help="folder for the runs and ablations.json")
     p.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
     p.add_argument("--kimg", type=float, default=8.0, help="training budget per variant (thousands of images)")
