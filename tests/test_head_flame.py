@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 from pathlib import Path
@@ -252,3 +253,23 @@ def test_eyelids_from_smirk_files(tmp_path, fixture_assets):
         flame_assets_from_pickle(FIXTURE, obj, eyelids_path=tmp_path / "bad.npy")
     with pytest.raises(AgoraError, match="l_eyelid.npy"):
         flame_assets_from_pickle(FIXTURE, obj, eyelids_path=tmp_path / "missing_dir")
+
+
+def test_prep_data_datasets_belong_to_heads_loaded_from_a_flame_pickle(fixture_assets):
+    """prep-data labels SMIRK's FLAME 2020 parameters "flame2020"; a head from the official pickle is
+    "flame-<file hash>": training and eval must accept that pair, and nothing looser."""
+    from agora_core.data.prep import SMIRK_HEAD_MODEL
+    from agora_core.errors import AgoraError
+    from agora_core.head import HeadModel
+    from agora_core.train.build import check_head_matches, head_ids_match
+
+    assets, _ = fixture_assets
+    head = HeadModel(assets)
+    assert head.model_id.startswith("flame-")
+    check_head_matches(SMIRK_HEAD_MODEL, head, "ffhq")  # no error
+    assert head_ids_match(SMIRK_HEAD_MODEL, head.model_id + "+mouth")
+    assert head_ids_match("demo-head-v1", "demo-head-v1+mouth") and head_ids_match("", "demo-head-v1")
+    assert not head_ids_match(SMIRK_HEAD_MODEL, "demo-head-v1+mouth")
+    assert not head_ids_match("flame-aaaaaaaaaaaa", "flame-bbbbbbbbbbbb")  # two different FLAME files
+    with pytest.raises(AgoraError, match="FLAME parameters of head model 'flame2020'"):
+        check_head_matches(SMIRK_HEAD_MODEL, HeadModel(dataclasses.replace(assets, model_id="demo-head-v1")), "ffhq")

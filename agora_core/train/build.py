@@ -35,10 +35,28 @@ def build_head(config: HeadConfig) -> HeadModel:
     return HeadModel(assets)
 
 
+FLAME_FILE_PREFIX = "flame-"  # model ids of heads loaded from a FLAME pickle: "flame-<sha1 of the file>"
+SMIRK_FLAME_ID = "flame2020"  # what prep-data writes: SMIRK estimates FLAME 2020 parameters
+
+
+def head_ids_match(dataset_head_model: str, head_model: str) -> bool:
+    """Whether FLAME parameters labelled `dataset_head_model` drive a head with id `head_model`.
+
+    The mouth interior adds no FLAME parameters ("+mouth" is ignored). Datasets made by `prep-data`
+    say "flame2020" (SMIRK's parameter space); they belong to any head loaded from a FLAME pickle,
+    whose id is the file's hash (agora cannot tell FLAME 2020 from another FLAME release by its
+    arrays alone; the README tells users to pass FLAME 2020, the model SMIRK was trained with).
+    """
+    base = lambda s: s.removesuffix("+mouth")  # noqa: E731
+    data, head = base(dataset_head_model), base(head_model)
+    if data in ("", "unknown") or data == head:
+        return True
+    return data == SMIRK_FLAME_ID and head.startswith(FLAME_FILE_PREFIX)
+
+
 def check_head_matches(dataset_head_model: str, head: HeadModel, dataset_root: str | Path) -> None:
-    """The dataset's FLAME parameters must belong to the head G is built on (mouth aside)."""
-    base = lambda s: s.removesuffix("+mouth")  # noqa: E731  the mouth adds no FLAME parameters
-    if dataset_head_model not in ("", "unknown") and base(dataset_head_model) != base(head.model_id):
+    """The dataset's FLAME parameters must belong to the head G is built on (`head_ids_match`)."""
+    if not head_ids_match(dataset_head_model, head.model_id):
         raise AgoraError(f"{Path(dataset_root) / 'dataset.json'}: FLAME parameters of head model "
                          f"'{dataset_head_model}', but the config builds '{head.model_id}'; set head.* to match")
 
