@@ -21,6 +21,15 @@ FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
 @pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """CLI calls with --threads N set torch's global thread count; later tests must not inherit it
+    (float32 summation order, and so the last bits of conv outputs, depend on it)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     yield

@@ -20,8 +20,10 @@ def _assert_reproduces_fixture(encoder: SmirkEncoder) -> None:
     with torch.no_grad():
         out = encoder(io["input"])
     for key in OUTPUT_KEYS:
-        # same timm graph and weights: only float32 summation order can differ (values reach ~2.5e3)
-        torch.testing.assert_close(out[key], io[key], rtol=1e-5, atol=1e-5, msg=key)
+        # same timm graph and weights: only float32 summation order can differ (it depends on the
+        # thread count); values reach ~2.5e3, so the tolerance is relative to each output's scale
+        scale = io[key].abs().max().item()
+        torch.testing.assert_close(out[key], io[key], rtol=1e-5, atol=1e-6 * scale, msg=key)
 
 
 def test_official_layout_reproduces_the_fixture_outputs():
