@@ -81,6 +81,14 @@ def _gsplat_check() -> Check:
     return Check("gsplat", usable, reason)
 
 
+def _cpu_rasterizer_check() -> Check:
+    from agora_core.render.rasterizer_numba import numba, numba_available
+
+    if numba_available():
+        return Check("CPU rasterizer", True, f"numba {numba.__version__}: compiled kernels (rasterize backend 'auto' on CPU)")
+    return Check("CPU rasterizer", True, "numba not importable: the pure-PyTorch path is used (same images, ~5-30x slower)")
+
+
 def _demo_check() -> tuple[bool, str]:
     """The demo runs when the procedural head builds and goes through the FLAME-format loader."""
     try:
@@ -99,6 +107,7 @@ def collect_report(explicit: dict[str, str | None] | None = None) -> DoctorRepor
     report = DoctorReport()
     report.runtime = _torch_checks()
     report.runtime.append(_gsplat_check())
+    report.runtime.append(_cpu_rasterizer_check())
     report.assets = [resolve_asset(key, explicit.get(key)) for key in ASSETS]
     report.asset_problems = validate_assets({res.spec.key: res for res in report.assets if res.found})
     report.demo_ready, report.demo_detail = _demo_check()
