@@ -28,10 +28,16 @@ def build_head(config: HeadConfig) -> HeadModel:
 
         assets = build_demo_head()
     else:  # explicit paths, else the environment / assets.yaml (agora_core.assets)
-        assets = flame_assets_from_pickle(require_asset("flame_pkl", config.flame_pkl or None),
-                                          require_asset("flame_uv_obj", config.flame_uv or None))
+        pkl = require_asset("flame_pkl", config.flame_pkl or None)
+        assets = flame_assets_from_pickle(pkl, require_asset("flame_uv_obj", config.flame_uv or None))
     if config.mouth_interior:
-        assets = add_mouth_interior(assets)
+        try:
+            assets = add_mouth_interior(assets)
+        except AgoraError as err:  # the mesh has no mouth opening to attach the cavity to
+            if config.source == "demo":
+                raise
+            raise AgoraError(f"{pkl}: cannot add the mouth interior ({err}); use FLAME 2020's generic_model.pkl "
+                             "or train with --set head.mouth_interior=false") from None
     return HeadModel(assets)
 
 
