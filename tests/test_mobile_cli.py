@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import typer
 from test_bench_reenactment import TINY_YAML
 from test_mobile_tinyhead import single_thread  # noqa: F401  (fixture)
@@ -96,3 +98,18 @@ def test_checkpoint_as_source(tmp_path):
                                           "--hidden", "4", "--out", str(tmp_path / "mlp.safetensors")])
     assert res.exit_code == 0, res.output
     assert "randomly initialised" not in res.output
+
+
+def test_condition_pool_checks_the_dataset_head(tmp_path):
+    """extract-basis / fit-mlp --dataset: FLAME rows of another head model are refused, one line."""
+    from agora_core.data.format import read_dataset_index
+    from agora_core.errors import AgoraError
+    from agora_core.mobile.tuples import ConditionPool
+    from test_train_fixtures import write_tiny_dataset
+
+    root = write_tiny_dataset(tmp_path / "ds", n=4)
+    own = read_dataset_index(root).header.head_model
+    assert len(ConditionPool.from_dataset(root, own)) == 4
+    with pytest.raises(AgoraError, match="FLAME parameters of head model") as err:
+        ConditionPool.from_dataset(root, "flame-0123456789ab+mouth")
+    assert "\n" not in str(err.value)

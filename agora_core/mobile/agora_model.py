@@ -91,5 +91,5 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
                              f"({str(err).splitlines()[0]})") from None
     generator = generator.to(device).eval().requires_grad_(False)
     prior = IdentityPrior.from_checkpoint(state) if state is not None else IdentityPrior()
-    pool = ConditionPool.from_dataset(dataset) if dataset is not None else None
+    pool = ConditionPool.from_dataset(dataset, head.model_id) if dataset is not None else None
     return AgoraModel(generator, source, prior, pool, train_config.resolution)
