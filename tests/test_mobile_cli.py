@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 import typer
 from test_bench_reenactment import TINY_YAML
 from test_mobile_tinyhead import single_thread  # noqa: F401  (fixture)
