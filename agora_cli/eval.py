@@ -32,7 +32,7 @@ def evaluate(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images rendered per generator call.")] = 16,
     inception: Annotated[Optional[Path], typer.Option("--inception", help="Inception-v3 weights for FID/KID: torch-fidelity's weights-inception-2015-12-05-6726825d.pth or StyleGAN2-ADA's TorchScript inception-2015-12-05.pt.")] = None,
     arcface: Annotated[Optional[Path], typer.Option("--arcface", help="ArcFace recognition ONNX for ID (insightface buffalo_l w600k_r50.onnx).")] = None,
-    tracker: Annotated[Optional[Path], typer.Option("--tracker", help="FLAME tracker for AED/APD: an `agora train-tracker` checkpoint (demo head).")] = None,
+    tracker: Annotated[Optional[Path], typer.Option("--tracker", help="FLAME tracker for AED/APD: an `agora train-tracker` checkpoint (demo head) or SMIRK_em1.pt (real FLAME; same as --smirk).")] = None,
     smirk: SmirkOpt = None,
     detect_faces: Annotated[bool, typer.Option("--detect-faces", help="Detect the face before tracking (no face = a failed fit) instead of the fixed aligned crop.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Metrics named in --metrics whose weights are missing are errors, not 'needs weights'.")] = False,

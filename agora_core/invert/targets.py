@@ -111,9 +111,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def target_from_dataset(root: str | Path, indices: list[int], head: HeadModel, resolution: int) -> InversionTarget:
-    """Images and their exact labels (camera, FLAME) from a dataset folder (`agora prep-data`).
+    """Images and their labels (camera, FLAME) from a dataset folder (`agora prep-data`).
 
-    Used for the demo head, which has no SMIRK model to estimate FLAME with.
+    Synthetic demo-head datasets carry exact labels (the demo head has no SMIRK model to estimate
+    FLAME with); prep-data datasets of photos carry SMIRK's estimates, already cropped and matted.
     """
     from agora_core.data.format import read_dataset_index
 
