@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from agora_cli.common import console, err_console, user_errors
-from agora_cli.options import FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
+from agora_cli.options import FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, SmirkOpt
 
 
 @user_errors
 def doctor(
     flame: FlameOpt = None,
     flame_uv: FlameUvOpt = None,
+    flame_eyelids: FlameEyelidsOpt = None,
     smirk: SmirkOpt = None,
     modnet: ModnetOpt = None,
     head_sheet: Annotated[
@@ -30,7 +31,8 @@ def doctor(
     """
     from agora_core.doctor import collect_report
 
-    report = collect_report({"flame_pkl": flame, "flame_uv_obj": flame_uv, "smirk_ckpt": smirk, "modnet_onnx": modnet})
+    report = collect_report({"flame_pkl": flame, "flame_uv_obj": flame_uv, "flame_eyelids": flame_eyelids,
+                             "smirk_ckpt": smirk, "modnet_onnx": modnet})
 
     runtime = Table(title="runtime", show_lines=False)
     runtime.add_column("check")
@@ -47,7 +49,7 @@ def doctor(
     assets.add_column("where to get it", overflow="fold")
     for res in report.assets:
         where = f"{res.path} ({res.source})" if res.path else f"set {res.spec.flag} / {res.spec.env} / assets.yaml"
-        found = "[green]yes[/]" if res.found else "[yellow]no[/]"
+        found = "[green]yes[/]" if res.found else ("[dim]no (optional)[/]" if res.spec.optional else "[yellow]no[/]")
         if res.spec.key in report.asset_problems:
             found = "[red]invalid[/]"
         assets.add_row(res.spec.title, found, where, res.spec.obtain)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
-from agora_cli.options import DeviceOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
+from agora_cli.options import DeviceOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
 
@@ -49,6 +49,7 @@ def invert(
     modnet: ModnetOpt = None,
     flame: FlameOpt = None,
     flame_uv: FlameUvOpt = None,
+    flame_eyelids: FlameEyelidsOpt = None,
 ) -> None:
     """Invert photos of a person into an animatable avatar (PTI: pivot w, then generator tuning)."""
     import torch
@@ -67,7 +68,7 @@ def invert(
         raise AgoraError("--frames/--aligned apply to photos and videos, not --dataset")
     setup_runtime(threads or None)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    base = load_base_generator(ckpt, dev, flame, flame_uv)
+    base = load_base_generator(ckpt, dev, flame, flame_uv, flame_eyelids)
     head, res = base.generator.head, base.resolution
     if dataset is not None:
         from agora_core.invert.targets import target_from_dataset

@@ -8,6 +8,7 @@ import typer
 
 FlameOpt = Annotated[Optional[str], typer.Option("--flame", help="FLAME 2020 generic_model.pkl (else $AGORA_FLAME_PKL or assets.yaml).")]
 FlameUvOpt = Annotated[Optional[str], typer.Option("--flame-uv", help="FLAME UV template head_template.obj (else $AGORA_FLAME_UV or assets.yaml).")]
+FlameEyelidsOpt = Annotated[Optional[str], typer.Option("--flame-eyelids", help="SMIRK eyelid blendshapes: the folder with l_eyelid.npy and r_eyelid.npy (else $AGORA_FLAME_EYELIDS or assets.yaml; without them eyelid parameters do not move FLAME).")]
 SmirkOpt = Annotated[Optional[str], typer.Option("--smirk", help="SMIRK checkpoint SMIRK_em1.pt (else $AGORA_SMIRK or assets.yaml).")]
 ModnetOpt = Annotated[Optional[str], typer.Option("--modnet", help="MODNet ONNX export (else $AGORA_MODNET or assets.yaml).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")]

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
-from agora_cli.options import DeviceOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
+from agora_cli.options import DeviceOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
 
@@ -50,6 +50,7 @@ def reenact(
     modnet: ModnetOpt = None,
     flame: FlameOpt = None,
     flame_uv: FlameUvOpt = None,
+    flame_eyelids: FlameEyelidsOpt = None,
 ) -> None:
     """Reenact an avatar: per-frame expression, jaw and head pose from a video or a parameter file."""
     import torch
@@ -104,7 +105,7 @@ def reenact(
         sequence = sequence.smoothed(*window)
     result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
                          ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
-                         progress=progress)
+                         flame_eyelids=flame_eyelids, progress=progress)
     console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps "
                   f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)
 

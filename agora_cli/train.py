@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, setup_runtime, user_errors
-from agora_cli.options import FlameOpt, FlameUvOpt
+from agora_cli.options import FlameEyelidsOpt, FlameOpt, FlameUvOpt
 from agora_core.errors import AgoraError
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="Training config YAML (e.g. configs/demo.yaml).")]
@@ -36,6 +36,7 @@ def train(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build the models, print parameter counts, exit.")] = False,
     flame: FlameOpt = None,
     flame_uv: FlameUvOpt = None,
+    flame_eyelids: FlameEyelidsOpt = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set loss.r1_gamma=2 (repeatable).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress line.")] = True,
 ) -> None:
@@ -55,6 +56,8 @@ def train(
         overrides["head.flame_pkl"] = str(flame)
     if flame_uv:
         overrides["head.flame_uv"] = str(flame_uv)
+    if flame_eyelids:
+        overrides["head.flame_eyelids"] = str(flame_eyelids)
     cfg = load_config(config, overrides)
     nproc = max(gpus, cpu_procs)
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:

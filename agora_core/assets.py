@@ -26,6 +26,8 @@ class AssetSpec:
     title: str  # what it is, for people
     obtain: str  # where a user gets it
     needed_for: str  # which stages use it
+    optional: bool = False  # the real-asset path runs without it (with less), so its absence is fine
+    folder_ok: bool = False  # a folder holding the files counts as the asset
 
 
 ASSETS: dict[str, AssetSpec] = {
@@ -46,6 +48,17 @@ ASSETS: dict[str, AssetSpec] = {
             title="FLAME UV template (head_template.obj)",
             obtain="https://flame.is.tue.mpg.de, Downloads -> FLAME texture space -> head_template.obj",
             needed_for="UV layout of the real FLAME model",
+        ),
+        AssetSpec(
+            key="flame_eyelids",
+            flag="--flame-eyelids",
+            env="AGORA_FLAME_EYELIDS",
+            title="SMIRK eyelid blendshapes (l_eyelid.npy, r_eyelid.npy)",
+            obtain="the SMIRK repository (github.com/georgeretsi/smirk), folder assets/ "
+                   "(l_eyelid.npy and r_eyelid.npy; its quick_install.sh fetches them): pass the folder",
+            needed_for="eyelid animation on real FLAME (without it, eyelid parameters are ignored)",
+            optional=True,
+            folder_ok=True,
         ),
         AssetSpec(
             key="smirk_ckpt",
@@ -98,7 +111,16 @@ class ResolvedAsset:
 
     @property
     def found(self) -> bool:
-        return self.path is not None and self.path.is_file()
+        if self.path is None:
+            return False
+        return self.path.is_file() or (self.spec.folder_ok and self.path.is_dir())
+
+    def existing(self) -> Path:
+        """The path of an asset that was given; `AgoraError` naming it when it is not there."""
+        if not self.found:
+            raise AgoraError(f"{self.path}: {self.spec.title} not found (from {self.source}); "
+                             f"get it from {self.spec.obtain}")
+        return self.path
 
 
 def resolve_asset(key: str, explicit: str | Path | None = None) -> ResolvedAsset:
@@ -123,6 +145,4 @@ def require_asset(key: str, explicit: str | Path | None = None) -> Path:
             f"{spec.title} not given: pass {spec.flag} PATH, set {spec.env}, or add '{key}: PATH' to "
             f"{config_dir() / 'assets.yaml'}; get it from {spec.obtain}"
         )
-    if not res.path.is_file():
-        raise AgoraError(f"{res.path}: {spec.title} not found (from {res.source}); get it from {spec.obtain}")
-    return res.path
+    return res.existing()

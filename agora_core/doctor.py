@@ -33,21 +33,29 @@ def validate_assets(found: dict[str, ResolvedAsset]) -> dict[str, str]:
 
     problems: dict[str, str] = {}
 
-    def check(key: str, load) -> None:
+    def check(key: str, load):
         try:
-            load()
+            return load()
         except AgoraError as exc:
             problems[key] = str(exc)
+            return None
 
     pkl, obj = found.get("flame_pkl"), found.get("flame_uv_obj")
+    num_vertices = None  # of the FLAME model, which the eyelid blendshapes must fit
     if pkl and obj:
         from agora_core.head.flame_io import flame_assets_from_pickle
 
-        check("flame_pkl", lambda: flame_assets_from_pickle(pkl.path, obj.path))
+        assets = check("flame_pkl", lambda: flame_assets_from_pickle(pkl.path, obj.path))
+        num_vertices = assets.num_vertices if assets is not None else None
     elif pkl:
         from agora_core.head.flame_io import load_flame_pickle
 
-        check("flame_pkl", lambda: load_flame_pickle(pkl.path))
+        data = check("flame_pkl", lambda: load_flame_pickle(pkl.path))
+        num_vertices = len(data["v_template"]) if data is not None and "v_template" in data else None
+    if "flame_eyelids" in found:
+        from agora_core.head.flame_io import load_eyelid_blendshapes
+
+        check("flame_eyelids", lambda: load_eyelid_blendshapes(found["flame_eyelids"].path, num_vertices))
     if "smirk_ckpt" in found:
         from agora_core.face.smirk import load_smirk_encoder
 

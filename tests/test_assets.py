@@ -59,3 +59,17 @@ def test_bad_yaml_is_one_line_error():
 def test_every_asset_says_where_to_get_it():
     for spec in ASSETS.values():
         assert spec.obtain and spec.flag.startswith("--") and spec.env.startswith("AGORA_")
+
+
+def test_eyelid_folder_counts_as_found_and_is_optional(tmp_path, monkeypatch):
+    """SMIRK ships two files (l_eyelid.npy, r_eyelid.npy): the folder holding them is the asset."""
+    spec = ASSETS["flame_eyelids"]
+    assert spec.optional and spec.flag == "--flame-eyelids" and spec.env == "AGORA_FLAME_EYELIDS"
+    assert "smirk" in spec.obtain.lower() and not ASSETS["flame_pkl"].optional
+    assert not resolve_asset("flame_eyelids").found  # not configured
+    monkeypatch.setenv("AGORA_FLAME_EYELIDS", str(tmp_path))
+    assert resolve_asset("flame_eyelids").found and require_asset("flame_eyelids") == tmp_path
+    assert not resolve_asset("flame_pkl", tmp_path).found  # a folder is no FLAME pickle
+    monkeypatch.setenv("AGORA_FLAME_EYELIDS", str(tmp_path / "missing"))
+    with pytest.raises(AgoraError, match=r"missing: SMIRK eyelid blendshapes .* not found \(from env\)"):
+        require_asset("flame_eyelids")

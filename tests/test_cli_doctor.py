@@ -25,6 +25,7 @@ def test_doctor_without_assets_exits_zero_and_says_where_to_get_them():
     assert "gsplat" in out and "torch" in out
     assert "flame.is.tue.mpg.de" in out  # where FLAME comes from
     assert "SMIRK" in out and "MODNet" in out
+    assert "SMIRK eyelid blendshapes" in out and "no (optional)" in out  # listed, not required
     assert "ready" in out
 
 
@@ -60,6 +61,27 @@ def test_user_errors_become_one_line_and_exit_2():
     assert "Traceback" not in result.output
 
 
+def test_agora_warnings_become_one_yellow_line():
+    import warnings
+
+    from agora_core.errors import AgoraWarning
+
+    sub = typer.Typer()
+
+    @sub.command()
+    @user_errors
+    def degrade() -> None:
+        warnings.warn("no eyelid blendshapes: eyelids ignored", AgoraWarning)
+
+    @sub.command()
+    def other() -> None:
+        pass
+
+    result = runner.invoke(sub, ["degrade"])
+    assert result.exit_code == 0
+    assert [ln for ln in result.output.splitlines() if ln.strip()] == ["warning: no eyelid blendshapes: eyelids ignored"]
+
+
 def test_doctor_loads_the_fixture_flame_and_smirk(fixtures_dir, tmp_path):
     from agora_core.head.flame_io import flame_assets_from_pickle  # noqa: F401  (the loader doctor uses)
     from agora_core.head.obj_io import write_uv_obj
@@ -84,3 +106,24 @@ def test_doctor_names_a_truncated_flame_pickle_and_exits_nonzero(fixtures_dir, t
     assert "invalid" in result.output
     assert str(broken) in " ".join(result.output.split()).replace(" ", "") or str(broken) in result.output
     assert "Traceback" not in result.output
+
+
+def test_doctor_validates_the_smirk_eyelid_folder(fixtures_dir, tmp_path):
+    import numpy as np
+
+    good, bad = tmp_path / "smirk_assets", tmp_path / "bad"
+    for folder, rows in ((good, 120), (bad, 7)):
+        folder.mkdir()
+        np.save(folder / "l_eyelid.npy", np.zeros((rows, 3), np.float32))
+        np.save(folder / "r_eyelid.npy", np.zeros((rows, 3), np.float32))
+    result = runner.invoke(app, ["doctor", "--flame-eyelids", str(good)])  # any V without a FLAME model
+    assert result.exit_code == 0, result.output
+    assert "invalid" not in result.output and "(flag)" in result.output
+    pkl = fixtures_dir / "flame2020_schema_tiny.pkl"  # 120 vertices: the 7-row files do not fit it
+    result = runner.invoke(app, ["doctor", "--flame", str(pkl), "--flame-eyelids", str(bad)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "invalid" in out and "expected (120, 3, 2)" in out and "Traceback" not in out
+    (bad / "r_eyelid.npy").unlink()
+    result = runner.invoke(app, ["doctor", "--flame-eyelids", str(bad)])
+    assert result.exit_code == 2 and "r_eyelid.npy" in result.output

@@ -139,6 +139,16 @@ def flame_files(tmp_path_factory) -> tuple[Path, Path]:
     return pkl, obj
 
 
+@pytest.fixture(scope="module")
+def smirk_eyelids(tmp_path_factory) -> Path:
+    """SMIRK's assets/ folder layout: l_eyelid.npy, r_eyelid.npy [V,3] float32, for the sphere head."""
+    root = tmp_path_factory.mktemp("smirk_assets")
+    dirs = sphere_head_assets(n_lat=12, n_lon=20).eyelid_dirs
+    np.save(root / "l_eyelid.npy", dirs[:, :, 0].astype(np.float32))
+    np.save(root / "r_eyelid.npy", dirs[:, :, 1].astype(np.float32))
+    return root
+
+
 # ----------------------------------------------------------------------------- photos, models
 
 @pytest.fixture(scope="module")
@@ -187,20 +197,21 @@ def dataset(photos, modnet, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(dataset, flame_files, tmp_path_factory) -> Path:
+def run(dataset, flame_files, smirk_eyelids, tmp_path_factory) -> Path:
     pkl, obj = flame_files
     out = tmp_path_factory.mktemp("runs") / "run"
     _agora("train", "--config", REPO / "configs" / "ffhq256.yaml", "--data", dataset, "--out", out,
-           "--flame", pkl, "--flame-uv", obj, "--device", "cpu", "--no-progress", *_train_sets())
+           "--flame", pkl, "--flame-uv", obj, "--flame-eyelids", smirk_eyelids, "--device", "cpu", "--no-progress",
+           *_train_sets())
     return out
 
 
 @pytest.fixture(scope="module")
-def avatar(run, photos, modnet, flame_files, tmp_path_factory) -> Path:
+def avatar(run, photos, modnet, flame_files, smirk_eyelids, tmp_path_factory) -> Path:
     pkl, obj = flame_files
     out = tmp_path_factory.mktemp("avatar") / "avatar.pt"
     _agora("invert", photos / "a.jpg", "--ckpt", run, "--out", out, "--smirk", SMIRK_FIXTURE, "--modnet", modnet,
-           "--flame", pkl, "--flame-uv", obj, "--w-steps", 2, "--g-steps", 2, "--device", "cpu", "--threads", 1,
+           "--flame", pkl, "--flame-uv", obj, "--flame-eyelids", smirk_eyelids, "--w-steps", 2, "--g-steps", 2, "--device", "cpu", "--threads", 1,
            "--no-progress")
     return out
 
@@ -216,8 +227,9 @@ def test_train_on_the_flame_pickle_with_mouth(run):
     from agora_core.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(run)
-    assert state["head_model"].startswith("flame-") and state["head_model"].endswith("+mouth")
+    assert state["head_model"].startswith("flame-") and state["head_model"].endswith("+eyelids+mouth")
     assert state["config"]["head"]["source"] == "flame" and state["config"]["head"]["mouth_interior"]
+    assert state["config"]["head"]["flame_eyelids"]  # later stages rebuild the head with SMIRK's eyelids
 
 
 def test_the_schema_fixture_pickle_trains_without_a_mouth_it_does_not_have(dataset, tmp_path):
@@ -230,6 +242,8 @@ def test_the_schema_fixture_pickle_trains_without_a_mouth_it_does_not_have(datas
     assert "flame-" in _agora(*args, "--set", "head.mouth_interior=false")
     result = runner.invoke(app, [str(a) for a in args])
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines[0].startswith("warning:") and "eyelid parameters will not move" in lines[0]  # no --flame-eyelids
+    lines = lines[1:]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert "flame2020_schema_tiny.pkl: cannot add the mouth interior" in lines[0]
     assert "--set head.mouth_interior=false" in lines[0]

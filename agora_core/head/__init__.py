@@ -2,7 +2,12 @@
 0.B.1.1), topology-driven regions and UV sampling/baking (eq. 4-6). See docs/architecture.md."""
 
 from agora_core.head.assets import FlameAssets
-from agora_core.head.flame_io import flame_assets_from_pickle, load_flame_pickle, save_flame_pickle
+from agora_core.head.flame_io import (
+    flame_assets_from_pickle,
+    load_eyelid_blendshapes,
+    load_flame_pickle,
+    save_flame_pickle,
+)
 from agora_core.head.model import HeadModel
 from agora_core.head.mouth import add_mouth_interior
 from agora_core.head.obj_io import read_uv_obj, write_uv_obj
@@ -23,7 +28,7 @@ __all__ = [
     "FlameAssets", "HeadModel", "UVRasterMap", "UVSamples", "add_mouth_interior",
     "back_head_faces", "bake_to_uv", "boundary_loops", "build_uv_raster", "find_free_uv_rect",
     "find_mouth_loop", "flame_assets_from_pickle", "interpolate", "interpolate_reference",
-    "lip_sets", "load_flame_pickle", "read_uv_obj", "sample_uv_grid", "save_flame_pickle",
+    "lip_sets", "load_eyelid_blendshapes", "load_flame_pickle", "read_uv_obj", "sample_uv_grid", "save_flame_pickle",
     "uv_validity_map", "write_uv_obj",
 ]
 

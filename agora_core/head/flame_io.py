@@ -165,26 +165,29 @@ def _check_shape(path, key, arr, expected):
         raise file_error(path, f"'{key}' has shape {tuple(arr.shape)}, expected {want}")
 
 
-def _load_eyelids(path: Path, num_vertices: int) -> np.ndarray:
+def load_eyelid_blendshapes(path: str | Path, num_vertices: int | None = None) -> np.ndarray:
     """Eyelid blendshapes [V,3,2] (column 0 left, 1 right, as SMIRK's `eyelid_params`).
 
     `path` is a directory holding SMIRK's `l_eyelid.npy` and `r_eyelid.npy` ([V,3] each), or one
-    `.npy` file of shape [V,3,2].
+    `.npy` file of shape [V,3,2]. `num_vertices` None accepts any V (doctor, without a model).
     """
+    path = Path(path)
     try:
         if path.is_dir():
             dirs = np.stack([np.load(path / "l_eyelid.npy"), np.load(path / "r_eyelid.npy")], -1)
         else:
             dirs = np.load(path)
+        dirs = np.asarray(dirs, dtype=np.float64)
     except FileNotFoundError as exc:
         raise file_error(path, f"eyelid blendshapes not found ({exc.filename}); expected a folder "
                                "with l_eyelid.npy and r_eyelid.npy or one [V,3,2] .npy") from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # not .npy, pickled objects, l/r of unequal shapes
         raise file_error(path, f"cannot read eyelid blendshapes: {exc}") from None
-    dirs = np.asarray(dirs, dtype=np.float64)
-    if dirs.shape != (num_vertices, 3, 2) or not np.all(np.isfinite(dirs)):
+    v = dirs.shape[0] if num_vertices is None and dirs.ndim else num_vertices
+    if dirs.shape != (v, 3, 2) or not np.all(np.isfinite(dirs)):
         raise file_error(path, f"eyelid blendshapes have shape {dirs.shape}, expected "
-                               f"({num_vertices}, 3, 2) finite values")
+                               f"({v if v is not None else 'V'}, 3, 2) finite values "
+                               "(l_eyelid.npy / r_eyelid.npy: [V, 3] each)")
     return dirs
 
 
@@ -195,6 +198,8 @@ def flame_assets_from_pickle(pkl_path: str | Path, uv_obj_path: str | Path,
 
     `shapedirs [V,3,K]` is split into shape (`num_shape`; else the pickle's `agora_num_shape`;
     else 300, FLAME 2020/2023) and expression (the rest). `J_regressor` becomes dense.
+    `eyelids_path` (SMIRK's eyelid blendshapes, `load_eyelid_blendshapes`) replaces the pickle's own
+    and adds "+eyelids" to the model id.
     Every schema problem is an `AgoraError` naming the file.
     """
     pkl_path, uv_obj_path = Path(pkl_path), Path(uv_obj_path)
@@ -237,7 +242,7 @@ def flame_assets_from_pickle(pkl_path: str | Path, uv_obj_path: str | Path,
         eyelid_dirs = _array(pkl_path, d, "agora_eyelid_dirs", 3)
         _check_shape(pkl_path, "agora_eyelid_dirs", eyelid_dirs, (num_v, 3, 2))
     if eyelids_path is not None:
-        eyelid_dirs = _load_eyelids(Path(eyelids_path), num_v)
+        eyelid_dirs = load_eyelid_blendshapes(eyelids_path, num_v)
 
     uv_vertices, uv_coords, obj_faces, uv_faces = read_uv_obj(uv_obj_path)
     if obj_faces.shape != faces.shape or not np.array_equal(obj_faces, faces):
@@ -252,6 +257,8 @@ def flame_assets_from_pickle(pkl_path: str | Path, uv_obj_path: str | Path,
         model_id = str(d["agora_model_id"])
     else:
         model_id = "flame-" + hashlib.sha1(pkl_path.read_bytes()).hexdigest()[:12]
+    if eyelids_path is not None:  # another basis, so G's weights (head buffers) differ: say so in the id
+        model_id += "+eyelids"
     return FlameAssets(
         v_template=v_template, faces=faces,
         shapedirs=shapedirs_all[:, :, :num_shape], exprdirs=shapedirs_all[:, :, num_shape:],

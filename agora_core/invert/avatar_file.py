@@ -127,7 +127,8 @@ def temp_path(path: Path) -> Path:
 
 
 def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | torch.device = "cpu",
-                           flame_pkl: str | None = None, flame_uv: str | None = None):
+                           flame_pkl: str | None = None, flame_uv: str | None = None,
+                           flame_eyelids: str | None = None):
     """The avatar's tuned generator (eval, no grad), on the head it was made with.
 
     Raises `AgoraError` when the head built here is another model than the avatar's (e.g. an avatar
@@ -146,10 +147,12 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
     if flame_pkl or flame_uv:
         head_cfg = dataclasses.replace(head_cfg, source="flame", flame_pkl=flame_pkl or head_cfg.flame_pkl,
                                        flame_uv=flame_uv or head_cfg.flame_uv)
+    if flame_eyelids:
+        head_cfg = dataclasses.replace(head_cfg, flame_eyelids=flame_eyelids)
     head = build_head(head_cfg)
     if head.model_id != avatar.head_model:
         raise AgoraError(f"{where}: avatar of head model '{avatar.head_model}', but the head built here is "
-                         f"'{head.model_id}'; use the head (--flame/--flame-uv) the avatar was made with")
+                         f"'{head.model_id}'; use the head (--flame/--flame-uv/--flame-eyelids) the avatar was made with")
     check_head_model(head, avatar.head_model, where)
     config = build_dataclass(GeneratorConfig, avatar.generator_config, f"{where} (generator_config)")
     G = AgoraGenerator(config, head)

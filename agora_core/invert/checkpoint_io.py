@@ -64,15 +64,17 @@ def check_head_model(head: HeadModel, expected: str, where: str | Path) -> None:
     """The head built from a stored config must be the one the file was made with."""
     if expected and head.model_id != expected:
         raise AgoraError(f"{where}: made with head model '{expected}', but its config builds "
-                         f"'{head.model_id}'; pass the matching --flame/--flame-uv files")
+                         f"'{head.model_id}'; pass the matching --flame/--flame-uv/--flame-eyelids files")
 
 
 def load_base_generator(checkpoint: str | Path, device: str | torch.device = "cpu",
-                        flame_pkl: str | None = None, flame_uv: str | None = None) -> BaseGenerator:
+                        flame_pkl: str | None = None, flame_uv: str | None = None,
+                        flame_eyelids: str | None = None) -> BaseGenerator:
     """G_ema of `checkpoint` (a file, or a run folder: its newest checkpoint) on `device`.
 
     Args:
         flame_pkl, flame_uv: FLAME files overriding the checkpoint's stored paths (head source "flame").
+        flame_eyelids: SMIRK's eyelid blendshapes overriding the stored path.
     """
     import dataclasses
 
@@ -88,6 +90,9 @@ def load_base_generator(checkpoint: str | Path, device: str | torch.device = "cp
     if flame_pkl or flame_uv:
         head_cfg = dataclasses.replace(head_cfg, flame_pkl=flame_pkl or head_cfg.flame_pkl,
                                        flame_uv=flame_uv or head_cfg.flame_uv)
+    if flame_eyelids:
+        head_cfg = dataclasses.replace(head_cfg, flame_eyelids=flame_eyelids)
+    if head_cfg is not config.head:
         config = dataclasses.replace(config, head=head_cfg)
     head = build_head(head_cfg)
     check_head_model(head, str(state.get("head_model", "")), checkpoint)

@@ -28,8 +28,8 @@ from agora_core.render import Camera, rasterize
 class FullAvatar:
     """The tuned AGORA generator with the avatar's identity cached (identity branch once)."""
 
-    def __init__(self, avatar: AvatarFile, where: str | Path, device, flame_pkl=None, flame_uv=None):
-        self.G = build_avatar_generator(avatar, where, device, flame_pkl, flame_uv)
+    def __init__(self, avatar: AvatarFile, where: str | Path, device, flame_pkl=None, flame_uv=None, flame_eyelids=None):
+        self.G = build_avatar_generator(avatar, where, device, flame_pkl, flame_uv, flame_eyelids)
         dev = torch.device(device)
         with torch.no_grad():
             ws = broadcast_w(avatar.w.to(dev).float(), self.G.num_ws)
@@ -86,7 +86,8 @@ class ReenactResult:
 def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out: str | Path, *, resolution: int | None = None,
             mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
             ground_truth: str | Path | None = None, batch: int = 8, device: str | torch.device = "cpu",
-            flame_pkl: str | None = None, flame_uv: str | None = None, progress: bool = True) -> ReenactResult:
+            flame_pkl: str | None = None, flame_uv: str | None = None, flame_eyelids: str | None = None,
+            progress: bool = True) -> ReenactResult:
     """Render `driving` with the avatar into `out` (mp4 at driving.fps), written to a temporary file
     renamed at the end.
 
@@ -104,7 +105,8 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
     res = resolution or avatar.resolution
     if res < 8 or res % 2:
         raise AgoraError(f"--resolution {res}: an even number of pixels >= 8")
-    model = MobileAvatar(avatar, *mobile, device) if mobile else FullAvatar(avatar, where, device, flame_pkl, flame_uv)
+    model = (MobileAvatar(avatar, *mobile, device) if mobile
+             else FullAvatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids))
     person = None
     if ground_truth is not None:
         from agora_core.invert.demo_data import demo_identity_from_dataset

@@ -6,13 +6,14 @@ from the same config.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from agora_core.assets import require_asset
-from agora_core.errors import AgoraError
+from agora_core.assets import require_asset, resolve_asset
+from agora_core.errors import AgoraError, AgoraWarning
 from agora_core.head import HeadModel, UVSamples, add_mouth_interior, flame_assets_from_pickle
 from agora_core.models.agora_discriminator import AgoraDiscriminator
 from agora_core.models.agora_generator import AgoraGenerator
@@ -22,14 +23,16 @@ from agora_core.train.config import HeadConfig, OptimConfig, TrainConfig
 
 
 def build_head(config: HeadConfig) -> HeadModel:
-    """The demo head or the user's FLAME (pkl + UV obj), with the mouth interior if asked."""
+    """The demo head or the user's FLAME (pkl + UV obj, SMIRK's eyelids if given), with the mouth
+    interior if asked."""
     if config.source == "demo":
         from agora_core.head.demo_head import build_demo_head
 
         assets = build_demo_head()
     else:  # explicit paths, else the environment / assets.yaml (agora_core.assets)
         pkl = require_asset("flame_pkl", config.flame_pkl or None)
-        assets = flame_assets_from_pickle(pkl, require_asset("flame_uv_obj", config.flame_uv or None))
+        uv = require_asset("flame_uv_obj", config.flame_uv or None)
+        assets = flame_assets_from_pickle(pkl, uv, eyelids_path=flame_eyelids_path(config))
     if config.mouth_interior:
         try:
             assets = add_mouth_interior(assets)
@@ -41,6 +44,18 @@ def build_head(config: HeadConfig) -> HeadModel:
     return HeadModel(assets)
 
 
+def flame_eyelids_path(config: HeadConfig) -> Path | None:
+    """SMIRK's eyelid blendshapes for a FLAME head: the configured path (`AgoraError` when it does not
+    exist), else None with an `AgoraWarning` (FLAME itself has no eyelid blendshapes)."""
+    found = resolve_asset("flame_eyelids", config.flame_eyelids or None)
+    if found.path is not None:
+        return found.existing()
+    spec = found.spec
+    warnings.warn(f"no {spec.title}: eyelid parameters will not move the FLAME mesh; pass {spec.flag} "
+                  f"or set {spec.env} (get them from {spec.obtain})", AgoraWarning, stacklevel=3)
+    return None
+
+
 FLAME_FILE_PREFIX = "flame-"  # model ids of heads loaded from a FLAME pickle: "flame-<sha1 of the file>"
 SMIRK_FLAME_ID = "flame2020"  # what prep-data writes: SMIRK estimates FLAME 2020 parameters
 
@@ -48,12 +63,13 @@ SMIRK_FLAME_ID = "flame2020"  # what prep-data writes: SMIRK estimates FLAME 202
 def head_ids_match(dataset_head_model: str, head_model: str) -> bool:
     """Whether FLAME parameters labelled `dataset_head_model` drive a head with id `head_model`.
 
-    The mouth interior adds no FLAME parameters ("+mouth" is ignored). Datasets made by `prep-data`
-    say "flame2020" (SMIRK's parameter space); they belong to any head loaded from a FLAME pickle,
-    whose id is the file's hash (agora cannot tell FLAME 2020 from another FLAME release by its
-    arrays alone; the README tells users to pass FLAME 2020, the model SMIRK was trained with).
+    The mouth interior adds no parameters and every dataset carries SMIRK's eyelid parameters
+    ("+mouth", "+eyelids" are ignored). Datasets made by `prep-data` say "flame2020" (SMIRK's
+    parameter space); they belong to any head loaded from a FLAME pickle, whose id is the file's
+    hash (agora cannot tell FLAME 2020 from another FLAME release by its arrays alone; the README
+    tells users to pass FLAME 2020, the model SMIRK was trained with).
     """
-    base = lambda s: s.removesuffix("+mouth")  # noqa: E731
+    base = lambda s: s.removesuffix("+mouth").removesuffix("+eyelids")  # noqa: E731
     data, head = base(dataset_head_model), base(head_model)
     if data in ("", "unknown") or data == head:
         return True

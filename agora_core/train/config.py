@@ -63,11 +63,12 @@ class ShiftAugmentConfig:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """Which FLAME-format head model G is built on."""
+    """Which FLAME-format head model G is built on (FLAME has no eyelid blendshapes: SMIRK's are added)."""
 
     source: HeadSource = "demo"  # "demo": the procedural demo head; "flame": the files below
     flame_pkl: str = ""  # FLAME generic_model.pkl (source "flame"; "" = $AGORA_FLAME_PKL / assets.yaml)
     flame_uv: str = ""  # its UV template head_template.obj ("" = $AGORA_FLAME_UV / assets.yaml)
+    flame_eyelids: str = ""  # SMIRK eyelid blendshapes: folder or .npy ("" = $AGORA_FLAME_EYELIDS / assets.yaml / none)
     mouth_interior: bool = True  # add the mouth interior (appendix 0.B.1.1), as the paper does
 
 
