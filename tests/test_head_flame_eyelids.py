@@ -108,3 +108,27 @@ def test_without_eyelids_the_head_builds_with_a_warning(fixture_obj):
     msg = str(record[0].message)
     assert "eyelid parameters will not move" in msg and "--flame-eyelids" in msg and "AGORA_FLAME_EYELIDS" in msg
     assert "github.com/georgeretsi/smirk" in msg and "\n" not in msg
+
+
+def test_a_run_pins_its_flame_files(tmp_path, fixture_obj, monkeypatch):
+    """What train stores: absolute FLAME paths and "none" for unconfigured eyelids, so setting
+    AGORA_FLAME_EYELIDS later (or running from another folder) rebuilds the same head."""
+    from agora_core.train.build import NO_EYELIDS, pin_head_paths
+
+    monkeypatch.chdir(fixture_obj.parent)
+    monkeypatch.delenv("AGORA_FLAME_EYELIDS", raising=False)
+    monkeypatch.setenv("AGORA_CONFIG_DIR", str(tmp_path / "no-config"))
+    relative = HeadConfig(source="flame", flame_pkl=str(FIXTURE), flame_uv=fixture_obj.name, mouth_interior=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AgoraWarning)
+        pinned = pin_head_paths(relative)
+        plain_id = build_head(pinned).model_id
+    assert Path(pinned.flame_uv).is_absolute() and Path(pinned.flame_uv) == fixture_obj.resolve()
+    assert pinned.flame_eyelids == NO_EYELIDS
+    folder = _write_smirk_eyelids(tmp_path / "later", np.zeros((120, 3, 2)))
+    monkeypatch.setenv("AGORA_FLAME_EYELIDS", str(folder))
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AgoraWarning)  # "none" is a choice: no warning either
+        assert build_head(pinned).model_id == plain_id  # the environment no longer changes the head
+    assert pin_head_paths(HeadConfig(source="demo")) == HeadConfig(source="demo")  # the demo head has no files

@@ -44,9 +44,34 @@ def build_head(config: HeadConfig) -> HeadModel:
     return HeadModel(assets)
 
 
+NO_EYELIDS = "none"  # head.flame_eyelids: built without SMIRK's eyelid blendshapes, on purpose
+
+
+def pin_head_paths(config: HeadConfig) -> HeadConfig:
+    """`config` with the FLAME files it resolves to right now written in, as absolute paths.
+
+    A run stores this in its config and checkpoints, so later stages (sample, export, resume from
+    another directory or shell) rebuild the same head whatever the environment says by then; eyelids
+    that were not configured become "none" (no later AGORA_FLAME_EYELIDS changes the head).
+    """
+    import dataclasses
+
+    if config.source != "flame":
+        return config
+    pkl = require_asset("flame_pkl", config.flame_pkl or None).resolve()
+    uv = require_asset("flame_uv_obj", config.flame_uv or None).resolve()
+    eyelids = NO_EYELIDS
+    if config.flame_eyelids != NO_EYELIDS:
+        found = resolve_asset("flame_eyelids", config.flame_eyelids or None)
+        eyelids = str(found.existing().resolve()) if found.path is not None else NO_EYELIDS
+    return dataclasses.replace(config, flame_pkl=str(pkl), flame_uv=str(uv), flame_eyelids=eyelids)
+
+
 def flame_eyelids_path(config: HeadConfig) -> Path | None:
     """SMIRK's eyelid blendshapes for a FLAME head: the configured path (`AgoraError` when it does not
     exist), else None with an `AgoraWarning` (FLAME itself has no eyelid blendshapes)."""
+    if config.flame_eyelids == NO_EYELIDS:
+        return None
     found = resolve_asset("flame_eyelids", config.flame_eyelids or None)
     if found.path is not None:
         return found.existing()

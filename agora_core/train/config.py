@@ -68,7 +68,7 @@ class HeadConfig:
     source: HeadSource = "demo"  # "demo": the procedural demo head; "flame": the files below
     flame_pkl: str = ""  # FLAME generic_model.pkl (source "flame"; "" = $AGORA_FLAME_PKL / assets.yaml)
     flame_uv: str = ""  # its UV template head_template.obj ("" = $AGORA_FLAME_UV / assets.yaml)
-    flame_eyelids: str = ""  # SMIRK eyelid blendshapes: folder or .npy ("" = $AGORA_FLAME_EYELIDS / assets.yaml / none)
+    flame_eyelids: str = ""  # SMIRK eyelid blendshapes: folder or .npy ("" = $AGORA_FLAME_EYELIDS / assets.yaml; "none" = without)
     mouth_interior: bool = True  # add the mouth interior (appendix 0.B.1.1), as the paper does
 
 

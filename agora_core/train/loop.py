@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -30,7 +31,14 @@ from agora_core.data.torch_dataset import HeadImageDataset
 from agora_core.errors import AgoraError
 from agora_core.render import Camera, rasterize
 from agora_core.train import checkpoint as ckpt
-from agora_core.train.build import CueRenderer, build_head, build_models, build_optimizers, check_head_matches
+from agora_core.train.build import (
+    CueRenderer,
+    build_head,
+    build_models,
+    build_optimizers,
+    check_head_matches,
+    pin_head_paths,
+)
 from agora_core.train.config import TrainConfig, config_to_dict, write_config
 from agora_core.train.distributed import DistInfo, all_gather_objects, any_true, init_distributed, shutdown_distributed
 from agora_core.train.evaluation import (
@@ -66,6 +74,7 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     dataset = HeadImageDataset(data_root, xflip=config.xflip, resolution=config.resolution)
+    config = dataclasses.replace(config, head=pin_head_paths(config.head))  # stored as resolved
     head = build_head(config.head)
     check_head_matches(dataset.index.header.head_model, head, data_root)
     torch.manual_seed(config.seed)  # identical initial weights on every rank
