@@ -87,3 +87,15 @@ def test_sample_writes_a_grid_png_and_ply_files(app, tmp_path: Path, monkeypatch
     assert vertex.count == n and "f_dc_0" in vertex.data.dtype.names
     result = CliRunner().invoke(app, ["sample", str(tmp_path / "nothing.pt")])
     assert result.exit_code == 2 and "checkpoint not found" in result.output
+
+
+def test_sample_refuses_a_checkpoint_of_another_head(tmp_path):
+    """`agora sample` / export rebuild the head from the stored config: a different head is one line."""
+    from agora_core.errors import AgoraError
+    from agora_core.train.sample import load_generator
+    from test_invert_helpers import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "ckpt.pt", head_model="flame-0123456789ab+mouth")
+    with pytest.raises(AgoraError, match="trained on head model 'flame-0123456789ab\\+mouth'") as err:
+        load_generator(path)
+    assert "\n" not in str(err.value)

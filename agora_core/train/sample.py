@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet, write_ply
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import Camera, rasterize
@@ -23,8 +24,16 @@ def load_generator(checkpoint: str | Path) -> tuple[AgoraGenerator, dict]:
     state = load_checkpoint(checkpoint)
     config = config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
     head = build_head(config.head)
+    stored = state.get("head_model")
+    if stored and stored != head.model_id:
+        raise AgoraError(f"{checkpoint}: trained on head model '{stored}', but its stored head config builds "
+                         f"'{head.model_id}' here (FLAME files or --flame-eyelids changed since training?)")
     G = AgoraGenerator(config.generator, head)
-    G.load_state_dict(state["G_ema"])
+    try:
+        G.load_state_dict(state["G_ema"])
+    except (RuntimeError, TypeError) as err:
+        raise AgoraError(f"{checkpoint}: generator weights do not match its stored config "
+                         f"({str(err).splitlines()[0]})") from None
     return G.eval().requires_grad_(False), state
 
 
