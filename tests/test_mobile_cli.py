@@ -112,3 +112,14 @@ def test_condition_pool_checks_the_dataset_head(tmp_path):
     with pytest.raises(AgoraError, match="FLAME parameters of head model") as err:
         ConditionPool.from_dataset(root, "flame-0123456789ab+mouth")
     assert "\n" not in str(err.value)
+
+
+def test_a_checkpoint_of_another_head_is_refused(tmp_path):
+    from agora_core.errors import AgoraError
+    from agora_core.mobile.agora_model import load_agora_model
+    from test_invert_helpers import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "ckpt.pt", head_model="flame-0123456789ab+mouth")
+    with pytest.raises(AgoraError, match="trained on head model") as err:
+        load_agora_model(path)
+    assert "\n" not in str(err.value)

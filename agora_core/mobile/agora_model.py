@@ -63,7 +63,7 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
         dataset: a dataset folder whose (camera, FLAME) rows condition the tuples.
         gaussians: re-sample the UV planes on the grid giving about this many Gaussians.
     """
-    from agora_core.train.build import build_head
+    from agora_core.train.build import build_head, check_checkpoint_head
     from agora_core.train.checkpoint import load_checkpoint
     from agora_core.train.config import config_from_dict, load_config
 
@@ -76,6 +76,8 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
         train_config = load_config(config)
         source = f"{RANDOM_INIT} ({config or 'default config'})"
     head = build_head(train_config.head)
+    if state is not None:
+        check_checkpoint_head(checkpoint, state, head)
     gen_config = train_config.generator
     if gaussians is not None:
         gen_config = dataclasses.replace(gen_config, gaussian_grid=grid_for_gaussians(head, gaussians))

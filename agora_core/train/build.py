@@ -108,6 +108,14 @@ def check_head_matches(dataset_head_model: str, head: HeadModel, dataset_root: s
                          f"'{dataset_head_model}', but the config builds '{head.model_id}'; set head.* to match")
 
 
+def check_checkpoint_head(checkpoint: str | Path, state: dict, head: HeadModel) -> None:
+    """A checkpoint's weights fit only the head it was trained on: compare the stored id."""
+    stored = state.get("head_model")
+    if stored and stored != head.model_id:
+        raise AgoraError(f"{checkpoint}: trained on head model '{stored}', but its stored head config builds "
+                         f"'{head.model_id}' here (FLAME files or --flame-eyelids changed since training?)")
+
+
 def build_models(config: TrainConfig, head: HeadModel) -> tuple[AgoraGenerator, AgoraDiscriminator]:
     """G and D of `config` (weights from the current torch RNG)."""
     return AgoraGenerator(config.generator, head), AgoraDiscriminator(config.discriminator, config.resolution)

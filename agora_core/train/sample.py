@@ -13,7 +13,7 @@ from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet, write_ply
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import Camera, rasterize
-from agora_core.train.build import build_head
+from agora_core.train.build import build_head, check_checkpoint_head
 from agora_core.train.checkpoint import load_checkpoint
 from agora_core.train.config import config_from_dict
 from agora_core.train.evaluation import image_grid, write_png
@@ -24,10 +24,7 @@ def load_generator(checkpoint: str | Path) -> tuple[AgoraGenerator, dict]:
     state = load_checkpoint(checkpoint)
     config = config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
     head = build_head(config.head)
-    stored = state.get("head_model")
-    if stored and stored != head.model_id:
-        raise AgoraError(f"{checkpoint}: trained on head model '{stored}', but its stored head config builds "
-                         f"'{head.model_id}' here (FLAME files or --flame-eyelids changed since training?)")
+    check_checkpoint_head(checkpoint, state, head)
     G = AgoraGenerator(config.generator, head)
     try:
         G.load_state_dict(state["G_ema"])
