@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
+import pytest
+import torch
 from onnx import TensorProto, helper
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -54,3 +57,15 @@ def smirk_estimator():
     from agora_core.face.smirk import SmirkEstimator
 
     return SmirkEstimator(SMIRK_FIXTURE)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_per_module():
+    """One torch/OpenCV thread for a module (import it into the test module to switch it on): the
+    models are tiny per call, and other test runs share the cores."""
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    yield
+    torch.set_num_threads(torch_threads)
+    cv2.setNumThreads(cv2_threads)

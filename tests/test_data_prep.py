@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from face_helpers import one_thread_per_module  # noqa: F401  (autouse)
 from face_helpers import SMIRK_FIXTURE, astronaut, smirk_estimator, write_mean_sigmoid_onnx
 
 from agora_core.data.format import DatasetHeader, DatasetRecord, read_dataset_index, write_dataset_index
@@ -45,17 +46,6 @@ def _resized(size: int) -> np.ndarray:
 
 def _no_temp_files(root: Path) -> bool:
     return not [p for p in root.rglob("*") if ".tmp" in p.name]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch/OpenCV thread: the models are tiny per call, and other test runs share the cores."""
-    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    cv2.setNumThreads(cv2_threads)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from face_helpers import one_thread_per_module  # noqa: F401  (autouse)
 from face_helpers import FIXTURES, SMIRK_FIXTURE, astronaut, write_mean_sigmoid_onnx
 from sphere_head import sphere_head_assets
 from test_head_flame import _uv_obj_for
@@ -62,17 +63,6 @@ def _agora(*args) -> str:
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, f"agora {' '.join(map(str, args[:2]))}: {result.output}\n{result.exception!r}"
     return result.output
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch/OpenCV thread for the commands without --threads (prep-data): other runs share the cores."""
-    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    cv2.setNumThreads(cv2_threads)
 
 
 # ----------------------------------------------------------------------------- FLAME 2020 files
