@@ -30,6 +30,7 @@ from face_helpers import one_thread_per_module  # noqa: F401  (autouse)
 from face_helpers import FIXTURES, SMIRK_FIXTURE, astronaut, write_mean_sigmoid_onnx
 from sphere_head import sphere_head_assets
 from test_head_flame import _uv_obj_for
+from test_train_fixtures import TINY_OVERRIDES
 from typer.testing import CliRunner
 
 from agora_cli.app import app
@@ -39,17 +40,7 @@ from agora_core.head import load_flame_pickle, write_uv_obj
 REPO = Path(__file__).resolve().parents[1]
 RES = 32
 TRAIN_SET = {  # configs/ffhq256.yaml shrunk to a few CPU steps (tests/test_train_fixtures.py's sizes)
-    "resolution": RES, "batch_size": 4, "total_kimg": 0.008,
-    "generator.z_dim": 16, "generator.w_dim": 16, "generator.mapping_layers": 1,
-    "generator.uv_resolution": 16, "generator.tap_resolution": 8, "generator.gaussian_grid": 24,
-    "generator.channel_base": 128, "generator.channel_max": 16, "generator.expr_embed_dim": 16,
-    "generator.expr_cond_dim": 10, "generator.sh_degree": 0,
-    "discriminator.channel_base": 128, "discriminator.channel_max": 16, "discriminator.mapping_layers": 1,
-    "discriminator.expr_cond_dim": 10, "discriminator.mbstd_group": 2,
-    "loss.start_dual_kimg": 0.004, "loss.r1_interval": 2,
-    "num_workers": 0, "metric_kimg": 0.0, "metric_images": 8, "sample_identities": 2, "sample_expressions": 2,
-    "sample_kimg": 1000.0, "checkpoint_kimg": 1000.0, "log_kimg": 0.004, "snapshot_steps": 1,
-    "ema_kimg": 0.01, "threads": 1,
+    **TINY_OVERRIDES, "resolution": RES, "total_kimg": 0.008, "generator.sh_degree": 0,
 }
 
 runner = CliRunner()
