@@ -120,6 +120,6 @@ def test_a_checkpoint_of_another_head_is_refused(tmp_path):
     from test_invert_helpers import write_checkpoint
 
     path = write_checkpoint(tmp_path / "ckpt.pt", head_model="flame-0123456789ab+mouth")
-    with pytest.raises(AgoraError, match="trained on head model") as err:
+    with pytest.raises(AgoraError, match="made with head model") as err:
         load_agora_model(path)
     assert "\n" not in str(err.value)

@@ -96,6 +96,6 @@ def test_sample_refuses_a_checkpoint_of_another_head(tmp_path):
     from test_invert_helpers import write_checkpoint
 
     path = write_checkpoint(tmp_path / "ckpt.pt", head_model="flame-0123456789ab+mouth")
-    with pytest.raises(AgoraError, match="trained on head model 'flame-0123456789ab\\+mouth'") as err:
+    with pytest.raises(AgoraError, match="made with head model 'flame-0123456789ab\\+mouth'") as err:
         load_generator(path)
     assert "\n" not in str(err.value)

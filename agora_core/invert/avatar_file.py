@@ -137,7 +137,7 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
     """
     import dataclasses
 
-    from agora_core.invert.checkpoint_io import check_head_model, load_generator_weights
+    from agora_core.train.build import check_head_model, load_generator_weights
     from agora_core.models.agora_generator import AgoraGenerator
     from agora_core.models.generator_config import GeneratorConfig
     from agora_core.train.build import build_head

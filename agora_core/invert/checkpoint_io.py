@@ -18,6 +18,7 @@ from agora_core.errors import AgoraError
 from agora_core.head import HeadModel
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
+from agora_core.train.build import check_head_model, load_generator_weights
 from agora_core.train.config import TrainConfig, config_from_dict, config_to_dict
 
 
@@ -47,24 +48,6 @@ def frontal_camera_label() -> Tensor:
     zero = torch.zeros(1, dtype=torch.float64)
     cam = orbit_cameras(zero, zero, radius=FLAME_CAMERA_RADIUS, target=(0.0, 0.0, 0.0))
     return cam.to_label()[0].float()
-
-
-def load_generator_weights(generator: AgoraGenerator, weights, where: str | Path) -> None:
-    """`load_state_dict` (strict) with a mismatch reported as an `AgoraError` naming `where`."""
-    if not isinstance(weights, dict):
-        raise AgoraError(f"{where}: holds no generator weights")
-    try:
-        generator.load_state_dict(weights)
-    except (RuntimeError, TypeError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AgoraError(f"{where}: generator weights do not match its stored config ({first[:160]})") from None
-
-
-def check_head_model(head: HeadModel, expected: str, where: str | Path) -> None:
-    """The head built from a stored config must be the one the file was made with."""
-    if expected and head.model_id != expected:
-        raise AgoraError(f"{where}: made with head model '{expected}', but its config builds "
-                         f"'{head.model_id}'; pass the matching --flame/--flame-uv/--flame-eyelids files")
 
 
 def load_base_generator(checkpoint: str | Path, device: str | torch.device = "cpu",

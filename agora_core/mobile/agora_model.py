@@ -63,7 +63,7 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
         dataset: a dataset folder whose (camera, FLAME) rows condition the tuples.
         gaussians: re-sample the UV planes on the grid giving about this many Gaussians.
     """
-    from agora_core.train.build import build_head, check_checkpoint_head
+    from agora_core.train.build import build_head, check_head_model, load_generator_weights
     from agora_core.train.checkpoint import load_checkpoint
     from agora_core.train.config import config_from_dict, load_config
 
@@ -77,7 +77,7 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
         source = f"{RANDOM_INIT} ({config or 'default config'})"
     head = build_head(train_config.head)
     if state is not None:
-        check_checkpoint_head(checkpoint, state, head)
+        check_head_model(head, str(state.get("head_model", "")), checkpoint)
     gen_config = train_config.generator
     if gaussians is not None:
         gen_config = dataclasses.replace(gen_config, gaussian_grid=grid_for_gaussians(head, gaussians))
@@ -85,12 +85,7 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
         torch.manual_seed(seed)
         generator = AgoraGenerator(gen_config, head)
     if state is not None:
-        weights = state.get("G_ema") or state.get("G")
-        try:
-            generator.load_state_dict(weights)
-        except (RuntimeError, TypeError) as err:
-            raise AgoraError(f"{checkpoint}: generator weights do not match its stored config "
-                             f"({str(err).splitlines()[0]})") from None
+        load_generator_weights(generator, state.get("G_ema") or state.get("G"), checkpoint)
     generator = generator.to(device).eval().requires_grad_(False)
     prior = IdentityPrior.from_checkpoint(state) if state is not None else IdentityPrior()
     pool = ConditionPool.from_dataset(dataset, head.model_id) if dataset is not None else None

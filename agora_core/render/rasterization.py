@@ -12,8 +12,7 @@ from agora_core.gaussians import GaussianSet
 from agora_core.render.cameras import Camera
 from agora_core.render.rasterizer_gsplat import rasterize_gsplat
 from agora_core.render.rasterizer_numba import composite_numba, numba_available, project_numba
-from agora_core.render.projection import view_directions
-from agora_core.render.rasterizer_torch import rasterize_torch, screen_space
+from agora_core.render.rasterizer_torch import rasterize_torch, screen_space, view_colors
 
 Backend = Literal["auto", "torch", "numba", "gsplat"]
 
@@ -94,7 +93,4 @@ def screen_space_numba(gaussians: GaussianSet, cameras: Camera, width: int, heig
     proj = project_numba(gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacities,
                          cameras.world2cam().to(dtype), cameras.pixel_intrinsics(width, height).to(dtype),
                          width, height)
-    dirs = None
-    if gaussians.sh_degree > 0:
-        dirs = view_directions(gaussians.means, cameras.position().to(dtype))
-    return proj, gaussians.colors(dirs)
+    return proj, view_colors(gaussians, cameras)

@@ -52,10 +52,15 @@ def screen_space(
     proj = project_gaussians(
         gaussians.means, covars, world2cam, ks, width, height, gaussians.opacities
     )
+    return proj, view_colors(gaussians, cameras)
+
+
+def view_colors(gaussians: GaussianSet, cameras: Camera) -> Tensor:
+    """[B, N, 3] colours of set b seen from camera b (SH degree 0 needs no view direction)."""
     dirs = None
     if gaussians.sh_degree > 0:
         dirs = view_directions(gaussians.means, cameras.position().to(gaussians.means.dtype))
-    return proj, gaussians.colors(dirs)
+    return gaussians.colors(dirs)
 
 
 def rasterize_torch(

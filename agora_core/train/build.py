@@ -108,12 +108,22 @@ def check_head_matches(dataset_head_model: str, head: HeadModel, dataset_root: s
                          f"'{dataset_head_model}', but the config builds '{head.model_id}'; set head.* to match")
 
 
-def check_checkpoint_head(checkpoint: str | Path, state: dict, head: HeadModel) -> None:
-    """A checkpoint's weights fit only the head it was trained on: compare the stored id."""
-    stored = state.get("head_model")
-    if stored and stored != head.model_id:
-        raise AgoraError(f"{checkpoint}: trained on head model '{stored}', but its stored head config builds "
-                         f"'{head.model_id}' here (FLAME files or --flame-eyelids changed since training?)")
+def check_head_model(head: HeadModel, expected: str, where: str | Path) -> None:
+    """The head built from a stored config must be the one the file (checkpoint, avatar) was made with."""
+    if expected and head.model_id != expected:
+        raise AgoraError(f"{where}: made with head model '{expected}', but its config builds "
+                         f"'{head.model_id}'; pass the matching --flame/--flame-uv/--flame-eyelids files")
+
+
+def load_generator_weights(generator: AgoraGenerator, weights, where: str | Path) -> None:
+    """`load_state_dict` (strict) with a mismatch reported as an `AgoraError` naming `where`."""
+    if not isinstance(weights, dict):
+        raise AgoraError(f"{where}: holds no generator weights")
+    try:
+        generator.load_state_dict(weights)
+    except (RuntimeError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AgoraError(f"{where}: generator weights do not match its stored config ({first[:160]})") from None
 
 
 def build_models(config: TrainConfig, head: HeadModel) -> tuple[AgoraGenerator, AgoraDiscriminator]:

@@ -9,11 +9,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet, write_ply
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import Camera, rasterize
-from agora_core.train.build import build_head, check_checkpoint_head
+from agora_core.train.build import build_head, check_head_model, load_generator_weights
 from agora_core.train.checkpoint import load_checkpoint
 from agora_core.train.config import config_from_dict
 from agora_core.train.evaluation import image_grid, write_png
@@ -24,13 +23,9 @@ def load_generator(checkpoint: str | Path) -> tuple[AgoraGenerator, dict]:
     state = load_checkpoint(checkpoint)
     config = config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
     head = build_head(config.head)
-    check_checkpoint_head(checkpoint, state, head)
+    check_head_model(head, str(state.get("head_model", "")), checkpoint)
     G = AgoraGenerator(config.generator, head)
-    try:
-        G.load_state_dict(state["G_ema"])
-    except (RuntimeError, TypeError) as err:
-        raise AgoraError(f"{checkpoint}: generator weights do not match its stored config "
-                         f"({str(err).splitlines()[0]})") from None
+    load_generator_weights(G, state.get("G_ema"), checkpoint)
     return G.eval().requires_grad_(False), state
 
 
