@@ -33,6 +33,7 @@ from torch import Tensor
 
 from agora_core.errors import AgoraError, file_error
 from agora_core.gaussians import GaussianSet
+from agora_core.gaussians.files import atomic_write
 
 FORMAT_NAME = "agora-avatar"
 FORMAT_VERSION = 1
@@ -78,16 +79,8 @@ class AvatarFile:
     def save(self, path: str | Path) -> Path:
         """Atomic write (temporary file, fsync, rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(path)
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(self.to_dict(), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_write(path) as f:
+            torch.save(self.to_dict(), f)
         return path
 
     @staticmethod

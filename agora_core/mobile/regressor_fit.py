@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError
+from agora_core.gaussians.files import atomic_write
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import CoefficientMLP, join_groups, split_groups
 from agora_core.mobile.files import save_tensors
@@ -141,12 +141,8 @@ def cosine_lr(epoch: int, config: FitConfig) -> float:
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _load_state(path: Path, key: str, config: FitConfig) -> dict | None:

@@ -10,13 +10,13 @@ a temporary file that is renamed, so a killed run never leaves a half checkpoint
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import torch
 
 from agora_core.errors import AgoraError
+from agora_core.gaussians.files import atomic_write
 
 FORMAT_NAME = "agora-train-checkpoint"
 FORMAT_VERSION = 1
@@ -53,14 +53,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write `state` atomically (tmp + fsync + rename). Values must be tensors or plain types."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, f)
     return path
 
 
