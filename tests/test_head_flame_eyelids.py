@@ -132,3 +132,14 @@ def test_a_run_pins_its_flame_files(tmp_path, fixture_obj, monkeypatch):
         warnings.simplefilter("error", AgoraWarning)  # "none" is a choice: no warning either
         assert build_head(pinned).model_id == plain_id  # the environment no longer changes the head
     assert pin_head_paths(HeadConfig(source="demo")) == HeadConfig(source="demo")  # the demo head has no files
+
+
+def test_pinning_a_run_without_eyelids_still_warns(fixture_obj, monkeypatch, tmp_path):
+    """The run's head becomes "none" once pinned, so the pinning is where the user hears of it."""
+    from agora_core.train.build import NO_EYELIDS, pin_head_paths
+
+    monkeypatch.delenv("AGORA_FLAME_EYELIDS", raising=False)
+    monkeypatch.setenv("AGORA_CONFIG_DIR", str(tmp_path / "no-config"))
+    cfg = HeadConfig(source="flame", flame_pkl=str(FIXTURE), flame_uv=str(fixture_obj), mouth_interior=False)
+    with pytest.warns(AgoraWarning, match="eyelid parameters will not move the FLAME mesh"):
+        assert pin_head_paths(cfg).flame_eyelids == NO_EYELIDS

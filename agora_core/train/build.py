@@ -60,11 +60,9 @@ def pin_head_paths(config: HeadConfig) -> HeadConfig:
         return config
     pkl = require_asset("flame_pkl", config.flame_pkl or None).resolve()
     uv = require_asset("flame_uv_obj", config.flame_uv or None).resolve()
-    eyelids = NO_EYELIDS
-    if config.flame_eyelids != NO_EYELIDS:
-        found = resolve_asset("flame_eyelids", config.flame_eyelids or None)
-        eyelids = str(found.existing().resolve()) if found.path is not None else NO_EYELIDS
-    return dataclasses.replace(config, flame_pkl=str(pkl), flame_uv=str(uv), flame_eyelids=eyelids)
+    eyelids = flame_eyelids_path(config)  # warns (once, here) when none are configured
+    return dataclasses.replace(config, flame_pkl=str(pkl), flame_uv=str(uv),
+                               flame_eyelids=str(eyelids.resolve()) if eyelids is not None else NO_EYELIDS)
 
 
 def flame_eyelids_path(config: HeadConfig) -> Path | None:
