@@ -17,7 +17,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from format_fixtures import FIXTURES  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """`../shared/fixtures` beside the repository (files in the exact formats of real assets)."""
+    """The format fixtures (files in the exact formats of real assets; see format_fixtures.py)."""
     assert FIXTURES.is_dir(), f"format fixtures not found at {FIXTURES}"
     return FIXTURES
 

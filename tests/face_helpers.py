@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from format_fixtures import FIXTURES
 from onnx import TensorProto, helper
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 SMIRK_FIXTURE = FIXTURES / "smirk_em1_format_random.pt"
 SMIRK_FIXTURE_IO = FIXTURES / "smirk_em1_format_random_io.pt"
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import smplx
 import torch
+from format_fixtures import FIXTURES
 
 from agora_core.errors import AgoraError
 from agora_core.head import (
@@ -22,7 +23,7 @@ from agora_core.head import (
     write_uv_obj,
 )
 
-FIXTURE = Path("/work/shared/fixtures/flame2020_schema_tiny.pkl")
+FIXTURE = FIXTURES / "flame2020_schema_tiny.pkl"
 
 
 def _uv_obj_for(pkl: Path, out: Path) -> Path:
