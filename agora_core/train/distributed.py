@@ -9,6 +9,7 @@ CUDA, gloo on CPU).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import dataclass
@@ -56,9 +57,21 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 
-def shutdown_distributed() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown_distributed(info: DistInfo | None = None, wait_for_all: bool = False) -> None:
+    """Tear the process group down.
+
+    wait_for_all (the normal end of a run): first free what still refers to the group (DDP
+    wrappers caught in reference cycles) and wait at a barrier until every rank is done -- rank 0
+    writes the last checkpoint after the others have finished their steps, and a gloo group torn
+    down on one rank while a peer still uses it can abort the process at exit ("terminate called
+    without an active exception"). After an error no barrier: the peers may never reach it.
+    """
+    if not dist.is_initialized():
+        return
+    if wait_for_all and info is not None and info.enabled:
+        gc.collect()
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def any_true(flag: bool, info: DistInfo) -> bool:

@@ -60,10 +60,13 @@ def train(config: TrainConfig, data_root: str | Path, run_dir: str | Path, *, re
     Under torchrun (WORLD_SIZE > 1) each process trains its share of the batch with DDP.
     """
     info = init_distributed(device)
+    finished = False
     try:
-        return _train(config, Path(data_root), Path(run_dir), resume, progress, info)
+        last = _train(config, Path(data_root), Path(run_dir), resume, progress, info)
+        finished = True
+        return last
     finally:
-        shutdown_distributed()
+        shutdown_distributed(info, wait_for_all=finished)
 
 
 def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, progress: bool, info: DistInfo) -> Path:
