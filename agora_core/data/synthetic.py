@@ -24,13 +24,8 @@ from agora_core.head import HeadModel, demo_head_model, interpolate, sample_uv_g
 from agora_core.render import FLAME_CAMERA_RADIUS, Camera, orbit_cameras, rasterize
 
 FLAME_CAMERA_TARGET = (0.0, 0.0, 0.0)
+EXPRESSION_STD = 0.6  # per-component std of the sampled expression coefficients
 NUM_EXPRESSION_SAMPLED = 50  # like SMIRK/AGORA: 50 expression coefficients drive the avatars
-# Per-component std of the sampled expression coefficients, decreasing with the index like the
-# variances of FLAME's PCA expression space: the demo head's leading components are the big
-# movements (smile, brows, frown, pucker, lips apart, ...), which dominate real expressions, while
-# the asymmetric and local fields further down stay subtle. (A flat 0.6 for all 50 moved each
-# component by 1-3 mm, under a pixel at 64^2: neither the GAN's rows nor a tracker could see them.)
-EXPRESSION_STD = 1.8 * 0.88 ** np.arange(NUM_EXPRESSION_SAMPLED) + 0.15
 SPLAT_GRID = 192  # UV grid of the surface splat that renders the mesh (dense enough for 128²)
 
 
@@ -61,7 +56,7 @@ def sample_flame(rng: np.random.Generator, n: int, num_shape: int, num_expr: int
     """FFHQ-like FLAME parameters: mostly mild expressions, a jaw that opens sometimes."""
     expression = np.zeros((n, num_expr))
     k = min(num_expr, NUM_EXPRESSION_SAMPLED)
-    expression[:, :k] = rng.normal(size=(n, k)) * EXPRESSION_STD[:k]
+    expression[:, :k] = rng.normal(scale=EXPRESSION_STD, size=(n, k))
     jaw = np.zeros((n, 3))
     opening = np.abs(rng.normal(scale=0.12, size=n)) * (rng.uniform(size=n) < 0.7)
     jaw[:, 0] = np.clip(opening, 0.0, 0.35)
