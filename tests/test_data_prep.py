@@ -64,7 +64,7 @@ def photo_dir(tmp_path_factory) -> Path:
     (root / "notes.jpg").write_text("a text file renamed .jpg\n")
     _write_rgb(root / "tiny.png", np.full((10, 10, 3), 128, np.uint8))
     _write_rgb(root / "blank.png", np.full((128, 128, 3), 255, np.uint8))
-    _write_rgb(root / "small_face.png", _resized(128))  # face found, but its SMIRK crop is ~41 px
+    _write_rgb(root / "small_face.png", _resized(128))  # face found, but its SMIRK crop is ~33 px
     (root / "readme.txt").write_text("not a photo suffix: ignored\n")
     return root
 
@@ -168,7 +168,7 @@ def test_a_damaged_journal_line_before_the_end_is_an_error(tmp_path):
 
 def test_kill_and_resume_in_a_subprocess(tmp_path, modnet_path):
     photos = tmp_path / "photos"
-    names = [f"face_{size}.jpg" for size in range(240, 480, 40)]  # 6 photos
+    names = [f"face_{size}.jpg" for size in range(280, 520, 40)]  # 6 photos
     for name in names:
         _write_rgb(photos / name, _resized(int(name[5:8])))
     out = tmp_path / "out"

