@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from agora_cli.export import export_app
 from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, read_basis, read_mlp
 from agora_core.export.sources import load_avatar_source
-from agora_core.export.web_bundle import VIEWER_FILES, demo_driving_sequence
+from agora_core.export.web_bundle import VIEWER_FILES, demo_driving_sequence, write_web_bundle
+from agora_core.gaussians import GaussianSet
 from agora_core.gaussians import read_splat
 from test_export_fixtures import tiny_generator, write_random_agora_m, write_tiny_checkpoint
 from test_train_fixtures import cached_build_head
@@ -48,7 +49,7 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     assert result.exit_code == 0, result.output
     m = json.loads((site / "avatar.json").read_text())
     n, w, h = m["num_gaussians"], m["texture_width"], m["texture_height"]
-    assert (m["format"], m["format_version"], m["k"]) == ("agora-web-avatar", 2, K) and w * h >= n > w * (h - 1)
+    assert (m["format"], m["format_version"], m["k"]) == ("agora-web-avatar", 3, K) and w * h >= n > w * (h - 1)
     assert m["active_gaussians"] == n  # random blendshapes move every Gaussian: viewer order = model order
     for name in VIEWER_FILES + ("neutral.splat", "driving_sequence.json"):
         assert (site / name).is_file(), name
@@ -63,9 +64,9 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     np.testing.assert_array_equal(sh[:, :n, :3], expected.sh[0].transpose(0, 1).numpy())
     basis = read_basis(basis_path)
     scale = m["basis_fixed_point"]
-    packed = np.fromfile(site / "basis.i16", "<i2").reshape(K, 3, h * w, 4).astype(np.float64)
-    assert np.abs(packed).max() == scale  # each component and group reaches its amplitude
-    values = packed.transpose(0, 2, 1, 3).reshape(K, h * w, 12)  # [xyz 3 | scale 3 | rotation 4 | opacity 1 | 0]
+    values, padding = shader_unpack(site / "basis.i32", m)
+    values = values.astype(np.float64)  # [xyz 3 | scale 3 | rotation 4 | opacity 1]
+    assert np.abs(values).max() == scale and (padding == 0).all()  # each component and group reaches its amplitude
     start = 0
     for grp in GROUPS:
         d = GROUP_DIMS[grp]
@@ -77,7 +78,7 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
         start += d
     norms = np.linalg.norm(basis.bases["xyz"].numpy(), axis=2).max(axis=1)
     np.testing.assert_allclose(m["resort"]["max_xyz_norm"], norms, rtol=1e-6)
-    assert (values[:, :, 11] == 0).all() and (values[:, n:] == 0).all()
+    assert (values[:, n:] == 0).all()
     assert (neutral[1, :n, 3] == 1).all()  # random blendshapes move every Gaussian: all active
     mlp = read_mlp(mlp_path)
     raw = (site / "mlp.bin").read_bytes()
@@ -89,6 +90,56 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     assert (m["mlp"]["w_dim"], m["mlp"]["expr_dim"]) == (mlp.w_dim, mlp.expr_dim)
     seq = json.loads((site / "driving_sequence.json").read_text())
     assert seq["params_dim"] == 55 and len(seq["frames"][0]) == 55 and seq["num_frames"] == len(seq["frames"])
+
+
+def unpack_halves(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int32 [...] -> (lo, hi) int32 [...] as the blend shader (and sort_worker.js) unpacks them."""
+    assert v.dtype == np.int32, v.dtype
+    return (v << 16) >> 16, v >> 16
+
+
+def shader_unpack(path: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
+    """basis.i32 -> (int32 [K, texels, 11] in GROUPS order, [texels, 8T - 11K] padding values), unpacked with
+    the blend shader's shifts: lo = (v << 16) >> 16, hi = v >> 16 (arithmetic, on int32); value 2j + h of a
+    texel is half h of its channel j (shaders.js `blendTerms`)."""
+    k, texels = manifest["k"], manifest["texture_width"] * manifest["texture_height"]
+    shape = manifest["basis_texture"]
+    packed = np.fromfile(path, "<i4").reshape(shape["layers"] * shape["height"], shape["width"], 4)
+    assert (packed[texels:] == 0).all()  # rows of the last layer past the Gaussian textures
+    lo, hi = unpack_halves(packed[:texels])
+    values = np.stack([lo, hi], axis=-1).reshape(texels, 8 * shape["width"])  # channel j -> values 2j, 2j + 1
+    return values[:, :11 * k].reshape(texels, k, 11).transpose(1, 0, 2), values[:, 11 * k:]
+
+
+def test_packed_basis_round_trips_through_the_shader_shifts(tmp_path: Path):
+    """basis.i32 unpacked as the shader does gives back round(32767 · U / a) exactly: negatives, ±32767, ±1."""
+    n, k, w_dim = 7, 3, 3
+    g = torch.Generator().manual_seed(1)
+    fixed = {}  # int16 values we want back, [K, N, D]; U = value · 2⁻¹⁰, so a = 32767 · 2⁻¹⁰ exactly
+    for grp in GROUPS:
+        ints = torch.randint(-32767, 32768, (k, n, GROUP_DIMS[grp]), generator=g)
+        ints[:, 0, 0], ints[:, 1, 0], ints[:, 2, 0], ints[:, 3, 0] = 32767, -32767, -1, 1  # both ends, ±1
+        fixed[grp] = ints
+    basis_path, mlp_path = write_random_agora_m(tmp_path, n, w_dim, expr_dim=50, k=k)
+    basis = read_basis(basis_path)
+    basis.bases = {grp: fixed[grp].float() * 2.0**-10 for grp in GROUPS}
+    identity = torch.tensor([1.0, 0, 0, 0]).expand(1, n, 4)
+    neutral = GaussianSet(torch.zeros(1, n, 3), torch.zeros(1, n, 3), identity, torch.zeros(1, n, 1, 3),
+                          torch.ones(1, n))
+    site = write_web_bundle(tmp_path / "site", neutral, torch.zeros(w_dim), basis, read_mlp(mlp_path))
+    m = json.loads((site / "avatar.json").read_text())
+    assert m["files"]["basis"] == "basis.i32" and m["active_gaussians"] == n  # every Gaussian moves: model order
+    values, padding = shader_unpack(site / "basis.i32", m)
+    expected = torch.cat([fixed[grp] for grp in GROUPS], dim=2).numpy()
+    np.testing.assert_array_equal(values[:, :n], expected)
+    assert (values[:, n:] == 0).all() and (padding == 0).all() and padding.shape[1] == 8 * 5 - 11 * k
+    for grp in GROUPS:
+        np.testing.assert_array_equal(m["basis_amplitude"][grp], [32767 * 2.0**-10] * k)
+    # the shifts on every int16 corner of a little-endian (lo, hi) pair (-32768 too, never written)
+    corners = np.array([-32768, -32767, -16384, -1, 0, 1, 16383, 32767], "<i2")
+    lo, hi = (a.ravel() for a in np.meshgrid(corners, corners))
+    for got, want in zip(unpack_halves(np.stack([lo, hi], axis=1).view("<i4")[:, 0]), (lo, hi)):
+        np.testing.assert_array_equal(got, want)
 
 
 def expected_w(ckpt: Path) -> np.ndarray:
@@ -147,9 +198,6 @@ def test_avatar_file_of_agora_invert_is_a_source_too(app, tmp_path: Path):
 
 def test_moving_gaussians_come_first_in_viewer_order(tmp_path: Path):
     """Gaussians whose blendshapes are all zero go after the moving ones; every per-Gaussian file follows."""
-    from agora_core.export.web_bundle import write_web_bundle
-    from agora_core.gaussians import GaussianSet
-
     n, w_dim = 10, 3
     basis_path, mlp_path = write_random_agora_m(tmp_path, n, w_dim, expr_dim=50, k=K)
     basis = read_basis(basis_path)
@@ -170,9 +218,11 @@ def test_moving_gaussians_come_first_in_viewer_order(tmp_path: Path):
     np.testing.assert_array_equal(planes[2, :n], neutral.quats[0, order].numpy())
     sh = np.fromfile(site / "sh.bin", "<f4").reshape(4, 12, 4)
     np.testing.assert_array_equal(sh[:, :n, :3], neutral.sh[0, order].transpose(0, 1).numpy())
-    packed = np.fromfile(site / "basis.i16", "<i2").reshape(K, 3, 12, 4)
-    assert (packed[:, :, 6:] == 0).all() and (np.abs(packed[:, :, :6]).max(axis=(0, 1, 3)) > 0).all()
+    assert m["basis_texture"] == {"width": 6, "height": 12, "layers": 1}  # 44 values in 6 texels of 8
+    packed = np.fromfile(site / "basis.i32", "<i4").reshape(12, 6, 4)
+    assert (packed[6:] == 0).all() and (np.abs(packed[:6]).max(axis=(1, 2)) > 0).all()
+    values, _ = shader_unpack(site / "basis.i32", m)
     amp = np.asarray(m["basis_amplitude"]["xyz"])[:, None, None]
-    np.testing.assert_allclose(packed[:, 0, :6, :3] * amp / m["basis_fixed_point"],
+    np.testing.assert_allclose(values[:, :6, :3] * amp / m["basis_fixed_point"],
                                basis.bases["xyz"][:, order[:6]].numpy(), rtol=0, atol=float(amp.max()) / 32767)
     np.testing.assert_array_equal(read_splat(site / "neutral.splat").means, neutral.means)  # model order

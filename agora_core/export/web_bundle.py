@@ -6,16 +6,22 @@ at (t mod W, t div W), padding texels zero). Texels hold the Gaussians in *viewe
 "active" Gaussians (some stored blendshape value non-zero) first, then the ones that never move, each
 part in model order (`neutral.splat` keeps model order). The blend pass then runs on the first
 ceil(A / W) rows only.
-  avatar.json          manifest (format agora-web-avatar, format_version 2): counts (num_gaussians,
+  avatar.json          manifest (format agora-web-avatar, format_version 3): counts (num_gaussians,
                        active_gaussians), texture size, file names, MLP tensor offsets, per-component
                        basis amplitudes, camera, re-sort settings, etc.
   neutral.bin          float32 [3, H, W, 4]: (xyz, opacity), (log-scale xyz, active), (quaternion wxyz)
   sh.bin               float32 [S, H, W, 4]: SH coefficient s (rgb, 0), S = 1 or 4 (3DGS convention)
-  basis.i16            int16 [K, 3, H, W, 4]: blendshape k of a Gaussian as 3 texels, the 11 values
-                       [xyz 3 | scale 3 | rotation 4 | opacity 1 | 0] of round(32767 · U_g,k / a_g,k),
-                       a_g,k = max |U_g,k| per group and component (avatar.json "basis_amplitude"):
-                       fixed point, absolute error ≤ a_g,k / 65534 (fp16 near a_g,k: a_g,k / 4096),
-                       and integer texels cost a software rasterizer no half-float decoding
+  basis.i32            int16 [L·R, 8T]: row t holds Gaussian t's 11·K blendshape values, component-major,
+                       [xyz 3 | scale 3 | rotation 4 | opacity 1] of round(32767 · U_g,k / a_g,k) per
+                       component k, then zeros up to 8T (T = ceil(11K / 8)); a_g,k = max |U_g,k| per
+                       group and component (avatar.json "basis_amplitude"). Read as int32 [L·R, T, 4],
+                       it is an RGBA32I texture array (avatar.json "basis_texture": width T, height R =
+                       min(W·H, 2048), L layers): Gaussian t's texel m at (m, t mod R, t div R) holds
+                       values 8m..8m+7, value 2j + h in half h of channel j (lo | hi << 16), rows past
+                       W·H zero. Fixed point: absolute error ≤ a_g,k / 65534 (fp16 near a_g,k:
+                       a_g,k / 4096), integer texels cost a software rasterizer no half-float decoding,
+                       and dense int16 pairs cost the blend 11/8 fetches and 22 bytes per component
+                       (3 RGBA16I texels: 3 and 24), read as one contiguous run per Gaussian
   mlp.bin              float32 tensors of mlp.safetensors + the avatar's w, offsets in avatar.json
   driving_sequence.json  {num_frames, params_dim: 55, fps, frames: [[50 expr, 3 jaw, 2 eyelids]]}
   neutral.splat        the neutral Gaussians for standard 3DGS viewers (antimatter15 format)
@@ -34,19 +40,21 @@ import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError
-from agora_core.export.agora_m_files import GROUPS, NUM_PARAMS, Basis, CoefficientMlp, check_compatible
+from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, NUM_PARAMS, Basis, CoefficientMlp, check_compatible
 from agora_core.gaussians import GaussianSet, write_splat
 from agora_core.render import EG3D_FOCAL, FLAME_CAMERA_RADIUS
 
 FORMAT = "agora-web-avatar"
-FORMAT_VERSION = 2  # 2: viewer order (active first), int16 basis, resort.max_xyz_norm
+FORMAT_VERSION = 3  # 2: viewer order (active first), int16 basis, resort.max_xyz_norm; 3: dense basis.i32 rows
 MAX_TEXTURE_WIDTH = 2048  # WebGL2 guarantees textures of 2048² (and 256 array layers)
 VIEWER_FILES = ("index.html", "ui.js", "viewer.js", "passes.js", "depth_sort.js", "webgl.js", "shaders.js",
                 "sort_worker.js")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 RESORT_DISPLACEMENT_M = 0.001  # re-sort when some Gaussian may have moved 1 mm (depth_sort.js `displacementBound`)
-BASIS_FIXED_POINT = 32767  # basis.i16 stores round(BASIS_FIXED_POINT · U / a)
-MAX_COMPONENTS = 256  # WebGL2's guaranteed texture-array depth
+BASIS_FIXED_POINT = 32767  # basis.i32 stores int16 values round(BASIS_FIXED_POINT · U / a)
+BASIS_VALUES = sum(GROUP_DIMS[g] for g in GROUPS)  # 11 int16 values per Gaussian and component
+MAX_COMPONENTS = 256  # the blend's coefficient uniform block: 256 vec4 = WebGL2's guaranteed 16 KiB
+MAX_LAYERS = 256  # WebGL2's guaranteed texture-array depth
 VIEWER_RADIUS_FACTOR = 1.25  # default viewer distance, × FLAME_CAMERA_RADIUS
 
 
@@ -121,16 +129,24 @@ def _write_mlp(path: Path, mlp: CoefficientMlp, w: Tensor) -> dict:
             "negative_slope": 0.2, "tensors": entries}
 
 
-def _packed_basis(basis: Basis, n: int, texels: int) -> tuple[np.ndarray, dict[str, list[float]]]:
-    """basis.i16 contents [K, 3, texels, 4] in model order and the per-group amplitudes a_g,k."""
+def basis_texture_shape(texels: int, k: int) -> tuple[int, int, int]:
+    """(width T, rows R, layers L) of the basis texture array (module docstring): one row per Gaussian,
+    8 int16 values per RGBA32I texel, as many rows per layer as a texture's height allows."""
+    rows = min(texels, MAX_TEXTURE_WIDTH)
+    return math.ceil(BASIS_VALUES * k / 8), rows, math.ceil(texels / rows)
+
+
+def _packed_basis(basis: Basis, n: int, gaussians: int, width: int) -> tuple[np.ndarray, dict[str, list[float]]]:
+    """basis.i32 contents int32 [gaussians, width, 4] in model order and the per-group amplitudes a_g,k."""
     amps = {g: basis.bases[g].abs().flatten(1).amax(1).clamp_min(1e-30) for g in GROUPS}
-    packed = np.zeros((basis.k, 3, texels, 4), dtype="<i2")
-    for k in range(basis.k):  # one component at a time: peak memory ~ the int16 output
-        values = torch.cat([basis.bases[g][k].double() / amps[g][k] for g in GROUPS] + [torch.zeros(n, 1)], dim=1)
-        fixed = (values * BASIS_FIXED_POINT).round().clamp(-BASIS_FIXED_POINT, BASIS_FIXED_POINT).to(torch.int16)
-        packed[k, :, :n] = fixed.reshape(n, 3, 4).transpose(0, 1).numpy()
+    values = np.zeros((gaussians, 8 * width), dtype="<i2")
+    for k in range(basis.k):  # one component at a time: peak memory ~ the packed output
+        fixed = torch.cat([basis.bases[g][k].double() / amps[g][k] for g in GROUPS], dim=1)  # [n, 11]
+        fixed = (fixed * BASIS_FIXED_POINT).round().clamp(-BASIS_FIXED_POINT, BASIS_FIXED_POINT).to(torch.int16)
+        values[:n, BASIS_VALUES * k:BASIS_VALUES * (k + 1)] = fixed.numpy()
     amplitudes = {g: a.tolist() for g, a in amps.items()}
-    return packed, amplitudes
+    # little-endian: int16 values (2j, 2j + 1) are the int32 channel j = lo | hi << 16 (the shader shifts them apart)
+    return values.view("<i4").reshape(gaussians, width, 4), amplitudes
 
 
 def viewer_order(active: np.ndarray) -> np.ndarray:
@@ -162,19 +178,20 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
     if basis.k > MAX_COMPONENTS:
         raise AgoraError(f"--basis has K={basis.k} components; the web viewer supports at most {MAX_COMPONENTS}")
     width, height = texture_shape(n)
-    if 3 * height > MAX_TEXTURE_WIDTH:  # the basis texture stacks 3 planes of `height` rows
+    basis_width, rows, layers = basis_texture_shape(width * height, basis.k)
+    if layers > MAX_LAYERS:  # the basis texture holds `rows` Gaussians per layer
         raise AgoraError(f"the avatar has {n} Gaussians; the web viewer holds at most "
-                         f"{MAX_TEXTURE_WIDTH * (MAX_TEXTURE_WIDTH // 3)} (WebGL2's 2048² textures)")
+                         f"{MAX_LAYERS * MAX_TEXTURE_WIDTH} (WebGL2's 2048-row, 256-layer texture arrays)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    packed, amplitudes = _packed_basis(basis, n, width * height)
+    packed, amplitudes = _packed_basis(basis, n, layers * rows, basis_width)
     # A Gaussian whose stored blendshapes are all exactly 0 never moves in the viewer: it goes after the
     # moving ones (and keeps its flag in the log-scale layer, w), so the per-frame blend covers the first
     # rows only. Exact, and a real AGORA-M basis is zero wherever neither FLAME nor the (facial-masked)
     # residuals move the Gaussian.
-    active = (packed[:, :, :n] != 0).any(axis=(0, 1, 3))
+    active = (packed[:n] != 0).any(axis=(1, 2))
     order = viewer_order(active)
-    packed[:, :, :n] = packed[:, :, order]
+    packed[:n] = packed[order]
     g = neutral.detach().to("cpu").map(lambda t: t.float())
     viewer = g.map(lambda t: t[:, torch.from_numpy(order)])
     flag = torch.from_numpy(active[order].astype(np.float32))[:, None]
@@ -186,8 +203,8 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
     neutral_planes.astype("<f4").tofile(out / "neutral.bin")
     sh = np.stack([_plane(_rgba(viewer.sh[0, :, j]), width, height) for j in range(g.sh.shape[2])])
     sh.astype("<f4").tofile(out / "sh.bin")
-    files = {"neutral": "neutral.bin", "sh": "sh.bin", "mlp": "mlp.bin", "basis": "basis.i16"}
-    packed.tofile(out / "basis.i16")
+    files = {"neutral": "neutral.bin", "sh": "sh.bin", "mlp": "mlp.bin", "basis": "basis.i32"}
+    packed.tofile(out / "basis.i32")
     mlp_entry = _write_mlp(out / "mlp.bin", mlp, w)
     seq = check_driving_sequence(sequence, "--sequence") if sequence is not None else demo_driving_sequence()
     (out / "driving_sequence.json").write_text(json.dumps(seq, separators=(",", ":")))
@@ -197,6 +214,7 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "num_gaussians": n, "active_gaussians": int(active.sum()),
         "k": basis.k, "basis_fixed_point": BASIS_FIXED_POINT,
+        "basis_texture": {"width": basis_width, "height": rows, "layers": layers},
         "texture_width": width, "texture_height": height, "sh_coefficients": int(g.sh.shape[2]),
         "files": files, "basis_amplitude": amplitudes, "mlp": mlp_entry,
         "params": {"expression": 50, "jaw": 3, "eyelids": 2},

@@ -148,7 +148,7 @@ class MediapipeDetector:
     name = "mediapipe"
 
     def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
-        import mediapipe as mp  # optional extra; ImportError is handled by default_detector()
+        import mediapipe as mp  # not a dependency (class docstring); default_detector() handles ImportError
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
@@ -170,7 +170,7 @@ class MediapipeDetector:
 
 
 def mediapipe_available() -> bool:
-    """True when ``import mediapipe`` works (the optional extra is installed)."""
+    """True when ``import mediapipe`` works (installed by the user: it is not a dependency)."""
     try:
         import mediapipe  # noqa: F401
     except Exception:  # ImportError, or a broken install (protobuf/numpy conflicts)

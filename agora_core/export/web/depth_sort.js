@@ -8,7 +8,7 @@
 // web_bundle.py), a bound that needs no positions. Beyond ~1 mm neighbouring splats may swap depth order.
 
 export class DepthSorter {
-  // neutral, basis: the bundle's neutral.bin and basis.i16 buffers, transferred to the worker.
+  // neutral, basis: the bundle's neutral.bin and basis.i32 buffers, transferred to the worker.
   constructor(gl, manifest, kUsed, neutral, basis, onSorted) {
     const m = manifest, W = m.texture_width, H = m.texture_height;
     this.gl = gl;
@@ -28,7 +28,7 @@ export class DepthSorter {
     this.worker = new Worker(new URL('./sort_worker.js', import.meta.url));
     this.worker.onmessage = (e) => this._sorted(e.data);
     this.worker.postMessage({ type: 'init', neutral, basis, count: m.num_gaussians, active: m.active_gaussians,
-      k: kUsed, texels: W * H }, [neutral, basis]);
+      k: kUsed, rowValues: 8 * m.basis_texture.width, texels: W * H }, [neutral, basis]);
     this.pbo = gl.createBuffer();
     gl.bindBuffer(gl.PIXEL_PACK_BUFFER, this.pbo);
     gl.bufferData(gl.PIXEL_PACK_BUFFER, 16 * m.k, gl.STREAM_READ);

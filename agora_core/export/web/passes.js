@@ -28,7 +28,9 @@ export class AvatarPasses {
     this.tex = {
       neutral: texture(gl, A, gl.RGBA32F, W, Ht, 3, gl.RGBA, F, new Float32Array(files.neutral)),
       sh: texture(gl, A, gl.RGBA32F, W, Ht, m.sh_coefficients, gl.RGBA, F, new Float32Array(files.sh)),
-      basis: texture(gl, A, gl.RGBA16I, W, 3 * Ht, this.K, gl.RGBA_INTEGER, gl.SHORT, new Int16Array(files.basis)),
+      // basis.i32: one row of 11·K int16 values per Gaussian, 8 per RGBA32I texel (shaders.js blendTerms)
+      basis: texture(gl, A, gl.RGBA32I, m.basis_texture.width, m.basis_texture.height, m.basis_texture.layers,
+        gl.RGBA_INTEGER, gl.INT, new Int32Array(files.basis)),
       w0: texture(gl, T, gl.R32F, NUM_PARAMS, H, 1, gl.RED, F, mlp.w0),
       b0: texture(gl, T, gl.R32F, H, 1, 1, gl.RED, F, mlp.bias),
       w1: texture(gl, T, gl.R32F, H, K4, 1, gl.RED, F, mlp.w1),
@@ -125,7 +127,8 @@ export class AvatarPasses {
     gl.viewport(0, 0, this.texWidth, rows);
     this._bind(p, 0, 'u_neutral', gl.TEXTURE_2D_ARRAY, this.tex.neutral);
     this._bind(p, 1, 'u_basis', gl.TEXTURE_2D_ARRAY, this.tex.basis);
-    gl.uniform1i(p.u('u_rows'), this.texHeight);
+    gl.uniform1i(p.u('u_texWidth'), this.texWidth);
+    gl.uniform1i(p.u('u_basisRows'), this.manifest.basis_texture.height);
     gl.uniformBlockBinding(p, gl.getUniformBlockIndex(p, 'Coefficients'), 0);
     gl.bindBufferBase(gl.UNIFORM_BUFFER, 0, this.coeffUbo);
     gl.drawArrays(gl.TRIANGLES, 0, 3);

@@ -8,7 +8,7 @@
 //   6. present     float framebuffer -> canvas
 // W0' and b0' fold the MLP's input normalisation and the avatar's constant w code into the first
 // layer (viewer.js, once at load), so per frame only the 55 parameters e enter the network.
-// a_gk / 32767 scales the int16 fixed-point basis back to U_gk (web_bundle.py, basis.i16).
+// a_gk / 32767 scales the int16 fixed-point basis back to U_gk (web_bundle.py, basis.i32).
 
 export const FULLSCREEN_VS = `#version 300 es
 void main() {
@@ -58,37 +58,56 @@ void main() {
 // The blend pass runs over the first ceil(A / W) texture rows, where the bundle keeps its A moving
 // Gaussians (web_bundle.py); the rest were blended once at load and keep their neutral attributes.
 // Its K terms are unrolled for the K the viewer uses: on a software rasterizer (SwiftShader) a loop
-// with a dynamic bound costs ~12 % more per term, and int16 texels ~25 % less than fp16 ones.
+// with a dynamic bound costs ~12 % more per term, int16 texels ~25 % less than fp16 ones, and texel
+// fetches and the bytes they pull are most of a term's cost. So a Gaussian's basis row packs its 11·K
+// int16 values densely, 8 per RGBA32I texel (web_bundle.py, basis.i32): 11/8 fetches and 22 bytes per
+// component, one contiguous run per Gaussian; the unrolled code knows which half of which texel holds
+// which value. (3 RGBA16I texels per component: 3 fetches, 24 bytes. 2 RGBA32I texels with 5 halves of
+// padding: 2 fetches but 32 bytes, slower than RGBA16I once the basis outgrows a CPU's L3 cache.)
+const BASIS_TARGETS = ['pos.x', 'pos.y', 'pos.z', 'ls.x', 'ls.y', 'ls.z', 'q.x', 'q.y', 'q.z', 'q.w', 'pos.w'];
+const BASIS_GROUPS = 'xxxyyyzzzzw';  // coefficient of each of the 11 values: c_xyz, c_scale, c_rot, c_opacity
+
+// Eq. 11 over the first k components, unrolled: per texel m of the Gaussian's basis row, its int32
+// channels split into int16 halves lo = (v << 16) >> 16, hi = v >> 16 (arithmetic shifts keep the
+// sign), then value i = 8m + 2j + h (half h of channel j), of component i div 11, is added with its
+// group's coefficient.
+function blendTerms(k) {
+  const lines = [];
+  for (let m = 0; m < Math.ceil(11 * k / 8); ++m) {
+    lines.push(`v = texelFetch(u_basis, ivec3(${m}, g), 0); lo = vec4((v << 16) >> 16); hi = vec4(v >> 16);`);
+    for (let h = 0; h < 8 && 8 * m + h < 11 * k; ++h) {
+      const i = 8 * m + h, s = i % 11;
+      const value = `${h & 1 ? 'hi' : 'lo'}.${'xyzw'[h >> 1]}`;
+      lines.push(`${BASIS_TARGETS[s]} += u_c[${(i - s) / 11}].${BASIS_GROUPS[s]} * ${value};`);
+    }
+  }
+  return lines.join('\n  ');
+}
+
 export function blendShader(k) {
-  const terms = Array.from({ length: k }, (_, i) => `COMPONENT(${i})`).join('\n  ');
   return `#version 300 es
 precision highp float;
 precision highp int;
 precision highp sampler2DArray;
 precision highp isampler2DArray;
 uniform sampler2DArray u_neutral;  // RGBA32F, layers: (xyz, opacity), (log-scale xyz, active), (quat wxyz)
-uniform isampler2DArray u_basis;   // RGBA16I, layer k, rows [j·H, (j+1)·H): texel j of round(32767 U_k / a)
-uniform int u_rows;                // H: texture rows per texel plane
+uniform isampler2DArray u_basis;   // RGBA32I, Gaussian t's basis row at row t mod R, layer t div R
+uniform int u_texWidth;            // W: Gaussian t is at fragment (t mod W, t div W)
+uniform int u_basisRows;           // R: Gaussians per basis layer
 layout(std140) uniform Coefficients { vec4 u_c[256]; };  // (c_xyz, c_scale, c_rot, c_opacity) · a / 32767, per k
 layout(location = 0) out vec4 o_pos;   // animated mean xyz, opacity
 layout(location = 1) out vec4 o_cov0;  // Σ00 Σ01 Σ02 Σ11
 layout(location = 2) out vec4 o_cov1;  // Σ12 Σ22 0 0
-// Eq. 11 term k: attributes += c_k U_k, per attribute group (3 texels: xyz sx | sy sz qw qx | qy qz o 0).
-#define COMPONENT(k) { \\
-    vec4 c = u_c[k]; \\
-    vec4 b0 = vec4(texelFetch(u_basis, ivec3(p, k), 0)); \\
-    vec4 b1 = vec4(texelFetch(u_basis, ivec3(p.x, p.y + u_rows, k), 0)); \\
-    vec4 b2 = vec4(texelFetch(u_basis, ivec3(p.x, p.y + 2 * u_rows, k), 0)); \\
-    pos.xyz += c.x * b0.xyz; \\
-    ls += c.y * vec3(b0.w, b1.xy); \\
-    q += c.z * vec4(b1.zw, b2.xy); \\
-    pos.w += c.w * b2.z; }
 void main() {
   ivec2 p = ivec2(gl_FragCoord.xy);
+  int t = p.y * u_texWidth + p.x;
+  ivec2 g = ivec2(t % u_basisRows, t / u_basisRows);  // row, layer of the basis texture
   vec4 pos = texelFetch(u_neutral, ivec3(p, 0), 0);
   vec3 ls = texelFetch(u_neutral, ivec3(p, 1), 0).xyz;
   vec4 q = texelFetch(u_neutral, ivec3(p, 2), 0);
-  ${terms}
+  ivec4 v;
+  vec4 lo, hi;
+  ${blendTerms(k)}
   pos.w = clamp(pos.w, 0.0, 1.0);           // opacity residuals are post-sigmoid: clamp after blending
   float n = length(q);
   q = n > 0.0 ? q / n : vec4(1.0, 0.0, 0.0, 0.0);  // renormalise the blended quaternion

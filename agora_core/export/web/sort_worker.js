@@ -2,8 +2,9 @@
 // depth_i = r · (p0_i + Σ_k c_k U_k,i) + t = base_i + Σ_k c_k proj_k,i for the camera's depth row (r, t),
 // with base and proj = r · U_k recomputed only when the view changes (then a re-sort for new
 // coefficients is K multiply-adds per moving Gaussian, and no positions come back from the GPU).
-// In:  {type: 'init', neutral: neutral.bin buffer, basis: basis.i16 buffer, count N, active A, k K, texels}
-//      {type: 'sort', coeffs: Float32Array [K] xyz coefficients in basis.i16 units, viewZ: [r20, r21, r22, t2],
+// In:  {type: 'init', neutral: neutral.bin buffer, basis: basis.i32 buffer, count N, active A, k K used,
+//       rowValues: int16 values per Gaussian row of basis.i32, texels}
+//      {type: 'sort', coeffs: Float32Array [K] xyz coefficients in int16 basis units, viewZ: [r20, r21, r22, t2],
 //       id, order: a Uint32Array [texels] to fill, or null}
 // Out: {order: Uint32Array [texels], slots [0, N) far to near (back-to-front "over" compositing), id, ms}
 // A 16-bit counting sort on depth (two passes over N, O(N + 65536)), as antimatter15's viewer does;
@@ -12,13 +13,15 @@
 const BINS = 65536;
 let S = null;
 
-function init({ neutral, basis, count, active, k, texels }) {
+function init({ neutral, basis, count, active, k, rowValues, texels }) {
+  // basis.i32 as the int16 values it packs (little-endian, as every browser): value 11c + j of Gaussian i's row
   const p = new Float32Array(neutral, 0, 4 * texels), b = new Int16Array(basis);
   const mean = new Float32Array(3 * count), xyz = new Int16Array(3 * k * active);
   for (let i = 0; i < count; ++i) for (let j = 0; j < 3; ++j) mean[3 * i + j] = p[4 * i + j];
-  for (let c = 0; c < k; ++c) {  // plane 0 of component c: (x, y, z, scale x) per texel
-    const plane = b.subarray(4 * 3 * c * texels, 4 * (3 * c + 1) * texels);
-    for (let i = 0; i < active; ++i) for (let j = 0; j < 3; ++j) xyz[3 * (c * active + i) + j] = plane[4 * i + j];
+  for (let c = 0; c < k; ++c) {  // component c's xyz: values 11c, 11c + 1, 11c + 2 of each row
+    for (let i = 0; i < active; ++i) {
+      for (let j = 0; j < 3; ++j) xyz[3 * (c * active + i) + j] = b[i * rowValues + 11 * c + j];
+    }
   }
   S = { count, active, k, texels, mean, xyz, view: null, base: new Float32Array(count),
     proj: new Float32Array(k * active), depth: new Float32Array(count), key: new Uint16Array(count),
