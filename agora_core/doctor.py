@@ -97,6 +97,19 @@ def _cpu_rasterizer_check() -> Check:
     return Check("CPU rasterizer", True, "numba not importable: the pure-PyTorch path is used (same images, ~5-30x slower)")
 
 
+def _face_detector_check() -> Check:
+    """Which backend prep-data/invert/reenact detect faces with (both work; mediapipe is SMIRK's own)."""
+    from agora_core.face.detect import mediapipe_available
+
+    if mediapipe_available():
+        import mediapipe
+
+        return Check("face detector", True, f"mediapipe {getattr(mediapipe, '__version__', '?')} face mesh "
+                                            "(SMIRK's own crop landmarks)")
+    return Check("face detector", True, "OpenCV Haar cascade, its box mapped to mediapipe's landmark box by "
+                                        "measured factors; mediapipe 0.10.21 (not a dependency) gives SMIRK's own crops")
+
+
 def _demo_check() -> tuple[bool, str]:
     """The demo runs when the procedural head builds and goes through the FLAME-format loader."""
     try:
@@ -116,6 +129,7 @@ def collect_report(explicit: dict[str, str | None] | None = None) -> DoctorRepor
     report.runtime = _torch_checks()
     report.runtime.append(_gsplat_check())
     report.runtime.append(_cpu_rasterizer_check())
+    report.runtime.append(_face_detector_check())
     report.assets = [resolve_asset(key, explicit.get(key)) for key in ASSETS]
     report.asset_problems = validate_assets({res.spec.key: res for res in report.assets if res.found})
     report.demo_ready, report.demo_detail = _demo_check()

@@ -29,6 +29,14 @@ def test_doctor_without_assets_exits_zero_and_says_where_to_get_them():
     assert "ready" in out
 
 
+def test_doctor_names_the_face_detector_backend(monkeypatch):
+    import agora_core.face.detect as detect
+
+    monkeypatch.setattr(detect, "mediapipe_available", lambda: False)
+    out = " ".join(runner.invoke(app, ["doctor"]).output.split())
+    assert "face detector" in out and "Haar cascade" in out and "mediapipe 0.10.21" in out
+
+
 def test_doctor_reports_a_given_asset_as_found(fixtures_dir):
     result = runner.invoke(app, ["doctor", "--smirk", str(fixtures_dir / "smirk_em1_format_random.pt")])
     assert result.exit_code == 0, result.output
