@@ -42,7 +42,7 @@ def splat_colours(gaussians: GaussianSet, camera_position: Tensor | None = None)
     """
     if camera_position is None or gaussians.sh_degree == 0:
         return eval_sh(gaussians.sh[..., :1, :]).clamp(0.0, 1.0)
-    camera_position = torch.as_tensor(camera_position, dtype=gaussians.means.dtype)
+    camera_position = torch.as_tensor(camera_position, dtype=gaussians.means.dtype, device=gaussians.device)
     assert camera_position.shape == (3,), camera_position.shape
     view_dirs = torch.nn.functional.normalize(gaussians.means - camera_position, dim=-1)
     return gaussians.colors(view_dirs).clamp(0.0, 1.0)

@@ -79,8 +79,8 @@ def regularizer_loss(regularizers: dict[str, Tensor], loss: LossConfig) -> tuple
         weight = getattr(loss, REGULARIZER_WEIGHTS[key])
         if weight:
             total = value * weight if total is None else total + value * weight
-    if total is None:
-        total = torch.zeros(())
+    if total is None:  # every λ is 0: a zero on the terms' device, not the CPU
+        total = next(iter(regularizers.values())).new_zeros(()) if regularizers else torch.zeros(())
     return total, logged
 
 
