@@ -11,8 +11,8 @@ device, except 0-dim CPU tensors (CUDA takes them as scalars), CPU index tensors
 indexing (CUDA accepts them) and copies between devices.
 
 What cannot run on meta, and how it is handled:
-- smplx's `lbs` indexes a Python list with `parents[i]` (a host read): the head's `parents` buffer
-  stays on the CPU (indexing with it is legal on CUDA too).
+- smplx's `lbs` indexes a Python list with `parents[i]` (a host read): `HeadModel.parents` is a
+  plain CPU attribute, never moved (indexing a CUDA tensor with it is legal too).
 - the rasterizer (gsplat / numba / data-dependent sorting) cannot run on meta: the cue test swaps
   it for a stand-in returning meta tensors of the right shape; the cue's boolean masking
   (`nonzero`) runs with torch's "assume all non-zero" meta setting (only a sum follows it).
@@ -86,12 +86,11 @@ def assert_on_meta(*values) -> None:
 
 
 def to_meta(module: torch.nn.Module) -> torch.nn.Module:
-    """`module.to("meta")`, its head models' `parents` kept on the CPU (smplx reads them on the host)."""
-    heads = [m for m in module.modules() if hasattr(m, "parents") and hasattr(m, "lbs_weights")]
-    parents = [h.parents.clone() for h in heads]
+    """`module.to("meta")`; head models keep `parents` on the CPU by design (head/model.py)."""
     module = module.to(META)
-    for h, p in zip(heads, parents):
-        h.parents = p
+    for m in module.modules():
+        if hasattr(m, "parents") and hasattr(m, "lbs_weights"):
+            assert m.parents.device.type == "cpu", "HeadModel.parents must stay on the CPU"
     return module
 
 

@@ -55,7 +55,10 @@ class HeadModel(torch.nn.Module):
         self.register_buffer("lbs_weights", f32(assets.weights))
         parents = np.asarray(assets.kintree_table[0], dtype=np.int64).copy()
         parents[0] = -1
-        self.register_buffer("parents", i64(parents))
+        # A plain attribute, not a buffer, so it stays on the CPU when the module moves to a GPU:
+        # smplx's lbs walks the kinematic chain with parents[i] as a Python list index, which on a
+        # CUDA tensor is a device-to-host sync per joint on every head evaluation.
+        self.parents = i64(parents)
         self.register_buffer("faces", i64(assets.faces))
         self.register_buffer("uv_coords", f32(assets.uv_coords))
         self.register_buffer("uv_faces", i64(assets.uv_faces))
