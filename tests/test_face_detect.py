@@ -12,8 +12,10 @@ from agora_core.face.detect import (
     HAAR_TO_LANDMARK_SHIFT,
     Detection,
     FaceDetector,
+    FollowingDetector,
     HaarDetector,
     NoFaceError,
+    box_iou,
     default_detector,
     detect_largest_face,
     drop_unconfident,
@@ -88,6 +90,35 @@ def test_haar_ignores_a_larger_but_weak_detection(monkeypatch):
         "detectMultiScale3": lambda self, *a, **k: (boxes, np.array([25, 25]), np.array([0.81, 5.46]))})())
     face = detect_largest_face(np.zeros((1024, 817, 3), np.uint8), detector)
     assert face.raw_box == (133.0, 624.0, 188.0, 679.0) and face.score == pytest.approx(5.46)
+
+
+def test_box_iou_matches_a_pixel_count():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = (np.sort(rng.integers(0, 40, size=(2, 2)), axis=0).T.reshape(-1)[[0, 2, 1, 3]] for _ in range(2))
+        masks = []
+        for x0, y0, x1, y1 in (a, b):
+            m = np.zeros((40, 40), bool)
+            m[y0:y1, x0:x1] = True
+            masks.append(m)
+        union = (masks[0] | masks[1]).sum()
+        expected = (masks[0] & masks[1]).sum() / union if union else 0.0
+        assert box_iou(tuple(map(float, a)), tuple(map(float, b))) == pytest.approx(expected)
+
+
+def test_following_detector_keeps_to_the_face_it_found_first():
+    """Two people; the other one is larger in frames 1 and 3 and would win 'largest face'."""
+    me = [(10, 10, 40, 40), (12, 10, 42, 40), (13, 11, 43, 41), (14, 11, 44, 41)]
+    other = [(60, 10, 85, 35), (58, 8, 98, 48), (60, 10, 85, 35), (57, 7, 99, 49)]
+    frames = [[Detection(box=m, score=1.0), Detection(box=o, score=1.0)] for m, o in zip(me, other)]
+    frames.insert(2, [])  # a frame without any detection keeps the track
+    base = type("Scripted", (), {"name": "scripted", "detect": lambda self, img: frames.pop(0)})()
+    follow = FollowingDetector(base)
+    picked = [follow.detect(np.zeros((100, 100, 3), np.uint8)) for _ in range(5)]
+    assert [p[0].box for p in picked if p] == me and picked[2] == []
+    follow.previous = Detection(box=(0, 60, 20, 80), score=1.0)  # the tracked face left the frame:
+    frames.append([Detection(box=o, score=1.0) for o in other[:2]])
+    assert follow.detect(np.zeros((100, 100, 3), np.uint8))[0].box == other[1]  # largest again
 
 
 def test_default_detector_falls_back_to_haar_without_mediapipe():

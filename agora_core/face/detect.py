@@ -204,6 +204,42 @@ def default_detector() -> FaceDetector:
     return HaarDetector()
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+class FollowingDetector:
+    """A `FaceDetector` for the frames of one video: it keeps to the face it found before.
+
+    Per frame, "largest face wins" can jump to another person (or a false detection) whenever
+    that one is momentarily larger. This wrapper returns only the detection overlapping the
+    previous frame's face best (IoU >= ``min_iou``), else the largest one, which it follows from
+    then on. A frame without any detection keeps the previous face for the next frame.
+    """
+
+    def __init__(self, base: FaceDetector, min_iou: float = 0.3):
+        self.base = base
+        self.name = base.name
+        self.min_iou = min_iou
+        self.previous: Detection | None = None
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        detections = self.base.detect(image_rgb)
+        if not detections:
+            return []
+        chosen = max(detections, key=lambda d: d.area)
+        if self.previous is not None:
+            overlap, nearest = max(((box_iou(d.box, self.previous.box), i) for i, d in enumerate(detections)))
+            if overlap >= self.min_iou:
+                chosen = detections[nearest]
+        self.previous = chosen
+        return [chosen]
+
+
 def detect_largest_face(
     image_rgb: np.ndarray, detector: FaceDetector, source: str | Path | None = None
 ) -> Detection:
@@ -221,11 +257,13 @@ def detect_largest_face(
 __all__ = [
     "Detection",
     "FaceDetector",
+    "FollowingDetector",
     "HAAR_TO_LANDMARK_SCALE",
     "HAAR_TO_LANDMARK_SHIFT",
     "HaarDetector",
     "MediapipeDetector",
     "NoFaceError",
+    "box_iou",
     "default_detector",
     "detect_largest_face",
     "drop_unconfident",

@@ -1,7 +1,9 @@
 """Per-frame FLAME tracking of a driving video through face/ (detect, crop, SMIRK, head pose).
 
 A frame without a detectable face takes the parameters of the nearest earlier frame with one
-(leading frames: the first found); a video with no face at all is an `AgoraError`.
+(leading frames: the first found); a video with no face at all is an `AgoraError`. Detection
+follows one face from frame to frame (`FollowingDetector`), so another person who is momentarily
+larger in the frame does not take over the driving.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import cv2
 import numpy as np
 
 from agora_core.errors import file_error
-from agora_core.face.detect import NoFaceError
+from agora_core.face.detect import FollowingDetector, NoFaceError
 from agora_core.invert.photo_inputs import FaceTools
 from agora_core.invert.video_io import VideoReader
 from agora_core.reenact.driving import DrivingSequence
@@ -32,12 +34,13 @@ def track_video(path: str | Path, tools: FaceTools, resolution: int, progress=No
     from agora_core.face import analyse_face
 
     reader = VideoReader(path)
+    detector = None if tools.detector is None else FollowingDetector(tools.detector)  # one person throughout
     rows: list[dict | None] = []
     crops: list[np.ndarray] = []
     task = progress.add_task("tracking", total=None) if progress is not None else None
     for i, frame in enumerate(reader.frames()):
         try:
-            result = analyse_face(frame, detector=tools.detector, matter=tools.matter, estimator=tools.estimator,
+            result = analyse_face(frame, detector=detector, matter=tools.matter, estimator=tools.estimator,
                                   aligned=tools.aligned, size=resolution, source=f"{path}#{i}")
             rows.append(result.flame)
             crops.append(result.image)
