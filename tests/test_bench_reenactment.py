@@ -22,6 +22,7 @@ from agora_core.bench import (
     time_interleaved,
 )
 from agora_core.bench.bench_setup import random_regressor
+from agora_core.bench.timing import FrameClock
 from agora_core.models.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import orbit_cameras
 
@@ -95,6 +96,30 @@ def test_bench_cli_writes_json(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "--device 'tpu'" in bad.output
     bad = CliRunner().invoke(app, ["--config", str(tmp_path / "none.yaml")])
     assert bad.exit_code == 2 and "none.yaml" in bad.output
+
+
+def test_frame_clock_measures_a_known_wait_on_cpu():
+    import time
+
+    clock = FrameClock(torch.device("cpu"))
+    clock.start()
+    time.sleep(0.02)
+    assert 19.0 <= clock.stop() < 2000.0  # at least the sleep; the upper bound only catches unit slips
+
+
+@pytest.mark.gpu
+def test_frame_clock_uses_cuda_events_that_cover_the_kernels():
+    device = torch.device("cuda")
+    x = torch.randn(4096, 4096, device=device)
+    clock = FrameClock(device)
+    clock.start()
+    for _ in range(20):
+        x = x @ x / 64.0
+    gpu_ms = clock.stop()
+    assert torch.cuda.current_stream(device).query()  # synchronised: nothing left running
+    clock.start()
+    empty_ms = clock.stop()
+    assert gpu_ms > 10 * max(empty_ms, 1e-3)  # 20 large matmuls take far longer than nothing
 
 
 def test_time_interleaved_alternates_paths():

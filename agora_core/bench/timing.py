@@ -2,6 +2,7 @@
 
 - Every timed call is bracketed by a device synchronisation (`torch.cuda.synchronize` on CUDA), so
   a frame's time covers the work it launched, not just the launch; warm-up calls are not timed.
+  On CUDA the time is read from CUDA timing events around the call (`FrameClock`).
 - Statistics are over individual calls: median, p90, mean; FPS = batch · 1000 / median ms.
 - Paths that are compared are timed interleaved (call i of every path, then call i + 1), so a
   shared machine's load changes hit all of them alike instead of whichever ran last.
@@ -25,6 +26,36 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class FrameClock:
+    """Milliseconds of one call that ends with a device synchronisation.
+
+    On CUDA a pair of timing events brackets the call on the current stream (the GPU's own clock;
+    the device is idle at `start` because the previous call was synchronised, so the span covers
+    the launches as well as the kernels); on CPU `time.perf_counter`.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        if device.type == "cuda":
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            self._events[0].record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        """Synchronise the device and return the milliseconds since `start`."""
+        if self.device.type == "cuda":
+            self._events[1].record()
+            synchronize(self.device)
+            return float(self._events[0].elapsed_time(self._events[1]))
+        synchronize(self.device)
+        return 1000.0 * (time.perf_counter() - self._t0)
 
 
 def current_rss() -> int:
@@ -120,12 +151,12 @@ def time_calls(step: Callable[[int], object], calls: int, warmup: int, device: t
             step(i)
         synchronize(device)
         times = []
+        clock = FrameClock(device)
         with PeakMemory(device) as memory:
             for i in range(calls):
-                t0 = time.perf_counter()
+                clock.start()
                 step(warmup + i)
-                synchronize(device)
-                times.append(1000.0 * (time.perf_counter() - t0))
+                times.append(clock.stop())
     return Timing(times, batch), memory
 
 
@@ -186,14 +217,14 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], calls: int, warm
             for step in steps.values():
                 step(i)
         synchronize(device)
+        clock = FrameClock(device)
         with _LabelledPeaks(device, steps) as peaks:
             for i in range(calls):
                 for name, step in steps.items():
                     peaks.before(name)
-                    t0 = time.perf_counter()
+                    clock.start()
                     step(warmup + i)
-                    synchronize(device)
-                    times[name].append(1000.0 * (time.perf_counter() - t0))
+                    times[name].append(clock.stop())
                     peaks.after(name)
     return {name: (Timing(times[name], batch), PathMemory(peaks.peak[name], max(0, peaks.peak[name] - peaks.base)))
             for name in steps}
