@@ -1,4 +1,5 @@
-"""Where training reports to: `RUN/log.jsonl`, TensorBoard (if installed), a rich progress line.
+"""Where training reports to: `RUN/log.jsonl`, TensorBoard (`RUN/tensorboard`; x axis = images
+shown), a rich progress line.
 
 One JSON object per line and per event (`{"event": "tick" | "swd" | "checkpoint" | "nonfinite" |
 "start", "kimg": …, …}`). Only the main process (rank 0) makes a `Monitor` that writes; the
@@ -37,7 +38,8 @@ class Monitor:
 
             self.tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
         except ImportError:
-            self.console.print("[dim]note: tensorboard is not installed; logging to log.jsonl only[/]")
+            self.console.print("[dim]note: tensorboard is not importable (pip install tensorboard); logging to "
+                               "log.jsonl only[/]")
         if progress:
             self.progress = Progress(TextColumn("[bold]kimg {task.completed:.4g}/{task.total:.4g}"), BarColumn(),
                                      TextColumn("{task.description}"), TimeElapsedColumn(), console=self.console)
