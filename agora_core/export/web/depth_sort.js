@@ -1,4 +1,4 @@
-// Back-to-front order of the *animated* Gaussians, sorted in a worker (sort_worker.js) without reading
+// Front-to-back order of the *animated* Gaussians, sorted in a worker (sort_worker.js) without reading
 // positions back from the GPU: the worker holds the neutral means and the xyz blendshapes (handed over
 // once, at load) and blends the depths itself from the K xyz coefficients. Those come back from the GPU
 // by a small asynchronous readback (K texels, PBO + fence), one in flight at a time.

@@ -160,10 +160,13 @@ export class AvatarPasses {
     gl.useProgram(p);
     gl.bindFramebuffer(gl.FRAMEBUFFER, this.fb.image);
     gl.viewport(0, 0, cam.width, cam.height);
-    gl.clearColor(bg[0], bg[1], bg[2], 1);
+    gl.clearColor(0, 0, 0, 0);
     gl.clear(gl.COLOR_BUFFER_BIT);
     gl.enable(gl.BLEND);
-    gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);  // premultiplied "over", back to front
+    // Front to back with the premultiplied "under" operator: C += (1 - A) c, A += (1 - A) a. The
+    // same image as back-to-front "over" (3DGS's T_i = prod (1 - a_j) over the nearer splats); the
+    // background goes in last, in the present pass, with the remaining transmittance 1 - A.
+    gl.blendFunc(gl.ONE_MINUS_DST_ALPHA, gl.ONE);
     this._bind(p, 0, 'u_screen', T, this.tex.screen);
     this._bind(p, 1, 'u_conic', T, this.tex.conic);
     this._bind(p, 2, 'u_color', T, this.tex.color);
@@ -179,6 +182,7 @@ export class AvatarPasses {
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     gl.viewport(0, 0, cam.width, cam.height);
     this._bind(p, 0, 'u_image', T, this.tex.image);
+    gl.uniform3f(p.u('u_background'), bg[0], bg[1], bg[2]);
     gl.drawArrays(gl.TRIANGLES, 0, 3);
   }
 

@@ -184,7 +184,7 @@ void main() {
 export const SPLAT_VS = `#version 300 es
 precision highp float;
 precision highp int;
-uniform highp usampler2D u_order;     // slot -> Gaussian index, back to front
+uniform highp usampler2D u_order;     // slot -> Gaussian index, front to back
 uniform sampler2D u_screen;           // PROJECT_FS outputs
 uniform sampler2D u_conic;
 uniform sampler2D u_color;
@@ -219,14 +219,16 @@ void main() {
   float sigma = 0.5 * (v_conic.x * v_d.x * v_d.x + v_conic.z * v_d.y * v_d.y) + v_conic.y * v_d.x * v_d.y;
   float alpha = min(0.999, v_color.a * exp(-sigma));
   if (sigma < 0.0 || alpha < 1.0 / 255.0) discard;
-  o_color = vec4(v_color.rgb * alpha, alpha);  // premultiplied; blended back to front with "over"
+  o_color = vec4(v_color.rgb * alpha, alpha);  // premultiplied; blended front to back with "under"
 }`;
 
 export const PRESENT_FS = `#version 300 es
 precision highp float;
-uniform sampler2D u_image;
+uniform sampler2D u_image;  // premultiplied splats composited front to back, A = 1 - transmittance
+uniform vec3 u_background;
 out vec4 o_color;
 void main() {
   // Both framebuffers keep GL's bottom-up rows (the splat pass maps image y-down to NDC y-up).
-  o_color = vec4(clamp(texelFetch(u_image, ivec2(gl_FragCoord.xy), 0).rgb, 0.0, 1.0), 1.0);
+  vec4 c = texelFetch(u_image, ivec2(gl_FragCoord.xy), 0);
+  o_color = vec4(clamp(c.rgb + (1.0 - c.a) * u_background, 0.0, 1.0), 1.0);
 }`;

@@ -6,7 +6,7 @@
 //       rowValues: int16 values per Gaussian row of basis.i32, texels}
 //      {type: 'sort', coeffs: Float32Array [K] xyz coefficients in int16 basis units, viewZ: [r20, r21, r22, t2],
 //       id, order: a Uint32Array [texels] to fill, or null}
-// Out: {order: Uint32Array [texels], slots [0, N) far to near (back-to-front "over" compositing), id, ms}
+// Out: {order: Uint32Array [texels], slots [0, N) near to far (front-to-back "under" compositing), id, ms}
 // A 16-bit counting sort on depth (two passes over N, O(N + 65536)), as antimatter15's viewer does;
 // depth bins of (max - min) / 65535 (a few µm for a head) only reorder Gaussians closer than that.
 
@@ -51,7 +51,7 @@ function sort({ coeffs, viewZ, id, order }) {
   const scale = hi > lo ? (BINS - 1) / (hi - lo) : 0;
   counts.fill(0);
   for (let i = 0; i < count; ++i) {
-    const b = (BINS - 1) - Math.floor((depth[i] - lo) * scale);  // far first
+    const b = Math.floor((depth[i] - lo) * scale);  // near first
     key[i] = b;
     counts[b]++;
   }

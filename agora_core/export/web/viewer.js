@@ -152,10 +152,15 @@ export class AgoraViewer {
       gaussians: this.n, active_gaussians: this.manifest.active_gaussians, k: this.kUsed, float_blend: this.floatBlend };
   }
 
-  // Image of the float framebuffer, rows top to bottom, RGBA float32 (base64), for tests.
+  // The rendered image before clamping, rows top to bottom, RGBA float32 (base64), for tests: the
+  // float framebuffer composited over the background as the present pass does (alpha = coverage).
   readPixels() {
-    const { width: w, height: h } = this.camera;
+    const { width: w, height: h } = this.camera, bg = this.manifest.background;
     const data = this.passes.readFloats(this.passes.fb.image, w, h);
+    for (let i = 0; i < data.length; i += 4) {
+      const t = 1 - data[i + 3];
+      data[i] += t * bg[0]; data[i + 1] += t * bg[1]; data[i + 2] += t * bg[2];
+    }
     const flipped = new Float32Array(data.length);
     for (let r = 0; r < h; ++r) flipped.set(data.subarray((h - 1 - r) * 4 * w, (h - r) * 4 * w), r * 4 * w);
     const bytes = new Uint8Array(flipped.buffer);
