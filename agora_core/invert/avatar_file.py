@@ -130,7 +130,7 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
     """
     import dataclasses
 
-    from agora_core.train.build import check_head_model, load_generator_weights
+    from agora_core.train.build import load_generator_weights
     from agora_core.models.agora_generator import AgoraGenerator
     from agora_core.models.generator_config import GeneratorConfig
     from agora_core.train.build import build_head
@@ -146,7 +146,6 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
     if head.model_id != avatar.head_model:
         raise AgoraError(f"{where}: avatar of head model '{avatar.head_model}', but the head built here is "
                          f"'{head.model_id}'; use the head (--flame/--flame-uv/--flame-eyelids) the avatar was made with")
-    check_head_model(head, avatar.head_model, where)
     config = build_dataclass(GeneratorConfig, avatar.generator_config, f"{where} (generator_config)")
     G = AgoraGenerator(config, head)
     load_generator_weights(G, avatar.generator, where)

@@ -124,11 +124,9 @@ def target_from_dataset(root: str | Path, indices: list[int], head: HeadModel, r
     bad = [i for i in indices if not 0 <= i < len(index)]
     if bad:
         raise AgoraError(f"--index {bad[0]}: {root} has {len(index)} images (0..{len(index) - 1})")
-    from agora_core.train.build import head_ids_match  # training's rule: "flame2020" data fit a FLAME pickle
+    from agora_core.train.build import check_head_matches  # training's rule: "flame2020" data fit a FLAME pickle
 
-    if not head_ids_match(index.header.head_model, head.model_id):
-        raise AgoraError(f"{Path(root) / 'dataset.json'}: FLAME parameters of head model "
-                         f"'{index.header.head_model}', but the checkpoint's head is '{head.model_id}'")
+    check_head_matches(index.header.head_model, head, root, head_is="the checkpoint's head is", fix="")
     images = [read_rgb(index.root / index.files[i]) for i in indices]
     rows = [index.record(i).flame for i in indices]
     cameras = torch.as_tensor(index.cameras[indices], dtype=torch.float32)

@@ -24,8 +24,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError
-
 EXTRACT, HELDOUT, FIT_MLP = 0, 1, 2  # streams
 _IDENTITY, _EXPRESSION = 0, 1  # what a generator draws inside a stream
 
@@ -62,12 +60,11 @@ class ConditionPool:
     def from_dataset(root: str | Path, head_model: str | None = None) -> "ConditionPool":
         """The dataset's cameras and FLAME rows; with `head_model`, checked to belong to that head."""
         from agora_core.data.format import read_dataset_index
-        from agora_core.train.build import head_ids_match
+        from agora_core.train.build import check_head_matches
 
         index = read_dataset_index(root)
-        if head_model is not None and not head_ids_match(index.header.head_model, head_model):
-            raise AgoraError(f"{Path(root) / 'dataset.json'}: FLAME parameters of head model "
-                             f"'{index.header.head_model}', but the checkpoint's head is '{head_model}'")
+        if head_model is not None:
+            check_head_matches(index.header.head_model, head_model, root, head_is="the checkpoint's head is", fix="")
         return ConditionPool(np.asarray(index.cameras, np.float64),
                              {k: np.asarray(v, np.float64) for k, v in index.flame.items()})
 

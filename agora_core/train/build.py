@@ -99,11 +99,16 @@ def head_ids_match(dataset_head_model: str, head_model: str) -> bool:
     return data == SMIRK_FLAME_ID and head.startswith(FLAME_FILE_PREFIX)
 
 
-def check_head_matches(dataset_head_model: str, head: HeadModel, dataset_root: str | Path) -> None:
-    """The dataset's FLAME parameters must belong to the head G is built on (`head_ids_match`)."""
-    if not head_ids_match(dataset_head_model, head.model_id):
+def check_head_matches(dataset_head_model: str, head: HeadModel | str, dataset_root: str | Path, *,
+                       head_is: str = "the config builds", fix: str = "; set head.* to match") -> None:
+    """The dataset's FLAME parameters must belong to the head G is built on (`head_ids_match`).
+
+    `head`: the head or its model id; `head_is`, `fix`: how the error names that head and the way out
+    (training: the config's head; inversion and AGORA-M: the checkpoint's)."""
+    model_id = head if isinstance(head, str) else head.model_id
+    if not head_ids_match(dataset_head_model, model_id):
         raise AgoraError(f"{Path(dataset_root) / 'dataset.json'}: FLAME parameters of head model "
-                         f"'{dataset_head_model}', but the config builds '{head.model_id}'; set head.* to match")
+                         f"'{dataset_head_model}', but {head_is} '{model_id}'{fix}")
 
 
 def check_head_model(head: HeadModel, expected: str, where: str | Path) -> None:
