@@ -66,10 +66,6 @@ class ConditionSampler:
         """n random rows [n] (int64, CPU); `take` gives their conditions."""
         return torch.randint(0, len(self), (n,), generator=self.generator)
 
-    def sample(self, n: int, device: torch.device | str = "cpu") -> tuple[Tensor, dict[str, Tensor]]:
-        """n random items -> camera labels [n, 25] and FLAME dict (dataset keys, [n, D] each)."""
-        return self.take(self.sample_rows(n), device)
-
     def rows_of(self, batch: dict[str, Tensor]) -> Tensor:
         """The rows [B] of a `HeadImageDataset` batch (its ``index`` and ``flipped``)."""
         return batch["index"].long() + batch["flipped"].long() * self.num_images
