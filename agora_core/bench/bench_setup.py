@@ -39,6 +39,18 @@ def random_regressor(w_dim: int, expr_dim: int, k: int, hidden: int, seed: int) 
     return mlp.eval()
 
 
+def bench_identity(model, seed: int, truncation_psi: float, device: torch.device | str = "cpu"):
+    """The one identity the benchmarks reenact (`IdentityCache`): tuple 0 of the extract stream of
+    `seed`, with the model's identity prior; `agora bench --device browser` bundles the same one."""
+    g = model.generator
+    sampler = TupleSampler(z_dim=g.config.z_dim, num_shape=g.head.num_shape, num_expr=g.head.num_expr,
+                           expr_dim=g.config.expr_cond_dim, seed=seed, stream=EXTRACT, expressions_per_identity=1,
+                           prior=model.prior)
+    t = sampler.tuples(0, 1)
+    with torch.no_grad():
+        return g.identity(t.z.to(device), t.camera.to(device), t.shape.to(device), truncation_psi, noise_mode="const")
+
+
 def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: str, bench: BenchConfig, *,
               gaussians: int | None = None, basis_path: str | Path | None = None, mlp_path: str | Path | None = None,
               k: int = 64, hidden: int = 256) -> BenchResult:
@@ -69,12 +81,8 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
     else:
         mlp = random_regressor(g.config.w_dim, g.config.expr_cond_dim, basis.k, hidden, bench.seed)
         notes.append(f"no --mlp: AGORA-M uses a random regressor (hidden {hidden})")
-    sampler = TupleSampler(z_dim=g.config.z_dim, num_shape=g.head.num_shape, num_expr=g.head.num_expr,
-                           expr_dim=g.config.expr_cond_dim, seed=bench.seed, stream=EXTRACT, expressions_per_identity=1,
-                           prior=model.prior)
-    t = sampler.tuples(0, 1)
+    cache = bench_identity(model, bench.seed, bench.truncation_psi, dev)
     with torch.no_grad():
-        cache = g.identity(t.z.to(dev), t.camera.to(dev), t.shape.to(dev), bench.truncation_psi, noise_mode="const")
         avatar = BlendshapeAvatar.from_generator(g, cache, basis.to(dev), mlp.to(dev))
     camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
     info = {"source": model.source, "random_init": model.random_init, "config": str(config) if config else None,

@@ -99,24 +99,20 @@ def write_bench_bundle(folder: Path, checkpoint: str | Path | None, config: str 
     Returns (notes on what is random, a description of the avatar)."""
     import torch
 
-    from agora_core.bench.bench_setup import random_basis, random_regressor
+    from agora_core.bench.bench_setup import bench_identity, random_basis, random_regressor
+    from agora_core.bench.reenactment import BenchConfig
     from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, read_basis, read_mlp, write_basis
     from agora_core.export.sources import neutral_of
     from agora_core.export.web_bundle import write_web_bundle
     from agora_core.mobile import load_agora_model
-    from agora_core.mobile.tuples import EXTRACT, TupleSampler
 
     model = load_agora_model(checkpoint, config, gaussians=gaussians, seed=seed)
     g, notes = model.generator, []
     if model.random_init:
         notes.append(f"no checkpoint: the avatar is a randomly initialised model of {config} (same cost per frame, "
                      f"meaningless pixels)")
-    sampler = TupleSampler(z_dim=g.config.z_dim, num_shape=g.head.num_shape, num_expr=g.head.num_expr,
-                           expr_dim=g.config.expr_cond_dim, seed=seed, stream=EXTRACT, expressions_per_identity=1,
-                           prior=model.prior)
-    t = sampler.tuples(0, 1)
+    cache = bench_identity(model, seed, BenchConfig.truncation_psi)
     with torch.no_grad():
-        cache = g.identity(t.z, t.camera, t.shape, 0.7, noise_mode="const")
         neutral = neutral_of(g, cache)
     if basis_path is None:  # stages meet through files: write the random ones in the documented layouts
         random = random_basis(g.num_gaussians, k, seed).basis
