@@ -28,6 +28,18 @@ def astronaut() -> np.ndarray:
     return data.astronaut()
 
 
+def write_astronaut_video(path: Path, frames: int, dx: int, dy: int = 0) -> Path:
+    """A 10 fps mp4 of the astronaut's 384² head-and-shoulders crop, frame i rolled by (dx·i, dy·i) px."""
+    from agora_core.invert.video_io import Mp4Writer
+
+    photo = astronaut()[:384, 64:448]
+    with Mp4Writer(path, 10) as w:
+        for i in range(frames):
+            w.append(np.roll(np.roll(photo, dx * i, axis=1), dy * i, axis=0))
+        w.finish()
+    return path
+
+
 def write_mean_sigmoid_onnx(path: Path, input_name: str = "input", output_name: str = "output") -> Path:
     """A MODNet-format ONNX model computing ``sigmoid(mean over channels)``: (B, 3, H, W) float32
     -> (B, 1, H, W), dynamic batch/height/width, like the official export's signature."""

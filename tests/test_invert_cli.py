@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 import typer
-from face_helpers import SMIRK_FIXTURE, astronaut, write_mean_sigmoid_onnx
+from face_helpers import SMIRK_FIXTURE, astronaut, write_astronaut_video, write_mean_sigmoid_onnx
 from test_invert_helpers import RES, TINY, demo_dataset, share_smirk, tiny_checkpoint, write_checkpoint
 from typer.testing import CliRunner
 
 from agora_cli.invert import demo_data, invert, parse_indices
 from agora_core.errors import AgoraError
-from agora_core.invert.video_io import Mp4Writer
 
 runner = CliRunner()
 FAST = ["--w-steps", "1", "--g-steps", "1", "--no-progress"]
@@ -82,22 +81,13 @@ def test_photo_inversion_through_face_pipeline(tmp_path, modnet):
 
 def test_video_inversion_picks_frames(tmp_path, modnet):
     video = tmp_path / "clip.mp4"
-    _write_astronaut_video(video, 6)
+    write_astronaut_video(video, frames=6, dx=3)
     out = tmp_path / "v.pt"
     result = _invoke("invert", video, "--frames", "2", "--ckpt", tiny_checkpoint(), "--out", out,
                      "--smirk", SMIRK_FIXTURE, "--modnet", modnet, *FAST)
     assert result.exit_code == 0, result.output
     sources = torch.load(out, weights_only=True)["sources"]
     assert len(sources) == 2 and all(s.startswith(f"{video}#") for s in sources)
-
-
-def _write_astronaut_video(path: Path, frames: int) -> Path:
-    photo = astronaut()[:384, 64:448]
-    with Mp4Writer(path, 10) as w:
-        for i in range(frames):
-            w.append(np.roll(photo, 3 * i, axis=1))
-        w.finish()
-    return path
 
 
 def test_demo_data_command(tmp_path):

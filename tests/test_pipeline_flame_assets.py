@@ -25,9 +25,8 @@ import cv2
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from face_helpers import one_thread_per_module  # noqa: F401  (autouse)
-from face_helpers import FIXTURES, SMIRK_FIXTURE, astronaut, write_mean_sigmoid_onnx
+from face_helpers import FIXTURES, SMIRK_FIXTURE, astronaut, write_astronaut_video, write_mean_sigmoid_onnx
 from sphere_head import sphere_head_assets
 from test_head_flame import _uv_obj_for
 from test_train_fixtures import TINY_OVERRIDES
@@ -156,15 +155,7 @@ def photos(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def driving_video(tmp_path_factory) -> Path:
-    from agora_core.invert.video_io import Mp4Writer
-
-    path = tmp_path_factory.mktemp("video") / "drive.mp4"
-    photo = astronaut()[:384, 64:448]
-    with Mp4Writer(path, 10) as w:
-        for i in range(3):
-            w.append(np.roll(photo, 4 * i, axis=1))
-        w.finish()
-    return path
+    return write_astronaut_video(tmp_path_factory.mktemp("video") / "drive.mp4", frames=3, dx=4)
 
 
 # ----------------------------------------------------------------------------- the chain

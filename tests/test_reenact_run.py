@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import typer
-from face_helpers import SMIRK_FIXTURE, astronaut, write_mean_sigmoid_onnx
+from face_helpers import SMIRK_FIXTURE, write_astronaut_video, write_mean_sigmoid_onnx
 from test_invert_helpers import RES, demo_dataset, quick_avatar, share_smirk
 from typer.testing import CliRunner
 
@@ -63,13 +63,7 @@ def modnet(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def astronaut_video(tmp_path_factory) -> Path:
     """6 frames of the astronaut photo, shifted a few pixels each."""
-    path = tmp_path_factory.mktemp("video") / "astronaut.mp4"
-    photo = astronaut()[:384, 64:448]
-    with Mp4Writer(path, 10) as w:
-        for i in range(6):
-            w.append(np.roll(np.roll(photo, 4 * i, axis=1), 2 * i, axis=0))
-        w.finish()
-    return path
+    return write_astronaut_video(tmp_path_factory.mktemp("video") / "astronaut.mp4", frames=6, dx=4, dy=2)
 
 
 def test_npz_params_with_ground_truth_side_by_side(tmp_path):
