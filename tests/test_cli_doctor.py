@@ -91,7 +91,6 @@ def test_agora_warnings_become_one_yellow_line():
 
 
 def test_doctor_loads_the_fixture_flame_and_smirk(fixtures_dir, tmp_path):
-    from agora_core.head.flame_io import flame_assets_from_pickle  # noqa: F401  (the loader doctor uses)
     from agora_core.head.obj_io import write_uv_obj
     from agora_core.head.flame_io import load_flame_pickle
 

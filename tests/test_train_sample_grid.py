@@ -3,8 +3,6 @@ items; columns identities that hold along each column."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 

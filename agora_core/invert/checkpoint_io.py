@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError
-from agora_core.head import HeadModel
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
 from agora_core.train.build import check_head_model, load_generator_weights

@@ -15,8 +15,9 @@ its transmittance to ``<= 1e-4``. What differs is how the work is laid out:
   (the 3DGS backward pass). Gradients reach 2D means, conics, opacities, colours and background.
 
 Arithmetic is float64 inside the kernels whatever the input dtype. The kernels are serial: no
-numba thread pool, so they never compete with torch's threads on a shared machine. `rasterize_torch` stays the readable reference path, and the
-tests compare both with the dense reference.
+numba thread pool, so they never compete with torch's threads on a shared machine.
+`rasterize_torch` stays the readable reference path, and the tests compare both with the dense
+reference.
 """
 
 from __future__ import annotations
