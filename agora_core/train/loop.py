@@ -11,8 +11,9 @@ Per step (batch B split over the processes):
 The cue is all zeros before `start_dual_kimg`; after it, each dataset row's cue is rendered once and
 kept (`CueCache`, when all rows fit `loss.cue_cache_mb`). A non-finite loss skips the step and
 restores G, D and both optimisers from the last in-memory snapshot. Checkpoints, sample grids (at
-`sample_resolution`, enlarged from the training resolution) and SWD are written by rank 0 at their kimg intervals; a run folder with
-checkpoints is resumed where it stopped.
+`sample_resolution`, enlarged from the training resolution) and SWD are written by rank 0 at their
+kimg intervals; a run folder with checkpoints is resumed where it stopped. At the normal end every
+rank meets at a barrier before the process group is torn down.
 """
 
 from __future__ import annotations
