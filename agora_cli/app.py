@@ -13,6 +13,7 @@ from agora_cli import eval as eval_cmd
 from agora_cli import export as export_cmd
 from agora_cli import extract_basis as extract_basis_cmd
 from agora_cli import fit_mlp as fit_mlp_cmd
+from agora_cli import import_cmd
 from agora_cli import invert as invert_cmd
 from agora_cli import prep_data as prep_data_cmd
 from agora_cli import reenact as reenact_cmd
@@ -46,6 +47,7 @@ def _root(
 
 app.command("prep-data")(prep_data_cmd.prep_data)
 app.command("train")(train_cmd.train)
+app.command("import")(import_cmd.import_model)
 app.command("sample")(sample_cmd.sample)
 app.command("extract-basis")(extract_basis_cmd.extract_basis)
 app.command("fit-mlp")(fit_mlp_cmd.fit_mlp)

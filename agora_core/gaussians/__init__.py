@@ -5,11 +5,13 @@ from agora_core.gaussians.activations import (
     log_scale,
     log_scale_at_zero,
     log_scale_residual,
+    normalize_quat_columns,
     opacity,
     opacity_logit,
     position_offset,
     position_residual,
     rotation,
+    rotation_axis_angle,
     rotation_residual,
 )
 from agora_core.gaussians.composition import compose_residuals, compose_residuals_reference
@@ -29,6 +31,8 @@ __all__ = [
     # activations, sec. 3.5 (main branch) and sec. 3.4 (zero-centred residuals)
     "position_offset", "log_scale", "log_scale_at_zero", "opacity", "opacity_logit", "rotation", "colour_sh",
     "position_residual", "log_scale_residual", "rotation_residual",
+    # the authors' variants (imported models)
+    "rotation_axis_angle", "normalize_quat_columns",
     # quaternions (w, x, y, z)
     "normalize_quat", "quat_multiply", "axis_angle_to_quat", "quat_to_rotmat", "rotmat_to_quat",
     # composition, sec. 3.4

@@ -34,6 +34,7 @@ __all__ = [
     "position_offset", "log_scale", "log_scale_at_zero", "opacity", "opacity_logit", "rotation",
     "colour_sh", "position_residual", "log_scale_residual", "rotation_residual",
     "axis_angle_to_quat", "normalize_quat", "quat_multiply", "quat_to_rotmat", "rotmat_to_quat",
+    "rotation_axis_angle", "normalize_quat_columns",
 ]  # fmt: skip
 
 GAMMA_POS = 0.25  # metres: max offset of a Gaussian from its template-mesh anchor (GGHEAD)
@@ -81,15 +82,19 @@ def log_scale_at_zero(s_max: float = S_MAX, s_offset: float = S_OFFSET) -> float
     return s_max - math.log1p(math.exp(s_max - s_offset))
 
 
-def opacity(raw: Tensor) -> Tensor:
-    """Opacity α = sigmoid(raw) in (0, 1) (sec. 3.5, as in 3DGS).
+def opacity(raw: Tensor, overshoot: float = 0.0) -> Tensor:
+    """Opacity α = sigmoid(raw)·(1 + 2o) − o in (−o, 1 + o) (sec. 3.5, as in 3DGS for o = 0).
+
+    The authors' code uses o = 0.001 ("mip" sigmoid), so α = 0 and 1 are reachable.
 
     Args:
         raw: [...] opacity logits.
+        overshoot: o.
     Returns:
         [...] opacities.
     """
-    return torch.sigmoid(raw)
+    alpha = torch.sigmoid(raw)
+    return alpha if overshoot == 0 else alpha * (1 + 2 * overshoot) - overshoot
 
 
 def opacity_logit(alpha: Tensor, eps: float = 1e-6) -> Tensor:
@@ -121,7 +126,7 @@ def rotation(raw: Tensor) -> Tensor:
     return normalize_quat(raw + bias)
 
 
-def colour_sh(raw: Tensor, degree: int) -> Tensor:
+def colour_sh(raw: Tensor, degree: int, overshoot: float = 0.0) -> Tensor:
     """SH colour coefficients: (0.5 / C0) · tanh(raw), reshaped to [..., K, 3].
 
     Bounded like the authors' colour activation (without its ±0.1 % overshoot): the DC colour
@@ -132,13 +137,18 @@ def colour_sh(raw: Tensor, degree: int) -> Tensor:
     Args:
         raw:    [..., 3K] raw colour channels, K = (degree + 1)^2.
         degree: SH degree, 0 or 1.
+        overshoot: o; tanh(raw)·(1 + 2o) − o as in the authors' code (o = 0.001; the DC colour
+            then spans (−1.5·o, 1 + 0.5·o)); 0 for the paper default.
     Returns:
         [..., K, 3] SH coefficients in the 3DGS convention (`GaussianSet.sh`).
     """
     assert degree in (0, 1), degree
     k = (degree + 1) ** 2
     assert raw.shape[-1] == 3 * k, (raw.shape, degree)
-    return ((0.5 / SH_C0) * torch.tanh(raw)).reshape(*raw.shape[:-1], k, 3)
+    t = torch.tanh(raw)
+    if overshoot != 0:
+        t = t * (1 + 2 * overshoot) - overshoot
+    return ((0.5 / SH_C0) * t).reshape(*raw.shape[:-1], k, 3)
 
 
 # --- deformation-branch residuals (sec. 3.4), zero-centred ----------------------------------------
@@ -191,3 +201,34 @@ def rotation_residual(raw: Tensor, max_angle: float = math.pi) -> Tensor:
     r = torch.sqrt(torch.where(small, torch.ones_like(r_sq), r_sq))  # safe where unused
     tanh_r_over_r = torch.where(small, 1.0 - r_sq / 3.0, torch.tanh(r) / r)
     return axis_angle_to_quat(raw * (max_angle * tanh_r_over_r))
+
+
+def rotation_axis_angle(raw: Tensor) -> Tensor:
+    """The authors' rotation activation: q = axis-angle → quaternion of π·tanh(raw), per component.
+
+    Each of the three components is squashed on its own (not the angle), so the angle is < π·√3.
+
+    Args:
+        raw: [..., 3] raw rotation channels.
+    Returns:
+        [..., 4] unit quaternions (w, x, y, z); identity at raw = 0.
+    """
+    assert raw.shape[-1] == 3, raw.shape
+    return axis_angle_to_quat(math.pi * torch.tanh(raw))
+
+
+def normalize_quat_columns(quats: Tensor, eps: float = 1e-12) -> Tensor:
+    """The authors' renderer input: each quaternion component divided by its norm over all Gaussians
+    (`F.normalize(q, dim=1)` on [B, N, 4]), then each quaternion normalised (what gsplat does).
+
+    Their released model was trained through this, so an imported model reproduces it; it makes a
+    Gaussian's rotation depend on all others.
+
+    Args:
+        quats: [B, N, 4].
+    Returns:
+        [B, N, 4] unit quaternions.
+    """
+    assert quats.ndim == 3 and quats.shape[-1] == 4, quats.shape
+    columns = torch.linalg.vector_norm(quats, dim=1, keepdim=True).clamp_min(eps)
+    return normalize_quat(quats / columns)

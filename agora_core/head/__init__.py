@@ -1,7 +1,7 @@
 """FLAME-format head model: assets, loaders, `HeadModel` (eq. 2), mouth interior (appendix
 0.B.1.1), topology-driven regions and UV sampling/baking (eq. 4-6). See docs/architecture.md."""
 
-from agora_core.head.assets import FlameAssets
+from agora_core.head.assets import FlameAssets, UVTables
 from agora_core.head.flame_io import (
     flame_assets_from_pickle,
     load_eyelid_blendshapes,
@@ -25,7 +25,7 @@ from agora_core.head.uv import (
 )
 
 __all__ = [
-    "FlameAssets", "HeadModel", "UVRasterMap", "UVSamples", "add_mouth_interior",
+    "FlameAssets", "UVTables", "HeadModel", "UVRasterMap", "UVSamples", "add_mouth_interior",
     "back_head_faces", "bake_to_uv", "boundary_loops", "build_uv_raster", "find_free_uv_rect",
     "find_mouth_loop", "flame_assets_from_pickle", "interpolate", "interpolate_reference",
     "lip_sets", "load_eyelid_blendshapes", "load_flame_pickle", "read_uv_obj", "sample_uv_grid", "save_flame_pickle",

@@ -16,6 +16,30 @@ FLAME_PARENTS = np.array([-1, 0, 1, 1, 1], dtype=np.int64)
 
 
 @dataclass
+class UVTables:
+    """UV tables a model file carries with it (the authors' released checkpoints), used as given.
+
+    Attributes:
+        grid:            [G, 2] float32 `grid_sample` coordinates (x, y in [-1, 1]) of the Gaussians.
+        raster_vertices: [R, R, 3] int64 vertex ids (into v_template) of the triangle at each texel.
+        raster_bary:     [R, R, 3] float32 barycentric weights (all zero outside the UV islands).
+        residual_mask:   [R, R] float32 0/1 facial mask of the deformation planes.
+    """
+
+    grid: np.ndarray
+    raster_vertices: np.ndarray
+    raster_bary: np.ndarray
+    residual_mask: np.ndarray
+
+    def __post_init__(self) -> None:
+        r = self.raster_vertices.shape[0]
+        assert self.grid.ndim == 2 and self.grid.shape[1] == 2, self.grid.shape
+        assert self.raster_vertices.shape == (r, r, 3) and self.raster_bary.shape == (r, r, 3), (
+            self.raster_vertices.shape, self.raster_bary.shape)
+        assert self.residual_mask.shape == (r, r), self.residual_mask.shape
+
+
+@dataclass
 class FlameAssets:
     """Arrays of a FLAME-format model (FLAME 2020 pickle schema, split into named parts).
 
@@ -31,6 +55,9 @@ class FlameAssets:
         uv_coords:    [T, 2] UV coordinates in [0, 1], v up (OBJ convention).
         uv_faces:     [F, 3] int indices into uv_coords, one row per face.
         eyelid_dirs:  [V, 3, 2] optional eyelid blendshapes (SMIRK-style), or None.
+        eyelids_after_skinning: add the eyelid offsets to the posed vertices (the authors' FLAME)
+                      instead of before skinning with the other blendshapes (ours).
+        uv_tables:    `UVTables` the model file carries (imported models), or None.
         model_id:     short string naming the model (file hash or "demo-head-v1").
         extras:       named vertex/face index sets (e.g. "upper_lip", "lower_lip", "mouth_cavity").
     """
@@ -48,6 +75,8 @@ class FlameAssets:
     eyelid_dirs: np.ndarray | None = None
     model_id: str = "unknown"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    eyelids_after_skinning: bool = False
+    uv_tables: UVTables | None = None
 
     def __post_init__(self) -> None:
         v = self.v_template.shape[0]

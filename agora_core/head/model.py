@@ -42,12 +42,15 @@ class HeadModel(torch.nn.Module):
         self.num_shape = assets.num_shape
         self.num_expr = assets.num_expr
         self.has_eyelids = assets.eyelid_dirs is not None
+        self.eyelids_after_skinning = self.has_eyelids and assets.eyelids_after_skinning
         num_v = assets.num_vertices
         f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
         i64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
         dirs = [assets.shapedirs, assets.exprdirs]
-        if self.has_eyelids:
+        if self.has_eyelids and not self.eyelids_after_skinning:
             dirs.append(assets.eyelid_dirs)  # eyelids: linear, before skinning, so they follow pose
+        if self.eyelids_after_skinning:  # the authors' FLAME: offsets added to the posed vertices
+            self.register_buffer("eyelid_offsets", f32(assets.eyelid_dirs))
         self.register_buffer("v_template", f32(assets.v_template))
         self.register_buffer("blendshapes", f32(np.concatenate(dirs, axis=2)))
         self.register_buffer("posedirs", f32(np.reshape(assets.posedirs, (num_v * 3, 36)).T.copy()))
@@ -68,6 +71,13 @@ class HeadModel(torch.nn.Module):
             upper, lower = np.zeros(0, np.int64), np.zeros(0, np.int64)
         self.register_buffer("upper_lip", i64(upper))
         self.register_buffer("lower_lip", i64(lower))
+        self.has_uv_tables = assets.uv_tables is not None
+        if self.has_uv_tables:  # tables the model file carries (see `assets.UVTables`)
+            t = assets.uv_tables
+            self.register_buffer("uv_grid", f32(t.grid))
+            self.register_buffer("uv_raster_vertices", i64(t.raster_vertices))
+            self.register_buffer("uv_raster_bary", f32(t.raster_bary))
+            self.register_buffer("uv_residual_mask", f32(t.residual_mask))
 
     @classmethod
     def from_files(cls, pkl_path: str | Path, uv_obj_path: str | Path, num_shape: int | None = None,
@@ -117,11 +127,16 @@ class HeadModel(torch.nn.Module):
             if eyelids is None:
                 eyelids = shape.new_zeros(b, 2)
             assert eyelids.shape == (b, 2), eyelids.shape
-            coeffs.append(eyelids.to(dtype))
+            if not self.eyelids_after_skinning:
+                coeffs.append(eyelids.to(dtype))
         full_pose = torch.cat([global_pose, neck, jaw, eyes], dim=1).to(dtype)
         vertices, joints = lbs(torch.cat(coeffs, dim=1), full_pose, self.v_template, self.blendshapes,
                                self.posedirs, self.J_regressor, self.parents, self.lbs_weights,
                                pose2rot=True)
+        if self.eyelids_after_skinning:
+            e = eyelids.to(dtype)
+            vertices = vertices + e[:, 0, None, None] * self.eyelid_offsets[:, :, 0] \
+                + e[:, 1, None, None] * self.eyelid_offsets[:, :, 1]
         return vertices, joints
 
     def forward(self, shape: torch.Tensor, expr: torch.Tensor, jaw: torch.Tensor, neck: torch.Tensor,

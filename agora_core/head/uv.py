@@ -185,6 +185,35 @@ def _barycentric_gather(values: torch.Tensor, corners: torch.Tensor, bary: torch
     return (picked * bary[None, :, :, None]).sum(dim=2)
 
 
+def bake_vertex_raster(values: torch.Tensor, raster_vertices: torch.Tensor, raster_bary: torch.Tensor) -> torch.Tensor:
+    """Per-vertex values [B,V,C] -> UV image [B,C,R,R] through a raster that names each texel's three
+    vertices (raster_vertices [R,R,3] long) and weights (raster_bary [R,R,3]; zero outside islands),
+    the form the authors' checkpoints store (`assets.UVTables`)."""
+    assert values.ndim == 3 and raster_vertices.shape == raster_bary.shape, (values.shape, raster_vertices.shape)
+    r = raster_vertices.shape[0]
+    corners = raster_vertices.reshape(-1, 3).to(values.device)
+    baked = _barycentric_gather(values, corners, raster_bary.reshape(-1, 3).to(values))
+    return baked.permute(0, 2, 1).reshape(values.shape[0], values.shape[2], r, r)
+
+
+def locate_uv_points(uv_coords, uv_faces, x_uv, resolution: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Face and barycentrics of arbitrary UV points x_uv [M,2] (u, v up): the face of the nearest
+    covered texel of an R×R raster, barycentrics of the point in that face (slightly outside [0, 1]
+    for points on a seam or just off an island). For sample grids given by a model file."""
+    from scipy.ndimage import distance_transform_edt
+
+    raster = build_uv_raster(uv_coords, uv_faces, resolution)
+    face_img = raster.face_idx.numpy()
+    _, (rows, cols) = distance_transform_edt(face_img < 0, return_indices=True)
+    p = _to_numpy(x_uv).astype(np.float64)
+    col = np.clip(np.floor(p[:, 0] * resolution).astype(np.int64), 0, resolution - 1)
+    row = np.clip(np.floor((1 - p[:, 1]) * resolution).astype(np.int64), 0, resolution - 1)
+    face = face_img[rows[row, col], cols[row, col]]
+    uv = _to_numpy(uv_coords).astype(np.float64)
+    tri = uv[_to_numpy(uv_faces).astype(np.int64)[face]]
+    return torch.as_tensor(face, dtype=torch.long), torch.as_tensor(_barycentrics(tri, p), dtype=torch.float32)
+
+
 def interpolate(vertices: torch.Tensor, faces: torch.Tensor, samples: UVSamples) -> torch.Tensor:
     """Interpolate(M(β,ψ,θ), x_uv) of eq. (5): base positions of the samples on the posed mesh.
 

@@ -22,15 +22,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
 from agora_core.head import FlameAssets, HeadModel, UVSamples, back_head_faces, build_uv_raster, interpolate
-from agora_core.head.uv import UVRasterMap, sample_uv_grid
+from agora_core.head.uv import UVRasterMap, bake_vertex_raster, locate_uv_points, sample_uv_grid
 from agora_core.models.deformation_branch import DeformationBranch, expression_condition
 from agora_core.models.facial_mask import facial_sample_mask
 from agora_core.models.generator_config import GeneratorConfig
 from agora_core.models.lifting import lift_gaussians, sample_uv_attributes
 from agora_core.models.mapping import MappingNetwork
-from agora_core.models.shape_conditioning import shape_displacement_map
+from agora_core.models.shape_conditioning import shape_displacement, shape_displacement_map
 from agora_core.models.stylegan2_layers import NoiseMode, count_parameters
 from agora_core.models.stylegan2_synthesis import SynthesisNetwork
 
@@ -109,7 +110,7 @@ class AgoraGenerator(nn.Module):
         self.synthesis = SynthesisNetwork(
             config.w_dim, config.uv_resolution, config.main_channels, config.channel_base, config.channel_max,
             cond_channels=SHAPE_MAP_CHANNELS if spatial else 0, use_noise=config.use_noise,
-            tap_resolution=config.tap_resolution)
+            tap_resolution=config.tap_resolution, cond_var_eps=config.cond_var_eps)
         c_dim = config.c_dim + (self.shape_dim if config.shape_conditioning == "mapping" else 0)
         self.mapping_network = MappingNetwork(config.z_dim, c_dim, config.w_dim, num_ws=self.synthesis.num_ws,
                                               num_layers=config.mapping_layers)
@@ -126,6 +127,9 @@ class AgoraGenerator(nn.Module):
     def _build_tables(self, head: HeadModel, back_head) -> None:
         """UV samples x_uv, shape-map raster and facial mask, as non-persistent buffers."""
         cfg = self.config
+        if cfg.uv_anchor == "position_map":
+            self._build_tables_from_head(head)
+            return
         if back_head is None:
             back_head = getattr(head, "back_head_faces", None)
         if back_head is None:
@@ -143,6 +147,41 @@ class AgoraGenerator(nn.Module):
         self.register_buffer("raster_bary", raster.bary, persistent=False)
         mask = facial_sample_mask(head, samples) if cfg.residual_mask == "facial" else None
         self.register_buffer("residual_mask", mask, persistent=False)
+
+    def _build_tables_from_head(self, head: HeadModel) -> None:
+        """The tables a model file carries (`head.uv_grid`, …; the authors' release), used as given:
+        Gaussians at the file's UV grid, anchored by sampling the posed mesh baked to UV."""
+        cfg = self.config
+        if not getattr(head, "has_uv_tables", False):
+            raise AgoraError(f"uv_anchor 'position_map' needs a head that carries UV tables (an imported model's "
+                             f"head); head '{head.model_id}' has none")
+        r = head.uv_raster_vertices.shape[0]
+        if r != cfg.uv_resolution:
+            raise AgoraError(f"the head's UV raster is {r}², the generator's planes {cfg.uv_resolution}²")
+        grid = head.uv_grid.float()
+        x_uv = torch.stack([(grid[:, 0] + 1) / 2, (1 - grid[:, 1]) / 2], dim=1)
+        face_idx, bary = locate_uv_points(head.uv_coords.cpu(), head.uv_faces.cpu(), x_uv.cpu())
+        self.register_buffer("sample_x_uv", x_uv, persistent=False)
+        self.register_buffer("sample_face_idx", face_idx, persistent=False)
+        self.register_buffer("sample_bary", bary, persistent=False)
+        self.register_buffer("raster_face_idx", None, persistent=False)
+        self.register_buffer("raster_bary", None, persistent=False)
+        self.register_buffer("residual_mask", None, persistent=False)
+
+    def uv_position_map(self, vertices: Tensor) -> Tensor:
+        """vertices [B,V,3] baked to UV [B,3,R,R]: the head's own raster (position-map anchors), else ours."""
+        if self.config.uv_anchor == "position_map":
+            return bake_vertex_raster(vertices, self.head.uv_raster_vertices, self.head.uv_raster_bary)
+        return self.shape_raster.bake(vertices, self.head.faces)
+
+    def mesh_points(self, vertices: Tensor) -> Tensor:
+        """Interpolate(M, x_uv) of eq. (5): [B,V,3] -> [B,M,3] anchors of the Gaussians.
+
+        "barycentric": exact interpolation in each sample's face; "position_map" (the authors'):
+        the mesh baked to UV at uv_resolution, sampled bilinearly (border padding) at x_uv."""
+        if self.config.uv_anchor == "position_map":
+            return sample_uv_attributes(self.uv_position_map(vertices), self.samples, padding_mode="border")
+        return interpolate(vertices, self.head.faces, self.samples)
 
     # --- views --------------------------------------------------------------------------------------
     @property
@@ -200,13 +239,15 @@ class AgoraGenerator(nn.Module):
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.config.w_dim), ws.shape
         assert shape.ndim == 2 and shape.shape[0] == ws.shape[0], (shape.shape, ws.shape)
         cond = None
-        if self.config.shape_conditioning == "spatial":
+        if self.config.shape_conditioning == "spatial" and self.config.uv_anchor == "position_map":
+            cond = self.uv_position_map(shape_displacement(self.head, shape)).to(ws.dtype)
+        elif self.config.shape_conditioning == "spatial":
             cond = shape_displacement_map(self.head, shape, self.shape_raster).to(ws.dtype)
         tap = self.synthesis.forward_with_tap(ws, cond, noise_mode)
         planes = tap.image
         if self.position_head is not None:
             planes = torch.cat([self.position_head(planes[:, :3]), planes[:, 3:]], dim=1)
-        raw_main = sample_uv_attributes(planes, self.samples)
+        raw_main = sample_uv_attributes(planes, self.samples, padding_mode=self._attribute_padding)
         return IdentityCache(ws, planes, tap.features, tap.skip_image, shape, raw_main)
 
     # --- per frame ----------------------------------------------------------------------------------
@@ -227,14 +268,30 @@ class AgoraGenerator(nn.Module):
         neck = zeros(3) if neck is None else neck
         eyes = zeros(6) if eyes is None else eyes
         mesh = self.head(cache.shape, expression, jaw, neck, eyes, eyelids, None)
-        points = interpolate(mesh, self.head.faces, self.samples).to(cache.raw_main.dtype)
+        points = self.mesh_points(mesh).to(cache.raw_main.dtype)
         deform = None
         if self.deformation_branch is not None:
             e = expression_condition(expression, jaw, eyelids, self.config.expr_cond_dim).to(cache.ws.dtype)
-            planes = self.deformation_branch(cache.tap_features, cache.ws, e, noise_mode)
-            deform = sample_uv_attributes(planes, self.samples)
+            if self.config.attribute_layout == "authors":
+                planes = self.deformation_branch(cache.tap_features, cache.ws, e, noise_mode,
+                                                 skip_image=cache.tap_skip_image, plane_mask=self._plane_mask())
+            else:
+                planes = self.deformation_branch(cache.tap_features, cache.ws, e, noise_mode)
+            deform = sample_uv_attributes(planes, self.samples, padding_mode=self._attribute_padding)
         gaussians, regs = lift_gaussians(cache.raw_main, points, deform, self.residual_mask, self.config)
         return GeneratorOutput(gaussians, regs)
+
+    @property
+    def _attribute_padding(self) -> str:
+        """grid_sample padding of the attribute planes: border (ours), zeros (the authors')."""
+        return "zeros" if self.config.attribute_layout == "authors" else "border"
+
+    def _plane_mask(self) -> Tensor:
+        """[R,R] facial mask of the residual planes (the authors' layout): the head's, else all ones."""
+        if getattr(self.head, "has_uv_tables", False):
+            return self.head.uv_residual_mask
+        r = self.config.uv_resolution
+        return self.sample_x_uv.new_ones(r, r)
 
     def forward(self, z: Tensor, c: Tensor, flame: dict[str, Tensor], truncation_psi: float = 1.0, *,
                 noise_mode: NoiseMode = "random") -> GeneratorOutput:

@@ -8,10 +8,14 @@ e = [ψ (first 50 coefficients), jaw axis-angle (3), eyelids (2)] = 55-d, unnorm
 MLP = Linear(55→512) – LeakyReLU(0.2) – Linear(512→512). The w part is the identity's first
 `num_ws` style vectors (identical copies unless styles are mixed), as the authors do.
 
-Output: residual planes [B, 9, R, R] = (Δμ 3, Δlog-scale 3, Δq 3). The skip image starts from zero
+Output (paper layout): residual planes [B, 9, R, R] = (Δμ 3, Δlog-scale 3, Δq 3). The skip image starts from zero
 (the authors start from the identity's tap skip image, so their residuals are not zero at
 initialisation), and every ToOutput weight of the tail is scaled by `deform_output_gain` (0.1) at
 initialisation, so residuals start near zero while every layer already receives gradients.
+
+With `attribute_layout="authors"` (models imported from the authors' release) the branch is theirs:
+all `main_channels` planes, the skip image started from the identity's tap skip image, then the
+plane-level facial mask, colour channels zeroed, and its own 1×1 conv on the position channels.
 """
 
 from __future__ import annotations
@@ -73,8 +77,15 @@ class DeformationBranch(nn.Module):
         self.config = config
         self.in_channels = synthesis_channels(config.tap_resolution, config.channel_base, config.channel_max)
         self.embedding = ExpressionEmbedding(config.expression_dim, config.expr_embed_dim)
+        self.authors = config.attribute_layout == "authors"
+        self.out_channels = config.main_channels if self.authors else DEFORM_CHANNELS
+        self.position_head = None
+        if self.authors:  # their zero-initialised 1×1 conv on the residual position channels
+            self.position_head = nn.Conv2d(3, 3, kernel_size=1)
+            nn.init.zeros_(self.position_head.weight)
+            nn.init.zeros_(self.position_head.bias)
         self.tail = SynthesisTail(config.tap_resolution, config.uv_resolution, self.in_channels,
-                                  style_dim=config.w_dim + config.expr_embed_dim, out_channels=DEFORM_CHANNELS,
+                                  style_dim=config.w_dim + config.expr_embed_dim, out_channels=self.out_channels,
                                   channel_base=config.channel_base, channel_max=config.channel_max,
                                   use_noise=config.use_noise)
         with torch.no_grad():  # residuals start near zero (see module docstring)
@@ -93,17 +104,29 @@ class DeformationBranch(nn.Module):
         embed = self.embedding(e)[:, None, :].expand(b, n, self.config.expr_embed_dim)
         return torch.cat([ws[:, :n], embed.to(ws.dtype)], dim=2)
 
-    def forward(self, features: Tensor, ws: Tensor, e: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
+    def forward(self, features: Tensor, ws: Tensor, e: Tensor, noise_mode: NoiseMode = "random",
+                skip_image: Tensor | None = None, plane_mask: Tensor | None = None) -> Tensor:
         """D_uv = G_d(w, ψ, θ; f) (eq. 7).
 
         Args:
             features: [B, ch(tap), tap, tap] identity-branch features at the tap.
             ws: [B, num_ws_identity, w_dim] the identity's style vectors (first num_ws used).
             e: [B, expr_cond_dim + 5] expression condition (`expression_condition`).
+            skip_image: [B, main_channels, tap, tap] the identity's tap skip image (authors' layout).
+            plane_mask: [R, R] facial UV mask applied to the planes (authors' layout).
         Returns:
-            [B, 9, R, R] raw residual planes (Δμ, Δlog-scale, Δq).
+            [B, 9, R, R] raw residual planes (Δμ, Δlog-scale, Δq); authors' layout:
+            [B, main_channels, R, R], masked, colour zeroed, position through its 1×1 conv.
         """
         r0 = self.config.tap_resolution
         assert features.shape[1:] == (self.in_channels, r0, r0), (features.shape, self.in_channels, r0)
         assert e.shape == (features.shape[0], self.config.expression_dim), (e.shape, self.config.expression_dim)
-        return self.tail(features, None, self.styles(ws, e), noise_mode=noise_mode)
+        if not self.authors:
+            return self.tail(features, None, self.styles(ws, e), noise_mode=noise_mode)
+        assert skip_image is not None and plane_mask is not None, "the authors' layout needs skip_image and plane_mask"
+        planes = self.tail(features, skip_image, self.styles(ws, e), noise_mode=noise_mode) * plane_mask.to(features.dtype)
+        colour_start = 6 + self.config.rotation_channels
+        keep = torch.ones(self.out_channels, dtype=planes.dtype, device=planes.device)
+        keep[colour_start:colour_start + self.config.colour_channels] = 0
+        planes = planes * keep[:, None, None]
+        return torch.cat([self.position_head(planes[:, :3]), planes[:, 3:]], dim=1)

@@ -15,6 +15,9 @@ from agora_core.errors import AgoraError
 ShapeConditioning = Literal["spatial", "mapping", "none"]
 ResidualMask = Literal["facial", "none"]
 Cue = Literal["none", "projection", "uv", "displacement"]
+AttributeLayout = Literal["paper", "authors"]
+UVAnchor = Literal["barycentric", "position_map"]
+QuaternionNorm = Literal["per_gaussian", "authors_columns"]
 
 # e = [expression (expr_cond_dim), jaw axis-angle (3), eyelids (2)]: the authors' 55-d vector.
 JAW_DIM, EYELID_DIM = 3, 2
@@ -59,6 +62,20 @@ class GeneratorConfig:
     #   (authors' "zero conv"): Gaussians start exactly on the mesh instead of up to γ_pos away
     deform_output_gain: float = 0.1  # initial scale of G_d's output layers: residuals start near 0
     #   while every layer still gets gradients (a zero init would stall the tail at step 0)
+    # --- options that reproduce the authors' released model (`agora import`); defaults: the paper --
+    attribute_layout: AttributeLayout = "paper"  # "paper": quaternion rotation channels, 9 residual
+    #   channels, zero-centred residuals (models.lifting); "authors": their code's 22-channel planes
+    #   (axis-angle rotation through π·tanh), a 22-channel deformation branch started from the
+    #   tap's skip image, its own 1×1 position conv, colour residual dropped, opacity residual kept,
+    #   residual log-scale through the main activation, rotation q_main ⊗ q_def, a plane-level mask
+    cond_var_eps: float = 1e-16  # ε in x / sqrt(var + ε) of the shape condition (authors: 1e-8)
+    activation_overshoot: float = 0.0  # colour and opacity reach [-o, 1 + o] (authors: 0.001)
+    uv_anchor: UVAnchor = "barycentric"  # mesh point of a UV sample: exact barycentric
+    #   interpolation, or "position_map": bilinear sampling of the posed mesh baked to UV at
+    #   uv_resolution (the authors'; needs a head carrying their UV tables)
+    quaternion_norm: QuaternionNorm = "per_gaussian"  # "authors_columns": before the per-Gaussian
+    #   normalisation, each quaternion component is divided by its norm over all Gaussians (their
+    #   renderer's F.normalize over dim 1, which the released model was trained through)
 
     def __post_init__(self) -> None:
         name = "GeneratorConfig"
@@ -82,6 +99,14 @@ class GeneratorConfig:
                "gamma_pos and deform_position_scale must be positive")
         _check(self.s_max > self.s_offset, name, f"s_max ({self.s_max}) must exceed s_offset ({self.s_offset})")
         _check(self.deform_output_gain >= 0, name, "deform_output_gain must be >= 0")
+        _check(self.attribute_layout in ("paper", "authors"), name,
+               f"attribute_layout must be paper or authors, got {self.attribute_layout!r}")
+        _check(self.uv_anchor in ("barycentric", "position_map"), name,
+               f"uv_anchor must be barycentric or position_map, got {self.uv_anchor!r}")
+        _check(self.quaternion_norm in ("per_gaussian", "authors_columns"), name,
+               f"quaternion_norm must be per_gaussian or authors_columns, got {self.quaternion_norm!r}")
+        _check(self.cond_var_eps > 0 and 0 <= self.activation_overshoot < 0.5, name,
+               "cond_var_eps must be > 0 and activation_overshoot in [0, 0.5)")
 
     @property
     def colour_channels(self) -> int:
@@ -89,9 +114,14 @@ class GeneratorConfig:
         return 3 * (self.sh_degree + 1) ** 2
 
     @property
+    def rotation_channels(self) -> int:
+        """4 (quaternion, paper layout) or 3 (axis-angle, the authors' layout)."""
+        return 3 if self.attribute_layout == "authors" else 4
+
+    @property
     def main_channels(self) -> int:
-        """Identity plane channels: position 3, log-scale 3, rotation 4, colour 3·(deg+1)², opacity 1."""
-        return 3 + 3 + 4 + self.colour_channels + 1
+        """Identity plane channels: position 3, log-scale 3, rotation 4 (3), colour 3·(deg+1)², opacity 1."""
+        return 3 + 3 + self.rotation_channels + self.colour_channels + 1
 
     @property
     def expression_dim(self) -> int:

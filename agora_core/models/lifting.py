@@ -15,6 +15,8 @@ a masked residual changes nothing (unlike the authors' log-scale residual, see
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,10 +27,14 @@ from agora_core.gaussians import (
     compose_residuals,
     log_scale,
     log_scale_residual,
+    normalize_quat,
+    normalize_quat_columns,
     opacity,
     position_offset,
     position_residual,
+    quat_multiply,
     rotation,
+    rotation_axis_angle,
     rotation_residual,
 )
 from agora_core.head import UVSamples
@@ -38,18 +44,21 @@ DEFORM_CHANNELS = 9  # Δμ 3, Δlog-scale 3, Δq 3
 BETA_LOSS_OFFSET = 2.20727  # -(log 0.1 + log 1.1): makes the Beta loss 0 at α ∈ {0, 1} (GGHEAD)
 
 
-def main_channel_slices(sh_degree: int) -> dict[str, slice]:
-    """Slices of the identity planes' channels: position, scale, rotation, colour, opacity."""
-    k3 = 3 * (sh_degree + 1) ** 2
-    return {"position": slice(0, 3), "scale": slice(3, 6), "rotation": slice(6, 10),
-            "colour": slice(10, 10 + k3), "opacity": slice(10 + k3, 11 + k3)}
+def main_channel_slices(sh_degree: int, rotation_channels: int = 4) -> dict[str, slice]:
+    """Slices of the identity planes' channels: position, scale, rotation, colour, opacity.
+
+    rotation_channels: 4 (quaternion, paper layout) or 3 (axis-angle, the authors' layout)."""
+    k3, r = 3 * (sh_degree + 1) ** 2, 6 + rotation_channels
+    return {"position": slice(0, 3), "scale": slice(3, 6), "rotation": slice(6, r),
+            "colour": slice(r, r + k3), "opacity": slice(r + k3, r + k3 + 1)}
 
 
 DEFORM_SLICES = {"position": slice(0, 3), "scale": slice(3, 6), "rotation": slice(6, 9)}
 
 
-def sample_uv_attributes(planes: Tensor, samples: UVSamples) -> Tensor:
-    """A = GridSample(F_uv, x_uv) (eq. 4): bilinear, align_corners=False, border padding.
+def sample_uv_attributes(planes: Tensor, samples: UVSamples, padding_mode: str = "border") -> Tensor:
+    """A = GridSample(F_uv, x_uv) (eq. 4): bilinear, align_corners=False, border padding (the
+    authors' code pads attributes with zeros and positions with the border).
 
     Args:
         planes: [B, C, R, R] UV planes (row 0 is v = 1).
@@ -61,7 +70,7 @@ def sample_uv_attributes(planes: Tensor, samples: UVSamples) -> Tensor:
     b, m = planes.shape[0], samples.num_samples
     grid = samples.grid_coords().to(device=planes.device, dtype=planes.dtype)
     grid = grid[None, None].expand(b, 1, m, 2)
-    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return out[:, :, 0].transpose(1, 2)  # [B, C, 1, M] -> [B, M, C]
 
 
@@ -79,13 +88,15 @@ def canonical_gaussians(raw_main: Tensor, mesh_points: Tensor, config: Generator
     Returns:
         GaussianSet with μ = mesh point + γ_pos·tanh(raw), bounded log-scale, sigmoid opacity.
     """
-    sl = main_channel_slices(config.sh_degree)
+    sl = main_channel_slices(config.sh_degree, config.rotation_channels)
+    rot = raw_main[..., sl["rotation"]]
+    o = config.activation_overshoot
     return GaussianSet(
         means=mesh_points + position_offset(raw_main[..., sl["position"]], config.gamma_pos),
         log_scales=log_scale(raw_main[..., sl["scale"]], config.s_max, config.s_offset),
-        quats=rotation(raw_main[..., sl["rotation"]]),
-        sh=colour_sh(raw_main[..., sl["colour"]], config.sh_degree),
-        opacities=opacity(raw_main[..., sl["opacity"]][..., 0]),
+        quats=rotation_axis_angle(rot) if config.attribute_layout == "authors" else rotation(rot),
+        sh=colour_sh(raw_main[..., sl["colour"]], config.sh_degree, o),
+        opacities=opacity(raw_main[..., sl["opacity"]][..., 0], o),
     )
 
 
@@ -115,6 +126,18 @@ def lift_gaussians(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None,
     b, m, c = raw_main.shape
     assert c == config.main_channels, (c, config.main_channels)
     assert mesh_points.shape == (b, m, 3), (mesh_points.shape, (b, m))
+    if config.attribute_layout == "authors":
+        gaussians, regs = _lift_authors(raw_main, mesh_points, deform, config)
+    else:
+        gaussians, regs = _lift_paper(raw_main, mesh_points, deform, mask, config)
+    if config.quaternion_norm == "authors_columns":
+        gaussians = dataclasses.replace(gaussians, quats=normalize_quat_columns(gaussians.quats))
+    return gaussians, regs
+
+
+def _lift_paper(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, mask: Tensor | None,
+                config: GeneratorConfig) -> tuple[GaussianSet, dict[str, Tensor]]:
+    b, m, _ = raw_main.shape
     assert deform is None or deform.shape == (b, m, DEFORM_CHANNELS), None if deform is None else deform.shape
     assert mask is None or mask.shape == (m,), None if mask is None else mask.shape
     sl = main_channel_slices(config.sh_degree)
@@ -128,6 +151,37 @@ def lift_gaussians(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None,
         d_pos, d_scale, d_rot = (d[..., DEFORM_SLICES[k]] for k in ("position", "scale", "rotation"))
         gaussians = compose_residuals(gaussians, position_residual(d_pos, config.deform_position_scale),
                                       log_scale_residual(d_scale), rotation_residual(d_rot))
+        regs["deform_position"] = d_pos.square().mean()
+        regs["deform_scale"] = d_scale.square().mean()
+    regs["opacity_beta"] = opacity_beta_loss(gaussians.opacities)
+    return gaussians, regs
+
+
+def _lift_authors(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, config: GeneratorConfig
+                  ) -> tuple[GaussianSet, dict[str, Tensor]]:
+    """The authors' composition (imported models): both branches share the 22-channel layout.
+
+    μ = mesh + γ·tanh(p) + γ_d·tanh(p_d); log s = A(s) + A(s_d) with A the main log-scale
+    activation (so a zero residual still adds A(0)); q = normalise(q(r) ⊗ q(r_d)) with
+    `rotation_axis_angle`; opacity = mip-sigmoid(o + o_d); colour from the identity branch only.
+    The residual planes arrive already masked (`DeformationBranch`, plane-level mask).
+    """
+    sl = main_channel_slices(config.sh_degree, config.rotation_channels)
+    gaussians = canonical_gaussians(raw_main, mesh_points, config)
+    zero = raw_main.new_zeros(())
+    regs = {"position": raw_main[..., sl["position"]].square().mean(),
+            "scale": raw_main[..., sl["scale"]].square().mean(),
+            "deform_position": zero, "deform_scale": zero}
+    if deform is not None:
+        assert deform.shape == raw_main.shape, (deform.shape, raw_main.shape)
+        d_pos, d_scale = deform[..., sl["position"]], deform[..., sl["scale"]]
+        quats = normalize_quat(quat_multiply(gaussians.quats, rotation_axis_angle(deform[..., sl["rotation"]])))
+        raw_opacity = raw_main[..., sl["opacity"]][..., 0] + deform[..., sl["opacity"]][..., 0]
+        gaussians = dataclasses.replace(
+            gaussians,
+            means=gaussians.means + position_residual(d_pos, config.deform_position_scale),
+            log_scales=gaussians.log_scales + log_scale(d_scale, config.s_max, config.s_offset),
+            quats=quats, opacities=opacity(raw_opacity, config.activation_overshoot))
         regs["deform_position"] = d_pos.square().mean()
         regs["deform_scale"] = d_scale.square().mean()
     regs["opacity_beta"] = opacity_beta_loss(gaussians.opacities)

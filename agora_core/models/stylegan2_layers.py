@@ -28,7 +28,7 @@ NoiseMode = Literal["random", "const", "none"]
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)  # keeps the second moment of a unit-variance signal through lrelu
 DEMOD_EPS = 1e-8
-COND_STD_EPS = 1e-8
+COND_VAR_EPS = 1e-16  # ε of sqrt(var + ε) in the shape-condition normalisation (see below)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -220,13 +220,15 @@ def modulated_conv2d_reference(x: Tensor, weight: Tensor, styles: Tensor, demodu
     return y.reshape(b, cout, *y.shape[2:])
 
 
-def normalize_shape_condition(cond: Tensor, size: tuple[int, int]) -> Tensor:
+def normalize_shape_condition(cond: Tensor, size: tuple[int, int], var_eps: float = COND_VAR_EPS) -> Tensor:
     """AGORA sec. 3.3: resize the UV shape-displacement map and give it unit per-sample std.
 
     Bilinear resize (align_corners=False) to `size`, then divide by the per-sample standard
     deviation over (C, H, W) computed about the mean (the mean itself is *not* subtracted).
-    sqrt(var + eps²) is used instead of std + eps: equal to 1e-8 for any non-degenerate map, and
-    an all-zero map (neutral shape β0) gives zeros with finite gradients instead of 0/0.
+    sqrt(var + ε) is used instead of std + ε: for the default ε = 1e-16 it equals std to float
+    precision for any non-degenerate map, and an all-zero map (neutral shape β0) gives zeros with
+    finite gradients instead of 0/0. The authors' code uses ε = 1e-8 (a relative change of ~1e-4
+    for maps in metres, which their released model was trained with).
 
     Args:
         cond: [B, Cc, h, w] displacement map (any scale).
@@ -238,7 +240,7 @@ def normalize_shape_condition(cond: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(cond.shape[-2:]) != tuple(size):
         cond = F.interpolate(cond, size=size, mode="bilinear", align_corners=False)
     var = cond.var(dim=(1, 2, 3), keepdim=True, correction=0)
-    return cond / torch.sqrt(var + COND_STD_EPS**2)
+    return cond / torch.sqrt(var + var_eps)
 
 
 class ModulatedConv(nn.Module):
@@ -251,9 +253,10 @@ class ModulatedConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, style_dim: int, kernel_size: int = 3,
-                 up: int = 1, demodulate: bool = True, cond_channels: int = 0):
+                 up: int = 1, demodulate: bool = True, cond_channels: int = 0, cond_var_eps: float = COND_VAR_EPS):
         super().__init__()
         assert up in (1, 2) and cond_channels >= 0, (up, cond_channels)
+        self.cond_var_eps = cond_var_eps
         self.in_channels, self.out_channels, self.style_dim = in_channels, out_channels, style_dim
         self.cond_channels, self.up, self.demodulate = cond_channels, up, demodulate
         total_in = in_channels + cond_channels
@@ -269,7 +272,7 @@ class ModulatedConv(nn.Module):
         if self.cond_channels > 0:
             assert cond is not None, "this layer was built with cond_channels > 0: pass cond"
             assert cond.shape[:2] == (x.shape[0], self.cond_channels), (cond.shape, x.shape)
-            x = torch.cat([x, normalize_shape_condition(cond, tuple(x.shape[-2:]))], dim=1)
+            x = torch.cat([x, normalize_shape_condition(cond, tuple(x.shape[-2:]), self.cond_var_eps)], dim=1)
         else:
             assert cond is None, "cond given to a layer built with cond_channels=0"
         styles = self.affine(style)

@@ -23,7 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from agora_core.models.fir_resample import upsample2d
-from agora_core.models.stylegan2_layers import ModulatedConv, NoiseInjection, NoiseMode, ToOutput, bias_act
+from agora_core.models.stylegan2_layers import (
+    COND_VAR_EPS,
+    ModulatedConv,
+    NoiseInjection,
+    NoiseMode,
+    ToOutput,
+    bias_act,
+)
 
 
 def synthesis_channels(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -46,10 +53,11 @@ class SynthesisLayer(nn.Module):
     """Modulated conv → noise → bias + lrelu(0.2)·sqrt 2 (→ optional clamp)."""
 
     def __init__(self, in_channels: int, out_channels: int, style_dim: int, resolution: int, up: int = 1,
-                 use_noise: bool = True, cond_channels: int = 0, conv_clamp: float | None = None):
+                 use_noise: bool = True, cond_channels: int = 0, conv_clamp: float | None = None,
+                 cond_var_eps: float = COND_VAR_EPS):
         super().__init__()
         self.conv = ModulatedConv(in_channels, out_channels, style_dim, kernel_size=3, up=up,
-                                  cond_channels=cond_channels)
+                                  cond_channels=cond_channels, cond_var_eps=cond_var_eps)
         self.noise = NoiseInjection(resolution) if use_noise else None
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.conv_clamp = conv_clamp
@@ -80,7 +88,8 @@ class SynthesisBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, style_dim: int, resolution: int, out_channels: int,
                  is_first: bool = False, use_noise: bool = True, cond_channels: int = 0,
-                 architecture: Literal["skip"] = "skip", conv_clamp: float | None = None):
+                 architecture: Literal["skip"] = "skip", conv_clamp: float | None = None,
+                 cond_var_eps: float = COND_VAR_EPS):
         super().__init__()
         assert architecture == "skip", f"only the 'skip' architecture is implemented, got {architecture!r}"
         assert not is_first or resolution == 4, "the constant input block is 4×4"
@@ -91,9 +100,9 @@ class SynthesisBlock(nn.Module):
             self.conv0 = None
         else:
             self.conv0 = SynthesisLayer(in_ch, out_ch, style_dim, resolution, up=2, use_noise=use_noise,
-                                        cond_channels=cond_channels, conv_clamp=conv_clamp)
+                                        cond_channels=cond_channels, conv_clamp=conv_clamp, cond_var_eps=cond_var_eps)
         self.conv1 = SynthesisLayer(out_ch, out_ch, style_dim, resolution, use_noise=use_noise,
-                                    cond_channels=cond_channels, conv_clamp=conv_clamp)
+                                    cond_channels=cond_channels, conv_clamp=conv_clamp, cond_var_eps=cond_var_eps)
         self.to_output = ToOutput(out_ch, out_channels, style_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if is_first else 2
         self.num_styles = self.num_conv + 1  # the ToOutput style is shared with the next block
@@ -158,11 +167,13 @@ class SynthesisNetwork(nn.Module):
         cond_channels: spatial shape-condition channels (3 in AGORA; 0 = off).
         use_noise: per-layer noise inputs.
         tap_resolution: resolution whose features `forward_with_tap` returns (64 in AGORA).
+        cond_var_eps: ε of the shape condition's normalisation (`normalize_shape_condition`).
     """
 
     def __init__(self, w_dim: int, out_resolution: int, out_channels: int, channel_base: int = 32768,
                  channel_max: int = 512, cond_channels: int = 0, use_noise: bool = True,
-                 tap_resolution: int | None = None, conv_clamp: float | None = None):
+                 tap_resolution: int | None = None, conv_clamp: float | None = None,
+                 cond_var_eps: float = COND_VAR_EPS):
         super().__init__()
         resolutions = block_resolutions(4, out_resolution)
         assert tap_resolution is None or tap_resolution in resolutions, (tap_resolution, resolutions)
@@ -171,7 +182,8 @@ class SynthesisNetwork(nn.Module):
         ch = lambda r: synthesis_channels(r, channel_base, channel_max)  # noqa: E731
         self.blocks = nn.ModuleDict({
             f"b{r}": SynthesisBlock(ch(r // 2) if r > 4 else 0, ch(r), w_dim, r, out_channels, is_first=r == 4,
-                                    use_noise=use_noise, cond_channels=cond_channels, conv_clamp=conv_clamp)
+                                    use_noise=use_noise, cond_channels=cond_channels, conv_clamp=conv_clamp,
+                                    cond_var_eps=cond_var_eps)
             for r in resolutions
         })
 

@@ -219,3 +219,53 @@ __all__ = [
     "orbit_cameras",
     "sample_ffhq_like_cameras",
 ]
+
+
+DECA_Z0 = 2.28  # camera distance of the authors' DECA/SMIRK camera conversion (FLAME metres)
+
+
+def deca_camera(cam: Tensor, pivot: Tensor, z0: float = DECA_Z0) -> Camera:
+    """Pinhole cameras from a DECA/SMIRK weak-perspective camera, as the authors' model renders.
+
+    The head stays fixed and the camera orbits the pivot (the posed FLAME root joint):
+    R = Rodrigues(cam[:3]), world→camera rotation diag(1, −1, −1)·R (OpenCV axes), centre
+    C = pivot − Rᵀ·pivot + z0·Rᵀ·e_z; normalised intrinsics fx = fy = s·z0/2, cx = (1 + s·tx)/2,
+    cy = (1 − s·ty)/2.
+
+    Args:
+        cam: [B, 6] (axis-angle head rotation 3, s, tx, ty).
+        pivot: [B, 3] world point the camera orbits.
+    Returns:
+        `Camera` of B cameras.
+    """
+    from agora_core.gaussians.quaternions import axis_angle_to_quat, quat_to_rotmat
+
+    b = cam.shape[0]
+    assert cam.shape == (b, 6) and pivot.shape == (b, 3), (cam.shape, pivot.shape)
+    rot = quat_to_rotmat(axis_angle_to_quat(cam[:, :3]))  # [B, 3, 3]
+    flip = torch.tensor([1.0, -1.0, -1.0], dtype=cam.dtype, device=cam.device)
+    r_cam = flip[None, :, None] * rot
+    rt = rot.transpose(1, 2)
+    centre = pivot - (rt @ pivot[:, :, None])[:, :, 0] + z0 * rt[:, :, 2]
+    cam2world = torch.zeros(b, 4, 4, dtype=cam.dtype, device=cam.device)
+    cam2world[:, :3, :3] = r_cam.transpose(1, 2)
+    cam2world[:, :3, 3] = centre
+    cam2world[:, 3, 3] = 1
+    s, tx, ty = cam[:, 3], cam[:, 4], cam[:, 5]
+    k = torch.zeros(b, 3, 3, dtype=cam.dtype, device=cam.device)
+    k[:, 0, 0] = k[:, 1, 1] = 0.5 * s * z0
+    k[:, 0, 2] = 0.5 + 0.5 * s * tx
+    k[:, 1, 2] = 0.5 - 0.5 * s * ty
+    k[:, 2, 2] = 1
+    return Camera(cam2world, k)
+
+
+def deca_mapping_label(cam: Tensor) -> Tensor:
+    """The authors' 12-float mapping label of a DECA camera: Rodrigues(cam[:3]) flattened row-major,
+    then three zeros (s, tx, ty are not given to the mapping network). cam [B, 6] -> [B, 12]."""
+    from agora_core.gaussians.quaternions import axis_angle_to_quat, quat_to_rotmat
+
+    b = cam.shape[0]
+    assert cam.shape == (b, 6), cam.shape
+    rot = quat_to_rotmat(axis_angle_to_quat(cam[:, :3]))
+    return torch.cat([rot.reshape(b, 9), cam.new_zeros(b, 3)], dim=1)

@@ -1,0 +1,195 @@
+"""An imported run folder: the authors' generator as files every later stage can read.
+
+    RUN/imported.json        format, version, source file, the GeneratorConfig, head id, render size
+    RUN/generator.safetensors our generator's tensors (converted, `official_checkpoint`)
+    RUN/head.safetensors     the FLAME-with-mouth head and UV tables from the checkpoint (the user's
+                             copy of their arrays; never part of this repository)
+
+`import_official_checkpoint` writes all three into a temporary folder beside RUN and renames it
+into place, so an interrupted import leaves nothing behind and an existing RUN is never touched.
+`load_imported_run` reads them back into an `AgoraGenerator`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from safetensors.torch import load_file as load_torch, save_file as save_torch
+
+from agora_core.errors import AgoraError, file_error
+from agora_core.head import FlameAssets, HeadModel, UVTables
+from agora_core.models.agora_generator import AgoraGenerator
+from agora_core.models.generator_config import GeneratorConfig
+
+FORMAT = "agora-imported-run"
+FORMAT_VERSION = 1
+MANIFEST, WEIGHTS, HEAD = "imported.json", "generator.safetensors", "head.safetensors"
+_HEAD_ARRAYS = ("v_template", "faces", "shapedirs", "exprdirs", "posedirs", "J_regressor", "weights",
+                "kintree_table", "uv_coords", "uv_faces")
+_UV_ARRAYS = ("grid", "raster_vertices", "raster_bary", "residual_mask")
+
+
+@dataclass
+class ImportedRun:
+    """A generator loaded from an imported run folder (eval mode, no grad)."""
+
+    generator: AgoraGenerator
+    manifest: dict
+    folder: Path
+
+    @property
+    def resolution(self) -> int:
+        return int(self.manifest["resolution"])
+
+
+def _head_tensors(assets: FlameAssets) -> dict[str, np.ndarray]:
+    out = {k: np.ascontiguousarray(getattr(assets, k)) for k in _HEAD_ARRAYS}
+    if assets.eyelid_dirs is not None:
+        out["eyelid_dirs"] = np.ascontiguousarray(assets.eyelid_dirs)
+    if assets.uv_tables is not None:
+        out.update({f"uv_{k}": np.ascontiguousarray(getattr(assets.uv_tables, k)) for k in _UV_ARRAYS})
+    return out
+
+
+def _head_from_file(path: Path, meta: dict) -> FlameAssets:
+    try:
+        arrays = load_numpy(str(path))
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise file_error(path, f"not a readable head file ({str(exc).splitlines()[0][:120]})") from None
+    missing = [k for k in _HEAD_ARRAYS if k not in arrays]
+    if missing:
+        raise file_error(path, f"missing head arrays {missing}")
+    for name, arr in arrays.items():
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise file_error(path, f"'{name}' holds non-finite values")
+    uv = None
+    if all(f"uv_{k}" in arrays for k in _UV_ARRAYS):
+        uv = UVTables(**{k: arrays[f"uv_{k}"] for k in _UV_ARRAYS})
+    try:
+        return FlameAssets(**{k: arrays[k] for k in _HEAD_ARRAYS}, eyelid_dirs=arrays.get("eyelid_dirs"),
+                           model_id=str(meta.get("head_model", "unknown")),
+                           eyelids_after_skinning=bool(meta.get("eyelids_after_skinning", False)), uv_tables=uv)
+    except AssertionError as exc:
+        raise file_error(path, f"head arrays of inconsistent shapes ({exc})") from None
+
+
+def import_official_checkpoint(source: str | Path, out: str | Path,
+                               progress: Callable[[str], None] | None = None) -> Path:
+    """Convert an authors' `checkpoint-*.pkl` into the run folder `out` (which must not exist yet).
+
+    Steps reported through `progress`: read, convert, verify (a forward of the converted
+    generator must give finite Gaussians), write. Returns `out`.
+    """
+    from agora_core.importer.official_checkpoint import (
+        convert_official_state,
+        official_generator_config,
+        official_head_assets,
+        read_official_checkpoint,
+    )
+
+    say = progress or (lambda step: None)
+    source, out = Path(source), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise AgoraError(f"{out}: already exists and is not an empty folder; pass a new --out")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise AgoraError(f"{out}: its parent {out.parent} is not a folder")
+    say("read")
+    ckpt = read_official_checkpoint(source)
+    say("convert")
+    config = official_generator_config(ckpt)
+    assets = official_head_assets(ckpt)
+    generator = AgoraGenerator(config, HeadModel(assets))
+    state = convert_official_state(ckpt, generator)
+    generator.load_state_dict(state)
+    say("verify")
+    _check_forward(generator.eval(), source)
+    say("write")
+    resolution = int(ckpt.config.get("img_resolution") or ckpt.attributes.get("img_resolution") or 512)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "source": str(source.resolve()),
+        "source_weights": ckpt.source, "generator": dataclasses.asdict(config),
+        "head_model": assets.model_id, "eyelids_after_skinning": True, "resolution": resolution,
+        "camera": "deca",  # c = [axis-angle 3, s, tx, ty]; mapping label `render.cameras.deca_mapping_label`
+        "num_gaussians": generator.num_gaussians,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir()
+    try:
+        save_torch({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS),
+                   metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        save_numpy(_head_tensors(assets), str(tmp / HEAD), metadata={"head_model": assets.model_id})
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        for name in (WEIGHTS, HEAD, MANIFEST):  # safetensors writes 0600; give them every output's mode
+            os.chmod(tmp / name, 0o666 & ~umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+@torch.no_grad()
+def _check_forward(generator: AgoraGenerator, source: Path) -> None:
+    """One neutral avatar from the converted weights must be finite."""
+    cfg = generator.config
+    z = torch.randn(1, cfg.z_dim, generator=torch.Generator().manual_seed(0))
+    label = torch.zeros(1, cfg.c_dim)
+    shape = torch.zeros(1, generator.head.num_shape)
+    cache = generator.identity(z, label, shape, 0.7, noise_mode="const")
+    zeros = torch.zeros(1, generator.head.num_expr)
+    out = generator.animate(cache, zeros, torch.zeros(1, 3), torch.zeros(1, 2), noise_mode="const").gaussians
+    for name in ("means", "log_scales", "quats", "sh", "opacities"):
+        if not torch.isfinite(getattr(out, name)).all():
+            raise file_error(source, f"the converted generator gives non-finite {name}; the file is damaged")
+
+
+def load_imported_run(folder: str | Path, device: str | torch.device = "cpu") -> ImportedRun:
+    """The generator of an imported run folder (written by `import_official_checkpoint`)."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise AgoraError(f"{folder}: no {MANIFEST}; not an imported run (make one with `agora import`)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise file_error(manifest_path, f"not readable JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise file_error(manifest_path, f"expected format '{FORMAT}'")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise file_error(manifest_path, f"format_version {manifest.get('format_version')!r}; this agora reads {FORMAT_VERSION}")
+    try:
+        config = GeneratorConfig(**manifest["generator"])
+    except (KeyError, TypeError) as exc:
+        raise file_error(manifest_path, f"bad generator config ({exc})") from None
+    head = HeadModel(_head_from_file(folder / HEAD, manifest))
+    generator = AgoraGenerator(config, head)
+    weights_path = folder / WEIGHTS
+    try:
+        state = load_torch(str(weights_path))
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise file_error(weights_path, f"not readable safetensors ({str(exc).splitlines()[0][:120]})") from None
+    for name, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise file_error(weights_path, f"tensor '{name}' holds non-finite values")
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as exc:
+        raise file_error(weights_path, f"weights do not match {MANIFEST} ({str(exc).splitlines()[0][:160]})") from None
+    return ImportedRun(generator.to(device).eval().requires_grad_(False), manifest, folder)
