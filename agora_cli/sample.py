@@ -1,4 +1,4 @@
-"""`agora sample`: random avatars from a training checkpoint, as a PNG grid and 3DGS .ply files."""
+"""`agora sample`: random avatars of a training run or an imported run, as a PNG grid and 3DGS .ply files."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from agora_core.errors import AgoraError
 
 @user_errors
 def sample(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (RUN/checkpoints/kimg*.pt) or a run folder (its newest).")],
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (RUN/checkpoints/kimg*.pt), a run folder (its newest) or an imported run (agora import).")],
     out: Annotated[Path, typer.Option("--out", help="Grid PNG to write.")] = Path("samples.png"),
     n: Annotated[int, typer.Option("--n", help="Number of avatars.")] = 16,
     ply: Annotated[Optional[Path], typer.Option("--ply", help="Also write each avatar (neutral) as a 3DGS .ply into this folder.")] = None,
@@ -30,10 +30,11 @@ def sample(
     if not 0.0 <= truncation <= 1.0:
         raise AgoraError(f"--truncation {truncation}: expected a value in [0, 1]")
     setup_runtime(threads or None)
-    from agora_core.train.sample import load_generator, sample_avatars, write_avatars
+    from agora_core.inference import load_model
+    from agora_core.train.sample import sample_avatars, write_avatars
 
-    generator, state = load_generator(checkpoint)
-    res = resolution or state["config"]["resolution"]
-    images, gaussians = sample_avatars(generator, state, n, seed, truncation, res)
+    model = load_model(checkpoint)
+    res = resolution or model.resolution
+    images, gaussians = sample_avatars(model, n, seed, truncation, res)
     grid_path, ply_paths = write_avatars(images, gaussians, out, ply, cols=math.ceil(math.sqrt(n)))
     console.print(f"wrote {grid_path}" + (f" and {len(ply_paths)} .ply files in {ply}" if ply else ""))

@@ -102,7 +102,7 @@ def write_bench_bundle(folder: Path, checkpoint: str | Path | None, config: str 
     from agora_core.bench.bench_setup import bench_identity, random_basis, random_regressor
     from agora_core.bench.reenactment import BenchConfig
     from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, read_basis, read_mlp, write_basis
-    from agora_core.export.sources import neutral_of
+    from agora_core.inference import neutral_gaussians
     from agora_core.export.web_bundle import write_web_bundle
     from agora_core.mobile import load_agora_model
 
@@ -113,7 +113,7 @@ def write_bench_bundle(folder: Path, checkpoint: str | Path | None, config: str 
                      f"meaningless pixels)")
     cache = bench_identity(model, seed, BenchConfig.truncation_psi)
     with torch.no_grad():
-        neutral = neutral_of(g, cache)
+        neutral = neutral_gaussians(g, cache)
     if basis_path is None:  # stages meet through files: write the random ones in the documented layouts
         random = random_basis(g.num_gaussians, k, seed).basis
         basis_path = write_basis(folder / "basis.safetensors",

@@ -54,6 +54,9 @@ class DeformationLifting(nn.Module):
         if generator.deformation_branch is None:
             raise AgoraError("generator.deformation_branch: this checkpoint is a single-branch model "
                              "(no deformation branch to export); animate it with FLAME alone")
+        if generator.config.attribute_layout == "authors":
+            raise AgoraError("export onnx: models imported from the authors' release are not supported yet "
+                             "(their deformation branch also takes the tap skip image); export ply/splat works")
         self.config = generator.config
         self.deformation_branch = generator.deformation_branch
         for name in ("sample_x_uv", "sample_face_idx", "sample_bary"):

@@ -4,9 +4,8 @@ Both give an `AvatarSource`: the generator (for ONNX), the avatar's `IdentityCac
 run once), its neutral Gaussians 𝒜(w, β, ψ0, θ0) and its w (= ws[:, 0], the coefficient MLP's input,
 as `BlendshapeAvatar.from_generator` takes it).
 
-- Checkpoint (`agora train`): G_ema, with the identity `agora sample CKPT --seed N --n 1` draws
-  (z ~ N(0, I) and β ~ N(shape_mean, shape_std²) from `torch.Generator().manual_seed(N)`, the
-  checkpoint's frontal sampling camera, truncation ψ).
+- Checkpoint (`agora train`) or imported run (`agora import`): the generator, with the identity
+  `agora sample RUN --seed N --n 1` draws (`inference.draw_identity`).
 - Avatar file (`agora invert`, format in agora_core/invert/avatar_file.py): the tuned generator,
   its pivot w (used by every synthesis layer) and the person's β, loaded as `agora reenact` does.
 """
@@ -20,6 +19,7 @@ import torch
 
 from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
+from agora_core.inference import neutral_gaussians
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 
 AVATAR_FORMAT = "agora-avatar"
@@ -44,46 +44,33 @@ def _peek_format(path: Path) -> str:
 
 
 @torch.no_grad()
-def neutral_of(generator: AgoraGenerator, cache: IdentityCache) -> GaussianSet:
-    """𝒜(w, β, ψ0 = 0, θ0 = 0): the full model's neutral Gaussians (constant noise)."""
-    zeros = lambda n: torch.zeros(1, n)  # noqa: E731
-    return generator.animate(cache, zeros(generator.head.num_expr), zeros(3), zeros(2), noise_mode="const").gaussians
-
-
-@torch.no_grad()
 def load_avatar_source(path: str | Path, seed: int | None = None, truncation: float = 0.7) -> AvatarSource:
     """An `AvatarSource` from a checkpoint (needs `seed`) or an avatar file (see module docstring)."""
     from agora_core.train.checkpoint import resolve_checkpoint_path
 
+    if Path(path).is_dir() and (Path(path) / "imported.json").is_file():  # an imported run (agora import)
+        if seed is None:
+            raise AgoraError(f"{path} is an imported run: add --seed N to choose the avatar (as agora sample --seed N)")
+        return _from_model(Path(path), seed, truncation)
     path = resolve_checkpoint_path(path, "a folder without checkpoints; pass a checkpoint .pt or an avatar .pt",
                                    "file not found; pass a training checkpoint (with --seed) or an avatar.pt")
     fmt = _peek_format(path)
     if fmt == TRAIN_FORMAT:
         if seed is None:
             raise AgoraError(f"{path} is a training checkpoint: add --seed N to choose the avatar (as agora sample --seed N)")
-        return _from_checkpoint(path, seed, truncation)
+        return _from_model(path, seed, truncation)
     if fmt == AVATAR_FORMAT:
         return _from_avatar(path)
     raise AgoraError(f"{path}: format {fmt!r} is neither a training checkpoint nor an avatar; "
                      f"pass RUN/checkpoints/kimg*.pt (with --seed) or the avatar.pt of agora invert")
 
 
-def _from_checkpoint(path: Path, seed: int, truncation: float) -> AvatarSource:
-    from agora_core.train.sample import load_generator
+def _from_model(path: Path, seed: int, truncation: float) -> AvatarSource:
+    from agora_core.inference import draw_identity, load_model
 
-    if not 0.0 <= truncation <= 1.0:
-        raise AgoraError(f"--truncation {truncation}: expected a value in [0, 1]")
-    generator, state = load_generator(path)
-    sampling = state.get("sampling")
-    if not sampling:
-        raise AgoraError(f"{path}: no 'sampling' entry (camera, shape statistics); re-save it with this agora's train")
-    gen = torch.Generator().manual_seed(seed)  # the draws of `agora sample --seed N`, first avatar
-    z = torch.randn(1, generator.config.z_dim, generator=gen)
-    mean, std = sampling["shape_mean"].float(), sampling["shape_std"].float()
-    shape = mean + std * torch.randn(1, mean.shape[0], generator=gen)
-    c = sampling["camera"].float().reshape(1, 25)
-    cache = generator.identity(z, c, shape, truncation, noise_mode="const")
-    return AvatarSource(generator, cache, neutral_of(generator, cache), cache.ws[0, 0],
+    model = load_model(path)
+    cache, _ = draw_identity(model, seed, 1, truncation)  # the identity `agora sample --seed N` draws first
+    return AvatarSource(model.generator, cache, neutral_gaussians(model.generator, cache), cache.ws[0, 0],
                         f"{path} seed {seed} truncation {truncation}")
 
 
@@ -96,4 +83,4 @@ def _from_avatar(path: Path) -> AvatarSource:
     generator = build_avatar_generator(avatar, path)
     ws = broadcast_w(avatar.w.float(), generator.num_ws)
     cache = generator.identity(None, None, avatar.shape.float(), ws=ws, noise_mode="const")
-    return AvatarSource(generator, cache, neutral_of(generator, cache), ws[0, 0], str(path))
+    return AvatarSource(generator, cache, neutral_gaussians(generator, cache), ws[0, 0], str(path))

@@ -1,6 +1,5 @@
-"""Random avatars from a checkpoint (what `agora sample` does): G_ema, neutral expression, the
-training set's most frontal camera, FLAME shapes drawn from the training set's per-coefficient
-Gaussian (mean/std stored in the checkpoint's `sampling` entry)."""
+"""Random avatars of a model (what `agora sample` does): neutral expression, the model's framing
+camera and shape prior (`inference.load_model`: a training run or an imported run)."""
 
 from __future__ import annotations
 
@@ -9,40 +8,32 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet, write_ply
+from agora_core.inference import InferenceModel, draw_identity, load_model, neutral_gaussians
 from agora_core.models.agora_generator import AgoraGenerator
-from agora_core.render import Camera, rasterize
-from agora_core.train.build import build_head, check_head_model, load_generator_weights
-from agora_core.train.checkpoint import load_checkpoint
-from agora_core.train.config import config_from_dict
+from agora_core.render import rasterize
 from agora_core.train.evaluation import image_grid, write_png
 
 
 def load_generator(checkpoint: str | Path) -> tuple[AgoraGenerator, dict]:
-    """G_ema of a checkpoint (or a run folder's newest) in eval mode, and the checkpoint dict."""
-    state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
-    head = build_head(config.head)
-    check_head_model(head, str(state.get("head_model", "")), checkpoint)
-    G = AgoraGenerator(config.generator, head)
-    load_generator_weights(G, state.get("G_ema"), checkpoint)
-    return G.eval().requires_grad_(False), state
+    """G_ema of a training checkpoint (or a run folder's newest) in eval mode, and the checkpoint dict
+    (for stages that read its training statistics; `inference.load_model` reads any model)."""
+    model = load_model(checkpoint)
+    if model.state is None:
+        raise AgoraError(f"{checkpoint}: an imported run; this command needs a training checkpoint of agora train")
+    return model.generator, model.state
 
 
 @torch.no_grad()
-def sample_avatars(G: AgoraGenerator, state: dict, n: int, seed: int, truncation: float, resolution: int
+def sample_avatars(model: InferenceModel, n: int, seed: int, truncation: float, resolution: int
                    ) -> tuple[Tensor, GaussianSet]:
-    """n avatars: images [n, 3, R, R] in [0, 1] and their Gaussians (batch n)."""
-    gen = torch.Generator().manual_seed(seed)
-    sampling = state["sampling"]
-    z = torch.randn(n, G.config.z_dim, generator=gen)
-    shape = sampling["shape_mean"] + sampling["shape_std"] * torch.randn(n, sampling["shape_mean"].shape[0], generator=gen)
-    c = sampling["camera"].reshape(1, 25).expand(n, 25).clone()
-    cache = G.identity(z, c, shape, truncation, noise_mode="const")
-    zeros = lambda k: torch.zeros(n, k)  # noqa: E731  neutral expression, jaw, eyelids
-    out = G.animate(cache, zeros(G.head.num_expr), zeros(3), zeros(2), noise_mode="const")
-    rgb, _ = rasterize(out.gaussians, Camera.from_label(c), resolution, resolution, background=1.0)
-    return rgb.clamp(0, 1), out.gaussians
+    """n avatars of seed `seed` (`inference.draw_identity`), neutral, at the model's framing:
+    images [n, 3, R, R] in [0, 1] and their Gaussians (batch n)."""
+    cache, shape = draw_identity(model, seed, n, truncation)
+    gaussians = neutral_gaussians(model.generator, cache)
+    rgb, _ = rasterize(gaussians, model.cameras(shape), resolution, resolution, background=1.0)
+    return rgb.clamp(0, 1), gaussians
 
 
 def write_avatars(images: Tensor, gaussians: GaussianSet, grid_path: str | Path, ply_dir: str | Path | None,

@@ -1,0 +1,139 @@
+"""`load_model`: a generator ready for inference from a training run or an imported run.
+
+Two sources, one result:
+- a training checkpoint of `agora train` (a `.pt`, or a run folder: its newest): G_ema rebuilt from
+  the stored config; cameras are EG3D labels (25 floats), the framing is the training set's most
+  frontal camera and FLAME shapes are drawn from the training set's per-coefficient Gaussian (the
+  checkpoint's `sampling` entry);
+- an imported run (`agora import`, a folder with `imported.json`): the authors' generator; cameras
+  are DECA cameras (axis-angle, s, tx, ty) that orbit the posed root joint, the mapping label is
+  `deca_mapping_label`; the framing is their reenactment's fixed s = 8 (`--cam-scale 8`) with zero
+  rotation and offset, and shapes are the mean face (β = 0: the file holds no shape statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from agora_core.errors import AgoraError
+from agora_core.gaussians import GaussianSet
+from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
+from agora_core.render import Camera
+from agora_core.render.cameras import deca_camera, deca_mapping_label
+
+IMPORTED_FRAMING = (0.0, 0.0, 0.0, 8.0, 0.0, 0.0)  # DECA camera of imported runs' renders (s = 8)
+
+
+@dataclass
+class InferenceModel:
+    """A generator (eval mode, no grad) and how its avatars are framed and sampled."""
+
+    generator: AgoraGenerator
+    source: str  # the checkpoint file or the imported run folder
+    kind: Literal["checkpoint", "imported"]
+    resolution: int  # the render resolution it was trained at
+    camera_convention: Literal["eg3d", "deca"]
+    framing: Tensor  # eg3d: [25] label of the sampling camera; deca: [6] camera
+    shape_mean: Tensor  # [S] FLAME shape prior of sampled identities
+    shape_std: Tensor  # [S]
+    state: dict | None = None  # the training checkpoint dict (None for imported runs)
+
+    @property
+    def head_model(self) -> str:
+        return self.generator.head.model_id
+
+    def mapping_labels(self, n: int) -> Tensor:
+        """[n, c_dim] mapping-network labels of the framing camera."""
+        f = self.framing.to(self.generator.sample_x_uv.device)
+        label = deca_mapping_label(f[None]) if self.camera_convention == "deca" else f[None]
+        return label.expand(n, label.shape[1]).clone()
+
+    def cameras(self, shape: Tensor) -> Camera:
+        """Render cameras of the framing for avatars of FLAME shapes [n, S] (deca: the camera orbits
+        each posed root joint, so it depends on the shape)."""
+        n = shape.shape[0]
+        f = self.framing.to(shape.device)
+        if self.camera_convention == "eg3d":
+            return Camera.from_label(f[None].expand(n, 25).clone())
+        head = self.generator.head
+        params = head.zeros_like_params(n)
+        params["shape"] = shape.to(params["shape"].dtype)
+        _, joints = head.forward_with_joints(params["shape"], params["expr"], params["jaw"], params["neck"],
+                                             params["eyes"], params["eyelids"])
+        return deca_camera(f[None].expand(n, 6).to(joints.dtype).clone(), joints[:, 0])
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
+    """The model at `path`: an imported run folder, else a training checkpoint or run folder."""
+    path = Path(path)
+    if path.is_dir() and (path / "imported.json").is_file():
+        return _imported(path, device)
+    return _checkpoint(path, device)
+
+
+def _imported(folder: Path, device) -> InferenceModel:
+    from agora_core.importer.run_folder import load_imported_run
+
+    run = load_imported_run(folder, device)
+    g = run.generator
+    zeros = torch.zeros(g.head.num_shape)
+    return InferenceModel(g, str(folder), "imported", run.resolution, "deca", torch.tensor(IMPORTED_FRAMING),
+                          zeros, zeros.clone())
+
+
+def _checkpoint(path: Path, device) -> InferenceModel:
+    from agora_core.train.build import build_head, check_head_model, load_generator_weights
+    from agora_core.train.checkpoint import load_checkpoint
+    from agora_core.train.config import config_from_dict
+
+    state = load_checkpoint(path)
+    config = config_from_dict(state["config"], source=f"{path} (stored config)")
+    head = build_head(config.head)
+    check_head_model(head, str(state.get("head_model", "")), path)
+    generator = AgoraGenerator(config.generator, head)
+    load_generator_weights(generator, state.get("G_ema"), path)
+    sampling = state.get("sampling")
+    if not sampling:
+        raise AgoraError(f"{path}: no 'sampling' entry (camera, shape statistics); re-save it with this agora's train")
+    generator = generator.to(device).eval().requires_grad_(False)
+    return InferenceModel(generator, str(path), "checkpoint", int(config.resolution), "eg3d",
+                          sampling["camera"].float().reshape(25), sampling["shape_mean"].float(),
+                          sampling["shape_std"].float(), state)
+
+
+@torch.no_grad()
+def draw_identity(model: InferenceModel, seed: int, n: int = 1, truncation: float = 0.7
+                  ) -> tuple[IdentityCache, Tensor]:
+    """The n identities of seed `seed` (what `agora sample --seed` draws): z ~ N(0, I) then
+    β ~ N(shape_mean, shape_std²) from `torch.Generator().manual_seed(seed)`, the framing's label.
+
+    Returns:
+        (IdentityCache of batch n, shapes [n, S]).
+    """
+    if not 0.0 <= truncation <= 1.0:
+        raise AgoraError(f"--truncation {truncation}: expected a value in [0, 1]")
+    g = model.generator
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, g.config.z_dim, generator=gen)
+    shape = model.shape_mean + model.shape_std * torch.randn(n, model.shape_mean.shape[0], generator=gen)
+    dev = g.sample_x_uv.device
+    cache = g.identity(z.to(dev), model.mapping_labels(n), shape.to(dev), truncation, noise_mode="const")
+    return cache, shape
+
+
+def neutral_flame(generator: AgoraGenerator, batch: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Zero (expression [B, E], jaw [B, 3], eyelids [B, 2]): the neutral pose of `animate`."""
+    dev = generator.sample_x_uv.device
+    return (torch.zeros(batch, generator.head.num_expr, device=dev), torch.zeros(batch, 3, device=dev),
+            torch.zeros(batch, 2, device=dev))
+
+
+@torch.no_grad()
+def neutral_gaussians(generator: AgoraGenerator, cache: IdentityCache) -> GaussianSet:
+    """𝒜(w, β, ψ0 = 0, θ0 = 0): the full model's neutral Gaussians (constant noise)."""
+    return generator.animate(cache, *neutral_flame(generator, cache.batch_size), noise_mode="const").gaussians
