@@ -281,3 +281,18 @@ def test_sample_and_ply_splat_exports_run_on_an_imported_run(imported_run, tmp_p
     assert read_splat(tmp_path / "a.splat") is not None
     res = runner.invoke(app, ["export", "onnx", str(imported_run), "--seed", "0", "--out", str(tmp_path / "a.onnx")])
     assert res.exit_code == 2 and "not supported yet" in res.output and not (tmp_path / "a.onnx").exists()
+
+
+@pytest.mark.parametrize("argv", [["extract-basis", "{run}", "--out", "{tmp}/b.safetensors"],
+                                  ["invert", "{tmp}/x.png", "--ckpt", "{run}", "--out", "{tmp}/a.pt"],
+                                  ["eval", "{run}", "--data", "{tmp}"]])
+def test_stages_without_imported_support_say_so_in_one_line(imported_run, tmp_path, argv):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+
+    (tmp_path / "x.png").write_bytes(b"")
+    args = [a.format(run=imported_run, tmp=tmp_path) for a in argv]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "imported run" in res.output and "Traceback" not in res.output
