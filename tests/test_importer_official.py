@@ -296,3 +296,11 @@ def test_stages_without_imported_support_say_so_in_one_line(imported_run, tmp_pa
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
     assert "imported run" in res.output and "Traceback" not in res.output
+
+
+def test_their_uv_grid_rule_gives_the_files_grid(official):
+    from agora_core.importer.official_checkpoint import official_uv_grid
+
+    ckpt, _ = official
+    grid = official_uv_grid(ckpt.state["_barim"], int(ckpt.config["n_uniform_flame_vertices"]))
+    assert torch.equal(grid, ckpt.state["_uv_grid"][0, :, 0])  # same float ops in the same order

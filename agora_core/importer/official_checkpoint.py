@@ -243,6 +243,18 @@ def convert_official_state(ckpt: OfficialCheckpoint, generator) -> dict[str, Ten
     return out
 
 
+def official_uv_grid(raster_bary: Tensor, n: int) -> Tensor:
+    """Their Gaussians' UV grid for `n_uniform_flame_vertices` = n: linspace(−1, 1, n) on both axes
+    (meshgrid "ij", i-major), as grid_sample (x, y) = (j value, i value), kept where the bilinearly
+    sampled UV validity (texels with any barycentric weight) exceeds 0.99. Returns [G, 2]."""
+    valid = (raster_bary.sum(-1) > 0).to(torch.float32)[None, None]
+    axis = torch.linspace(-1, 1, n)
+    gi, gj = torch.meshgrid(axis, axis, indexing="ij")
+    points = torch.stack([gj.reshape(-1), gi.reshape(-1)], dim=-1)
+    v = torch.nn.functional.grid_sample(valid, points[None, :, None], mode="bilinear", align_corners=False)
+    return points[v[0, 0, :, 0] > 0.99]
+
+
 # --- head ---------------------------------------------------------------------------------------------
 def _array(ckpt: OfficialCheckpoint, name: str, ndim: int, dtype) -> np.ndarray:
     value = ckpt.state.get(name)
