@@ -135,6 +135,14 @@ def lift_gaussians(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None,
     return gaussians, regs
 
 
+def _identity_regularizers(raw_main: Tensor, sl: dict[str, slice]) -> dict[str, Tensor]:
+    """Mean squared raw identity position / scale channels; residual terms start at zero."""
+    zero = raw_main.new_zeros(())
+    return {"position": raw_main[..., sl["position"]].square().mean(),
+            "scale": raw_main[..., sl["scale"]].square().mean(),
+            "deform_position": zero, "deform_scale": zero}
+
+
 def _lift_paper(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, mask: Tensor | None,
                 config: GeneratorConfig) -> tuple[GaussianSet, dict[str, Tensor]]:
     b, m, _ = raw_main.shape
@@ -142,10 +150,7 @@ def _lift_paper(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, ma
     assert mask is None or mask.shape == (m,), None if mask is None else mask.shape
     sl = main_channel_slices(config.sh_degree)
     gaussians = canonical_gaussians(raw_main, mesh_points, config)
-    zero = raw_main.new_zeros(())
-    regs = {"position": raw_main[..., sl["position"]].square().mean(),
-            "scale": raw_main[..., sl["scale"]].square().mean(),
-            "deform_position": zero, "deform_scale": zero}
+    regs = _identity_regularizers(raw_main, sl)
     if deform is not None:
         d = _masked(deform, mask)
         d_pos, d_scale, d_rot = (d[..., DEFORM_SLICES[k]] for k in ("position", "scale", "rotation"))
@@ -168,10 +173,7 @@ def _lift_authors(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, 
     """
     sl = main_channel_slices(config.sh_degree, config.rotation_channels)
     gaussians = canonical_gaussians(raw_main, mesh_points, config)
-    zero = raw_main.new_zeros(())
-    regs = {"position": raw_main[..., sl["position"]].square().mean(),
-            "scale": raw_main[..., sl["scale"]].square().mean(),
-            "deform_position": zero, "deform_scale": zero}
+    regs = _identity_regularizers(raw_main, sl)
     if deform is not None:
         assert deform.shape == raw_main.shape, (deform.shape, raw_main.shape)
         d_pos, d_scale = deform[..., sl["position"]], deform[..., sl["scale"]]
