@@ -219,16 +219,17 @@ def rotation_axis_angle(raw: Tensor) -> Tensor:
 
 def normalize_quat_columns(quats: Tensor, eps: float = 1e-12) -> Tensor:
     """The authors' renderer input: each quaternion component divided by its norm over all Gaussians
-    (`F.normalize(q, dim=1)` on [B, N, 4]), then each quaternion normalised (what gsplat does).
+    (`F.normalize(q, dim=1)` on [B, N, 4]); the rasteriser then normalises each quaternion.
 
-    Their released model was trained through this, so an imported model reproduces it; it makes a
-    Gaussian's rotation depend on all others.
+    Their released model was trained through this (it makes a Gaussian's rotation depend on all
+    others), and their AGORA-M residuals live in this space, so imported models keep these
+    non-unit quaternions; every renderer and file writer here normalises per Gaussian.
 
     Args:
         quats: [B, N, 4].
     Returns:
-        [B, N, 4] unit quaternions.
+        [B, N, 4] quaternions whose columns have unit norm.
     """
     assert quats.ndim == 3 and quats.shape[-1] == 4, quats.shape
     columns = torch.linalg.vector_norm(quats, dim=1, keepdim=True).clamp_min(eps)
-    return normalize_quat(quats / columns)
+    return quats / columns

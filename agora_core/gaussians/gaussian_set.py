@@ -25,7 +25,8 @@ class GaussianSet:
     Attributes:
         means:      [B, N, 3] world positions.
         log_scales: [B, N, 3] log standard deviations along the local axes.
-        quats:      [B, N, 4] unit quaternions (w, x, y, z).
+        quats:      [B, N, 4] quaternions (w, x, y, z); unit, except in imported models, which keep
+                    the authors' column-normalised ones (renderers and writers normalise).
         sh:         [B, N, K, 3] SH coefficients, K = (degree + 1)^2 in {1, 4}.
         opacities:  [B, N] in (0, 1).
     """

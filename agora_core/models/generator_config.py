@@ -73,9 +73,9 @@ class GeneratorConfig:
     uv_anchor: UVAnchor = "barycentric"  # mesh point of a UV sample: exact barycentric
     #   interpolation, or "position_map": bilinear sampling of the posed mesh baked to UV at
     #   uv_resolution (the authors'; needs a head carrying their UV tables)
-    quaternion_norm: QuaternionNorm = "per_gaussian"  # "authors_columns": before the per-Gaussian
-    #   normalisation, each quaternion component is divided by its norm over all Gaussians (their
-    #   renderer's F.normalize over dim 1, which the released model was trained through)
+    quaternion_norm: QuaternionNorm = "per_gaussian"  # "authors_columns": each quaternion component
+    #   divided by its norm over all Gaussians (their renderer's F.normalize over dim 1, which the
+    #   released model was trained through); the rasteriser normalises each quaternion after that
 
     def __post_init__(self) -> None:
         name = "GeneratorConfig"
