@@ -304,3 +304,62 @@ def test_their_uv_grid_rule_gives_the_files_grid(official):
     ckpt, _ = official
     grid = official_uv_grid(ckpt.state["_barim"], int(ckpt.config["n_uniform_flame_vertices"]))
     assert torch.equal(grid, ckpt.state["_uv_grid"][0, :, 0])  # same float ops in the same order
+
+
+# --- AGORA-M ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def official_agora_m_io(tmp_path_factory):
+    path = _unxz(OFFICIAL / "agora_m" / "agora_m_reference_io.pt.xz", tmp_path_factory.mktemp("agm") / "io.pt")
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+@torch.no_grad()
+def test_imported_agora_m_reproduces_the_authors_reference(official, official_agora_m_io, imported_run, index):
+    """Their AGORA-M pair, converted into the run folder and read back by our loaders: the regressor's
+    coefficients and the blended Gaussians their renderer receives."""
+    from agora_core.importer import import_official_agora_m
+    from agora_core.mobile.basis_file import GaussianBasis
+    from agora_core.mobile.coefficient_mlp import CoefficientMLP
+    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+
+    _, G = official
+    if not (imported_run / "basis.safetensors").exists():
+        import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt",
+                                imported_run)
+    basis = GaussianBasis.load(imported_run / "basis.safetensors")
+    mlp, _ = CoefficientMLP.load(imported_run / "mlp.safetensors")
+    assert mlp.hidden_sizes == (256, 512) and basis.extra["attribute_space"] == "authors"
+    case = official_agora_m_io["cases"][index]
+    inp = case["inputs"]
+    ws = G.mapping(inp["z"], deca_mapping_label(inp["c_front"]), inp["truncation_psi"])
+    assert rel(ws[:, 0], case["w_code"]) < TOL
+    cache = G.identity(None, None, inp["fixed_shape"][None], ws=ws, noise_mode="const")
+    avatar = BlendshapeAvatar.from_generator(G, cache, basis, mlp)
+    base = case["base_gaussians_physical"]
+    assert rel(avatar.neutral.means, base["xyz"]) < TOL and rel(avatar.neutral.quats, base["rotation"]) < QUAT_TOL
+    f = inp["flame_55"]
+    c = avatar.coefficients(f[:, :50], f[:, 50:53], f[:, 53:])
+    assert rel(torch.cat([c[g] for g in ("xyz", "scale", "rotation", "opacity")], 1), case["mlp_output_coefficients"]) < TOL
+    out = avatar.blend(c)
+    blended, ri = case["blended_physical"], case["rasterizer_inputs"]
+    assert rel(out.means, blended["xyz"]) < TOL and rel(out.means, ri["means"]) < TOL
+    assert rel(out.log_scales.exp(), blended["scale"]) < TOL
+    assert rel(out.opacities, ri["opacities"]) < TOL
+    assert rel(out.quats, ri["quats"]) < QUAT_TOL
+
+
+def test_agora_m_import_errors_name_the_file(imported_run, tmp_path):
+    from agora_core.importer import import_official_agora_m
+
+    bad = tmp_path / "svd_basis.pt"
+    d = torch.load(OFFICIAL / "agora_m" / "svd_basis.pt", weights_only=True)
+    d["G"] = 1234
+    torch.save(d, bad)
+    with pytest.raises(AgoraError, match=f"{bad}: a basis for 1234 Gaussians"):
+        import_official_agora_m(bad, OFFICIAL / "agora_m" / "mlp_regressor.pt", imported_run)
+    m = torch.load(OFFICIAL / "agora_m" / "mlp_regressor.pt", weights_only=True)
+    del m["state_dict"]["net.4.bias"]
+    torch.save(m, tmp_path / "mlp.pt")
+    with pytest.raises(AgoraError, match="net.4.bias"):
+        import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", tmp_path / "mlp.pt", imported_run)

@@ -130,14 +130,13 @@ def test_no_face_found_is_a_failed_fit(encoder):
 def test_protocol_with_a_stand_in_tracker_reports_the_noise_rms(tmp_path, monkeypatch):
     """evaluate() renders identities × pairs in protocol order; a tracker returning truth + noise
     gives RMSE = RMS of the noise per group, and its NaN rows are counted as failed."""
-    import agora_core.train.sample as sample_mod
     from agora_core.data.format import read_dataset_index
     from agora_core.metrics.evaluate import Evaluators, evaluate
     from agora_core.metrics.protocol import ProtocolConfig, animation_samples
     from agora_core.train.sampling import ConditionSampler
     from test_metrics_fixtures import NoisyTruthTracker, cached_build_head, write_tiny_checkpoint
 
-    monkeypatch.setattr(sample_mod, "build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
     ckpt, data = write_tiny_checkpoint(tmp_path)
     protocol = ProtocolConfig(identities=3, pairs_per_identity=2, seed=5, batch=4)
     conditions = ConditionSampler(read_dataset_index(data), xflip=False, seed=protocol.seed)

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 import agora_cli.train as train_cli
 import agora_core.train.loop as loop
-import agora_core.train.sample as sample_core
 from agora_cli.sample import sample as sample_command
 from test_train_fixtures import cached_build_head, tiny_config, write_tiny_dataset
 
@@ -68,7 +67,7 @@ def test_cpu_procs_relaunches_through_torchrun(app, tmp_path: Path, monkeypatch)
 
 def test_sample_writes_a_grid_png_and_ply_files(app, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(loop, "build_head", cached_build_head)
-    monkeypatch.setattr(sample_core, "build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
     data = write_tiny_dataset(tmp_path / "data")
     run = tmp_path / "run"
     loop.train(tiny_config(total_kimg=0.004), data, run, progress=False)

@@ -13,10 +13,16 @@ from agora_core.importer.official_checkpoint import (
     official_head_assets,
     read_official_checkpoint,
 )
-from agora_core.importer.run_folder import ImportedRun, import_official_checkpoint, load_imported_run
+from agora_core.importer.run_folder import (
+    ImportedRun,
+    import_official_agora_m,
+    import_official_checkpoint,
+    load_imported_run,
+)
 
 __all__ = [
     "InertRecord", "PersistentRecord", "load_inert_pickle",
     "OfficialCheckpoint", "read_official_checkpoint", "official_generator_config", "official_head_assets",
-    "convert_official_state", "ImportedRun", "import_official_checkpoint", "load_imported_run",
+    "convert_official_state", "ImportedRun", "import_official_checkpoint", "import_official_agora_m",
+    "load_imported_run",
 ]  # fmt: skip

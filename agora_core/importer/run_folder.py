@@ -4,6 +4,8 @@
     RUN/generator.safetensors our generator's tensors (converted, `official_checkpoint`)
     RUN/head.safetensors     the FLAME-with-mouth head and UV tables from the checkpoint (the user's
                              copy of their arrays; never part of this repository)
+    RUN/basis.safetensors    AGORA-M blendshapes and regressor converted from their svd_basis.pt and
+    RUN/mlp.safetensors      mlp_regressor.pt (`import_official_agora_m`; optional)
 
 `import_official_checkpoint` writes all three into a temporary folder beside RUN and renames it
 into place, so an interrupted import leaves nothing behind and an existing RUN is never touched.
@@ -35,6 +37,7 @@ from agora_core.models.generator_config import GeneratorConfig
 FORMAT = "agora-imported-run"
 FORMAT_VERSION = 1
 MANIFEST, WEIGHTS, HEAD = "imported.json", "generator.safetensors", "head.safetensors"
+BASIS, MLP = "basis.safetensors", "mlp.safetensors"  # AGORA-M, from their svd_basis.pt / mlp_regressor.pt
 _HEAD_ARRAYS = ("v_template", "faces", "shapedirs", "exprdirs", "posedirs", "J_regressor", "weights",
                 "kintree_table", "uv_coords", "uv_faces")
 _UV_ARRAYS = ("grid", "raster_vertices", "raster_bary", "residual_mask")
@@ -193,3 +196,28 @@ def load_imported_run(folder: str | Path, device: str | torch.device = "cpu") ->
     except RuntimeError as exc:
         raise file_error(weights_path, f"weights do not match {MANIFEST} ({str(exc).splitlines()[0][:160]})") from None
     return ImportedRun(generator.to(device).eval().requires_grad_(False), manifest, folder)
+
+
+def import_official_agora_m(basis_path: str | Path, mlp_path: str | Path, run: str | Path) -> tuple[Path, Path]:
+    """Convert the authors' AGORA-M pair into RUN/basis.safetensors and RUN/mlp.safetensors.
+
+    RUN must be an imported run (its Gaussian count and w size are checked against the files);
+    existing AGORA-M files in RUN are refused rather than replaced.
+    """
+    from agora_core.importer.official_agora_m import read_official_basis, read_official_mlp
+
+    run = Path(run)
+    imported = load_imported_run(run)
+    g = imported.generator
+    basis = read_official_basis(basis_path, g.num_gaussians)
+    mlp, val_loss = read_official_mlp(mlp_path, g.config.w_dim, basis.k)
+    if mlp.expr_dim != g.config.expr_cond_dim:
+        raise file_error(Path(mlp_path), f"the regressor takes {mlp.expr_dim} expression coefficients, "
+                                         f"the imported model {g.config.expr_cond_dim}")
+    for name in (BASIS, MLP):
+        if (run / name).exists():
+            raise AgoraError(f"{run / name}: already exists; remove it to import another AGORA-M pair")
+    basis_out = basis.save(run / BASIS)
+    mlp_out = mlp.save(run / MLP, train_mse=float("nan"), val_mse=val_loss,  # their file keeps no train MSE
+                       extra={"attribute_space": "authors", "imported_from": str(Path(mlp_path).resolve())})
+    return basis_out, mlp_out

@@ -37,21 +37,26 @@ class CoefficientMLP(nn.Module):
         w_dim: size of w; I = w_dim + expr_dim + 5.
         expr_dim: expression coefficients in the input (the generator's expr_cond_dim).
         k: components per group.
-        hidden: H.
+        hidden: H, or the widths of several hidden layers (the authors' regressor: (256, 512)).
     """
 
-    def __init__(self, w_dim: int, expr_dim: int, k: int, hidden: int = 256):
+    def __init__(self, w_dim: int, expr_dim: int, k: int, hidden: int | tuple[int, ...] = 256):
         super().__init__()
-        self.w_dim, self.expr_dim, self.k, self.hidden = w_dim, expr_dim, k, hidden
+        self.hidden_sizes = (int(hidden),) if isinstance(hidden, int) else tuple(int(h) for h in hidden)
+        assert self.hidden_sizes and min(self.hidden_sizes) > 0, hidden
+        self.w_dim, self.expr_dim, self.k, self.hidden = w_dim, expr_dim, k, self.hidden_sizes[0]
         self.in_features = w_dim + expr_dim + ANIMATION_DIM
-        self.layers = nn.ModuleList([nn.Linear(self.in_features, hidden), nn.Linear(hidden, len(RESIDUAL_GROUPS) * k)])
+        widths = [self.in_features, *self.hidden_sizes, len(RESIDUAL_GROUPS) * k]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.register_buffer("input_mean", torch.zeros(self.in_features))
         self.register_buffer("input_std", torch.ones(self.in_features))
 
     def forward(self, x: Tensor) -> Tensor:
         assert x.ndim == 2 and x.shape[1] == self.in_features, (x.shape, self.in_features)
-        h = F.leaky_relu(self.layers[0]((x - self.input_mean) / self.input_std), NEGATIVE_SLOPE)
-        return self.layers[1](h)
+        h = (x - self.input_mean) / self.input_std
+        for layer in self.layers[:-1]:
+            h = F.leaky_relu(layer(h), NEGATIVE_SLOPE)
+        return self.layers[-1](h)
 
     def coefficients(self, x: Tensor) -> dict[str, Tensor]:
         """{group: [B, K]} (eq. 10) from regressor inputs x [B, I]."""
@@ -66,14 +71,14 @@ class CoefficientMLP(nn.Module):
     @torch.no_grad()
     def fold_output_scale(self, scale: Tensor) -> None:
         """Make a net trained on targets / scale [4K] predict raw targets (last layer rescaled)."""
-        self.layers[1].weight.mul_(scale[:, None])
-        self.layers[1].bias.mul_(scale)
+        self.layers[-1].weight.mul_(scale[:, None])
+        self.layers[-1].bias.mul_(scale)
 
     # --- file ---------------------------------------------------------------------------------------
     def save(self, path: str | Path, train_mse: float, val_mse: float, extra: dict | None = None) -> Path:
         tensors = {k: v for k, v in self.state_dict().items()}
         metadata = {**(extra or {}), "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "k": self.k,
-                    "hidden": self.hidden, "w_dim": self.w_dim, "expr_dim": self.expr_dim,
+                    "hidden": ",".join(map(str, self.hidden_sizes)), "w_dim": self.w_dim, "expr_dim": self.expr_dim,
                     "train_mse": repr(float(train_mse)), "val_mse": repr(float(val_mse))}
         return save_tensors(path, tensors, metadata)
 
@@ -82,7 +87,17 @@ class CoefficientMLP(nn.Module):
         """Read and check an `mlp.safetensors`; returns (model in eval mode, metadata)."""
         keys = ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "input_mean", "input_std"]
         tensors, meta = load_tensors(path, FORMAT_NAME, FORMAT_VERSION, keys, WRITER)
-        k, hidden, w_dim = (metadata_int(path, meta, key) for key in ("k", "hidden", "w_dim"))
+        k, w_dim = (metadata_int(path, meta, key) for key in ("k", "w_dim"))
+        try:  # "256", or "256,512" for several hidden layers
+            hidden = tuple(int(h) for h in str(meta.get("hidden", "")).split(","))
+        except ValueError:
+            raise file_error(path, f"metadata field 'hidden' is not a list of integers ({meta.get('hidden')!r})") from None
+        if not hidden or min(hidden) < 1 or len(hidden) > 8:
+            raise file_error(path, f"metadata field 'hidden' is not a list of positive layer widths ({meta.get('hidden')!r})")
+        missing = [f"layers.{i}.{p}" for i in range(len(hidden) + 1) for p in ("weight", "bias")
+                   if f"layers.{i}.{p}" not in tensors]
+        if missing:
+            raise file_error(path, f"missing tensors {missing} for hidden layers {list(hidden)}; the file is damaged")
         in_features = tensors["layers.0.weight"].shape[1] if tensors["layers.0.weight"].ndim == 2 else -1
         expr_dim = in_features - w_dim - ANIMATION_DIM
         if expr_dim < 0:
@@ -92,7 +107,7 @@ class CoefficientMLP(nn.Module):
         for name, shape in expected.items():
             if tuple(tensors[name].shape) != shape:
                 raise file_error(path, f"{name} has shape {tuple(tensors[name].shape)}, expected {shape} "
-                                       f"for k={k}, hidden={hidden}, w_dim={w_dim}; the file is damaged")
+                                       f"for k={k}, hidden={list(hidden)}, w_dim={w_dim}; the file is damaged")
         model.load_state_dict({name: tensors[name].float() for name in expected})
         return model.eval(), meta
 

@@ -8,6 +8,10 @@ the residual spaces of docs/architecture.md "AGORA-M files": xyz (metres), log-s
 quaternion (renormalised after blending) and post-sigmoid opacity (clamped to [0, 1]). Colour is
 the neutral's (not animated).
 
+A basis imported from the authors' release (`basis.extra["attribute_space"] == "authors"`) lives in
+their spaces instead: linear scale (clamped to ≥ 1e-5 after blending), their column-normalised
+quaternions (normalised per Gaussian after blending) and opacity clamped to [−0.001, 1.001].
+
 The basis and the regressor are duck-typed (`agora_core.mobile.GaussianBasis` and
 `CoefficientMLP`) so this module does not import the AGORA-M stage that builds them.
 """
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from agora_core.gaussians import GaussianSet, normalize_quat
+from agora_core.gaussians import GaussianSet, normalize_quat, normalize_quat_columns
 from agora_core.models.deformation_branch import expression_condition
 
 if TYPE_CHECKING:
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 
 GROUP_DIMS = {"xyz": 3, "scale": 3, "rotation": 4, "opacity": 1}  # = agora_core.mobile.RESIDUAL_GROUPS
+AUTHORS_MIN_SCALE = 1e-5  # their constraint after blending (linear scale)
+AUTHORS_OPACITY_OVERSHOOT = 1e-3  # their opacity clamp [−o, 1 + o] after blending
 
 
 class BlendshapeAvatar:
@@ -46,7 +52,9 @@ class BlendshapeAvatar:
         m = neutral.num_gaussians
         dev, dtype = neutral.device, neutral.means.dtype
         self.neutral = neutral
-        self.neutral_flat = {"xyz": neutral.means.reshape(1, -1), "scale": neutral.log_scales.reshape(1, -1),
+        self.authors = (getattr(basis, "extra", None) or {}).get("attribute_space", "paper") == "authors"
+        scale = neutral.log_scales.exp() if self.authors else neutral.log_scales
+        self.neutral_flat = {"xyz": neutral.means.reshape(1, -1), "scale": scale.reshape(1, -1),
                              "rotation": neutral.quats.reshape(1, -1), "opacity": neutral.opacities.reshape(1, -1)}
         self.blendshapes = {g: basis.basis[g].to(device=dev, dtype=dtype) for g in GROUP_DIMS}
         for g, d in GROUP_DIMS.items():
@@ -94,8 +102,15 @@ class BlendshapeAvatar:
             assert c.shape[0] == b and c.shape[1] <= self.k, (g, c.shape, self.k)
             u = self.blendshapes[g][: c.shape[1]]
             attrs[g] = torch.addmm(self.neutral_flat[g], c.to(u.dtype), u).reshape(b, m, d)
-        return GaussianSet(means=attrs["xyz"], log_scales=attrs["scale"], quats=normalize_quat(attrs["rotation"]),
-                           sh=self.neutral.sh.expand(b, -1, -1, -1), opacities=attrs["opacity"][..., 0].clamp(0.0, 1.0))
+        quats = normalize_quat(attrs["rotation"])
+        if self.authors:  # their constraints, then their renderer's column normalisation of quaternions
+            o = AUTHORS_OPACITY_OVERSHOOT
+            log_scales, opacities = attrs["scale"].clamp_min(AUTHORS_MIN_SCALE).log(), attrs["opacity"][..., 0].clamp(-o, 1 + o)
+            quats = normalize_quat_columns(quats)
+        else:
+            log_scales, opacities = attrs["scale"], attrs["opacity"][..., 0].clamp(0.0, 1.0)
+        return GaussianSet(means=attrs["xyz"], log_scales=log_scales, quats=quats,
+                           sh=self.neutral.sh.expand(b, -1, -1, -1), opacities=opacities)
 
     def animate(self, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None) -> GaussianSet:
         """Posed Gaussians of this avatar: f_mlp then eq. 11. ψ [B, E], jaw [B, 3], eyelids [B, 2] | None."""
