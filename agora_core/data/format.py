@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, check_finite
 
 FORMAT_NAME = "agora-dataset"
 FORMAT_VERSION = 1
@@ -159,18 +161,19 @@ def read_dataset_index(root: str | Path) -> DatasetIndex:
     if not npz_path.is_file():
         raise AgoraError(f"{npz_path}: missing (FLAME parameters of the dataset)")
     try:
-        with np.load(npz_path) as z:
+        with np.load(npz_path, allow_pickle=False) as z:
             flame = {k: np.asarray(z[k], dtype=np.float32) for k in FLAME_KEYS}
             has_mirrored = all(f"mirrored_{k}" in z for k in FLAME_KEYS)
             mirrored_flame = {k: np.asarray(z[f"mirrored_{k}"], dtype=np.float32) for k in FLAME_KEYS} if has_mirrored else None
-    except (KeyError, ValueError, OSError) as exc:
-        raise AgoraError(f"{npz_path}: unreadable or incomplete ({exc})") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated/foreign files
+        raise AgoraError(f"{npz_path}: unreadable or incomplete ({type(exc).__name__}: {exc})") from None
     for key, arr in list(flame.items()) + [(f"mirrored_{k}", v) for k, v in (mirrored_flame or {}).items()]:
         key = key.removeprefix("mirrored_")
         if arr.ndim != 2 or arr.shape[0] != n:
             raise AgoraError(f"{npz_path}: '{key}' has shape {arr.shape}, expected ({n}, D)")
         if key in FLAME_FIXED_DIMS and arr.shape[1] != FLAME_FIXED_DIMS[key]:
             raise AgoraError(f"{npz_path}: '{key}' has {arr.shape[1]} columns, expected {FLAME_FIXED_DIMS[key]}")
+    check_finite({**flame, **{f"mirrored_{k}": v for k, v in (mirrored_flame or {}).items()}}, npz_path, "FLAME parameter")
     header = DatasetHeader(
         head_model=str(doc.get("head_model", "unknown")),
         resolution=int(doc["resolution"]),

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import AgoraError, check_finite, file_error
 from agora_core.gaussians import GaussianSet
 from agora_core.gaussians.files import atomic_write
 
@@ -86,13 +86,10 @@ class AvatarFile:
     @staticmethod
     def load(path: str | Path) -> "AvatarFile":
         """Read and check an avatar file; every problem is one `AgoraError` naming the file."""
+        from agora_core.torch_files import read_torch_file
+
         path = Path(path)
-        if not path.is_file():
-            raise file_error(path, "no such file; make an avatar with `agora invert`")
-        try:
-            doc = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure: not our file
-            raise file_error(path, f"not a readable avatar file ({type(exc).__name__}); make one with `agora invert`") from None
+        doc = read_torch_file(path, "avatar file", "make an avatar with `agora invert`")
         if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
             what = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
             raise file_error(path, f"not an agora avatar file (format={what!r}); make one with `agora invert`")
@@ -111,6 +108,7 @@ class AvatarFile:
         missing = [k for k in NEUTRAL_KEYS if k not in avatar.neutral] + [k for k in FRAME_FIELDS if k not in avatar.frames]
         if missing or avatar.w.ndim != 2 or avatar.shape.ndim != 2:
             raise file_error(path, f"avatar file is damaged ({', '.join(missing) or 'bad w/shape'}); re-run `agora invert`")
+        check_finite(doc, path, "avatar entry")
         return avatar
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from agora_core.errors import file_error
+from agora_core.errors import check_finite, file_error
 
 
 def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, object]) -> Path:
@@ -62,6 +62,7 @@ def load_tensors(path: str | Path, file_format: str, version: int, required: lis
     missing = [k for k in required if k not in tensors]
     if missing:
         raise file_error(path, f"{file_format} file lacks {', '.join(missing)}; re-create it with `{what}`")
+    check_finite(tensors, path, f"{file_format} tensor")
     return tensors, metadata
 
 

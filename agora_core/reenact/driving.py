@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -138,8 +140,8 @@ def _load_npz(path: Path) -> DrivingSequence:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise file_error(path, f"not a readable .npz ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated/foreign files
+        raise file_error(path, f"not a readable .npz ({type(exc).__name__}: {exc})") from None
     for key in ("expression", "jaw"):
         if key not in data:
             raise file_error(path, f"lacks '{key}' (driving .npz: expression [T,E], jaw [T,3], optional eyelids, "

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, check_finite
 from agora_core.gaussians.files import atomic_write
+from agora_core.torch_files import read_torch_file
 
 FORMAT_NAME = "agora-train-checkpoint"
 FORMAT_VERSION = 1
@@ -74,15 +75,13 @@ def resolve_checkpoint_path(path: str | Path, no_checkpoints: str, not_found: st
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by `save_checkpoint` (weights_only: no code is unpickled)."""
     path = resolve_checkpoint_path(path, f"no checkpoints in {Path(path) / CHECKPOINT_DIR}", "checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
-        raise AgoraError(f"{path}: not a readable agora checkpoint ({type(exc).__name__}: {exc})") from None
+    state = read_torch_file(path, "agora checkpoint", "pass a kimg*.pt written by `agora train`", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise AgoraError(f"{path}: not an agora training checkpoint")
     if state.get("format_version") != FORMAT_VERSION:
         raise AgoraError(f"{path}: checkpoint format_version {state.get('format_version')} not supported "
                          f"(this agora reads {FORMAT_VERSION})")
+    check_finite(state, path, "checkpoint entry")
     return state
 
 
