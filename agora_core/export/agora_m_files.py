@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, check_finite
 
 GROUPS = ("xyz", "scale", "rotation", "opacity")
 GROUP_DIMS = {"xyz": 3, "scale": 3, "rotation": 4, "opacity": 1}
@@ -80,8 +80,11 @@ class CoefficientMlp:
 
 
 def _metadata(path: Path, expected_format: str) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:  # truncated, empty, not safetensors
+        raise AgoraError(f"{path}: not a readable safetensors file ({err})") from None
     if meta.get("format") != expected_format:
         raise AgoraError(f"{path}: not an {expected_format} file (metadata format={meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -91,8 +94,13 @@ def _metadata(path: Path, expected_format: str) -> dict[str, str]:
 
 
 def _tensors(path: Path) -> dict[str, Tensor]:
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k).float() for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise AgoraError(f"{path}: not a readable safetensors file ({err})") from None
+    check_finite(tensors, path, "tensor")
+    return tensors
 
 
 def _readable(path: str | Path, flag: str) -> Path:

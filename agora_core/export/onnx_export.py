@@ -206,6 +206,9 @@ def check_onnx_parity(generator: AgoraGenerator, path: str | Path, inputs: OnnxI
     per, rel = {}, 0.0
     for name, r, g in zip(OUTPUT_NAMES, ref, got):
         assert r.shape == g.shape, (name, r.shape, g.shape)
+        for runtime, values in (("PyTorch", r), ("onnxruntime", g)):  # NaN compares as "no error": refuse it
+            if not np.isfinite(values).all():
+                raise AgoraError(f"{path}: output '{name}' of {runtime} holds NaN or inf; the parity check fails")
         err = float(np.abs(r - g).max())
         per[name] = err
         rel = max(rel, err / max(float(np.abs(r).max()), 1e-12))

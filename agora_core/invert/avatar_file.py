@@ -108,7 +108,8 @@ class AvatarFile:
         missing = [k for k in NEUTRAL_KEYS if k not in avatar.neutral] + [k for k in FRAME_FIELDS if k not in avatar.frames]
         if missing or avatar.w.ndim != 2 or avatar.shape.ndim != 2:
             raise file_error(path, f"avatar file is damaged ({', '.join(missing) or 'bad w/shape'}); re-run `agora invert`")
-        check_finite(doc, path, "avatar entry")
+        check_finite({k: doc[k] for k in ("generator", "w", "shape", "frames", "neutral", "mapping_camera")}, path,
+                     "avatar entry")
         return avatar
 
 

@@ -32,12 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import file_error
 from agora_core.render import Camera
 
 DEFAULT_FPS = 25.0
 SMOOTH_WINDOW, SMOOTH_ORDER = 5, 3  # the authors' Savitzky–Golay filter (code facts §6)
 JSON_TAIL = 5  # jaw 3 + eyelids 2 after the expression in the authors' 55-d frame vector
+FPS_RANGE = (1.0, 1000.0)  # what a video writer (ffmpeg) accepts and a reenactment can mean
+# |value| beyond which a driving file is refused: FLAME expression/eyelid coefficients are in units of
+# their standard deviation (trained values lie within a few), rotations are axis-angle radians (≤ π
+# is every rotation), camera labels are extrinsics + normalised intrinsics of order 1.
+DRIVING_LIMITS = {"expression": 20.0, "eyelids": 20.0, "jaw": 2 * np.pi, "global_pose": 2 * np.pi,
+                  "neck": 2 * np.pi, "camera": 1e3}
 SMOOTHED = ("expression", "jaw", "eyelids", "global_pose", "neck")
 
 
@@ -127,7 +133,10 @@ class DrivingSequence:
 
 
 def _rows(path: Path, name: str, value, t: int | None, dim: int | None) -> np.ndarray:
-    a = np.asarray(value, dtype=np.float32)
+    try:
+        a = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise file_error(path, f"'{name}' is not an array of numbers") from None
     if a.ndim != 2 or (t is not None and a.shape[0] != t) or (dim is not None and a.shape[1] != dim):
         want = f"[{t if t is not None else 'T'}, {dim if dim is not None else 'E'}]"
         raise file_error(path, f"'{name}' has shape {a.shape}, expected {want}")
@@ -152,11 +161,35 @@ def _load_npz(path: Path) -> DrivingSequence:
         raise file_error(path, "has zero frames")
     opt = lambda k, d: _rows(path, k, data[k], t, d) if k in data else np.zeros((t, d), np.float32)  # noqa: E731
     camera = _rows(path, "camera", data["camera"], t, 25) if "camera" in data else None
-    fps = float(np.asarray(data.get("fps", DEFAULT_FPS)).reshape(-1)[0]) if "fps" in data else DEFAULT_FPS
-    if not fps > 0:
-        raise file_error(path, f"fps must be positive, got {fps}")
-    return DrivingSequence(expression, _rows(path, "jaw", data["jaw"], t, 3), opt("eyelids", 2), opt("global_pose", 3),
-                           opt("neck", 3), fps, camera)
+    fps = _fps(path, data["fps"].reshape(-1)[0].item() if "fps" in data and data["fps"].size == 1 else
+               data.get("fps", DEFAULT_FPS))
+    return _in_range(path, DrivingSequence(expression, _rows(path, "jaw", data["jaw"], t, 3), opt("eyelids", 2),
+                                           opt("global_pose", 3), opt("neck", 3), fps, camera))
+
+
+def _number(path: Path, name: str, value, integer: bool = False) -> float:
+    """A finite number (an integer when `integer`) read from a file, or one line naming file and field."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or (integer and value != int(value)):
+        raise file_error(path, f"'{name}' must be a finite {'integer' if integer else 'number'}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _fps(path: Path, value) -> float:
+    fps = _number(path, "fps", value)
+    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        raise file_error(path, f"'fps' {fps:g} is outside [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}]")
+    return fps
+
+
+def _in_range(path: Path, seq: DrivingSequence) -> DrivingSequence:
+    """`seq`, or an error when a parameter lies far outside what FLAME-driven models are trained on."""
+    for name, limit in DRIVING_LIMITS.items():
+        values = getattr(seq, name)
+        if values is not None and values.size and float(np.abs(values).max()) > limit:
+            raise file_error(path, f"'{name}' reaches {float(np.abs(values).max()):.3g}, far outside what a model is "
+                                   f"trained on (|value| <= {limit:g}); the file is damaged or in other units")
+    return seq
 
 
 def _load_json(path: Path) -> DrivingSequence:
@@ -166,7 +199,7 @@ def _load_json(path: Path) -> DrivingSequence:
         raise file_error(path, f"not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or "frames" not in doc:
         raise file_error(path, "not a driving_sequence.json ({num_frames, params_dim, fps, frames})")
-    dim = int(doc.get("params_dim", 55))
+    dim = _number(path, "params_dim", doc.get("params_dim", 55), integer=True)
     if dim <= JSON_TAIL:
         raise file_error(path, f"params_dim {dim}: expected expression + jaw 3 + eyelids 2 (55)")
     try:
@@ -175,15 +208,13 @@ def _load_json(path: Path) -> DrivingSequence:
         raise file_error(path, "'frames' must be a list of equal-length number lists") from None
     if frames.ndim != 2 or frames.shape[0] == 0 or frames.shape[1] != dim:
         raise file_error(path, f"'frames' has shape {frames.shape}, expected [num_frames, {dim}]")
-    if "num_frames" in doc and int(doc["num_frames"]) != frames.shape[0]:
+    if "num_frames" in doc and _number(path, "num_frames", doc["num_frames"], integer=True) != frames.shape[0]:
         raise file_error(path, f"num_frames {doc['num_frames']} but {frames.shape[0]} frames")
     if not np.isfinite(frames).all():
         raise file_error(path, "'frames' has non-finite values")
     e = dim - JSON_TAIL
     t = frames.shape[0]
-    fps = float(doc.get("fps", DEFAULT_FPS))
-    if not fps > 0:
-        raise AgoraError(f"{path}: fps must be positive, got {fps}")
+    fps = _fps(path, doc.get("fps", DEFAULT_FPS))
     zeros = np.zeros((t, 3), np.float32)
-    return DrivingSequence(frames[:, :e].copy(), frames[:, e:e + 3].copy(), frames[:, e + 3:].copy(), zeros,
-                           zeros.copy(), fps, None)
+    return _in_range(path, DrivingSequence(frames[:, :e].copy(), frames[:, e:e + 3].copy(), frames[:, e + 3:].copy(),
+                                           zeros, zeros.copy(), fps, None))
