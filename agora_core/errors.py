@@ -9,7 +9,12 @@ every file reader runs on what it loaded: NaN/inf is refused at the door, naming
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
+
+# what reading a damaged (truncated, bit-flipped, foreign) zip-based file such as .npz can raise
+ARCHIVE_ERRORS = (OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 
 
 class AgoraError(Exception):

@@ -14,7 +14,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from agora_core.errors import file_error
+from agora_core.errors import ARCHIVE_ERRORS, file_error
 
 TORCHSCRIPT_REFUSED = "a TorchScript archive, which is never loaded (loading TorchScript runs the code stored in it)"
 PICKLE_REFUSED = ("it pickles Python objects other than tensors and plain containers, which are never "
@@ -28,7 +28,7 @@ def is_torchscript(path: str | Path) -> bool:
             return False
         with zipfile.ZipFile(path) as zf:
             return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
-    except (OSError, zipfile.BadZipFile, ValueError):
+    except ARCHIVE_ERRORS:
         return False
 
 

@@ -24,15 +24,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import zipfile
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from agora_core.errors import file_error
+from agora_core.errors import ARCHIVE_ERRORS, file_error
 from agora_core.render import Camera
 
 DEFAULT_FPS = 25.0
@@ -149,7 +147,7 @@ def _load_npz(path: Path) -> DrivingSequence:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated/foreign files
+    except ARCHIVE_ERRORS as exc:  # truncated/foreign files
         raise file_error(path, f"not a readable .npz ({type(exc).__name__}: {exc})") from None
     for key in ("expression", "jaw"):
         if key not in data:

@@ -239,6 +239,8 @@ def load_config(yaml_path: str | Path | None, overrides: dict[str, Any] | None =
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise AgoraError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        except UnicodeDecodeError:
+            raise AgoraError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
         if not isinstance(tree, dict):
             raise AgoraError(f"{path}: the top level must be a mapping of config keys")
     for dotted, value in (overrides or {}).items():
