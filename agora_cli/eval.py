@@ -51,6 +51,10 @@ def evaluate(
         raise AgoraError("--tracker and --smirk both name a FLAME tracker; give one")
     if device not in ("auto", "cpu", "cuda"):
         raise AgoraError(f"--device {device!r}: choose auto, cpu or cuda")
+    if json_out is not None:
+        from agora_core.gaussians.files import check_output_path
+
+        check_output_path(json_out, "--json")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     chosen = parse_metrics(metrics)
     if tracker is None and smirk is None:  # $AGORA_SMIRK / assets.yaml, when configured

@@ -59,6 +59,10 @@ def train(
     if flame_eyelids:
         overrides["head.flame_eyelids"] = str(flame_eyelids)
     cfg = load_config(config, overrides)
+    if not dry_run:
+        from agora_core.gaussians.files import check_output_path
+
+        check_output_path(out, "--out", folder=True)
     nproc = max(gpus, cpu_procs)
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         _relaunch(nproc, config, data, out, resume, overrides, "cpu" if cpu_procs > 1 else "cuda", progress)

@@ -148,6 +148,7 @@ def _driving_npz(path: Path, **override) -> Path:
     ("jaw", np.full((4, 3), np.inf, np.float32), "'jaw' has non-finite values"),
     ("expression", np.full((4, 10), 1e30, np.float32), "'expression' reaches 1e+30, far outside"),
     ("camera", np.full((4, 25), 1e6, np.float32), "'camera' reaches 1e+06, far outside"),
+    ("jaw", np.full((4, 3), -2e4, np.float32), "'jaw' reaches 2e+04, far outside"),
     ("fps", np.float32(np.nan), "'fps' must be a finite number"),
     ("fps", np.float32(1e12), "'fps' 1e+12 is outside"),
     ("fps", np.float32(1e-9), "'fps' 1e-09 is outside"),
@@ -159,6 +160,16 @@ def test_driving_npz_with_nonfinite_or_absurd_values_is_refused(tmp_path, field,
     with pytest.raises(AgoraError) as err:
         DrivingSequence.load(path)
     _one_line(err, str(path), match)
+
+
+def test_driving_values_outside_the_trained_range_warn(tmp_path):
+    from agora_core.errors import AgoraWarning
+    from agora_core.reenact.driving import DrivingSequence
+
+    path = _driving_npz(tmp_path / "drive.npz", expression=np.full((4, 10), 50.0, np.float32))
+    with pytest.warns(AgoraWarning, match="'expression' reaches 50, outside what models are trained on"):
+        seq = DrivingSequence.load(path)
+    assert float(seq.expression.max()) == 50.0  # kept as given (a warning, not a clamp)
 
 
 @pytest.mark.parametrize("doc, match", [

@@ -24,24 +24,26 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from agora_core.errors import ARCHIVE_ERRORS, file_error
+from agora_core.errors import ARCHIVE_ERRORS, AgoraWarning, file_error
+from agora_core.invert.video_io import VIDEO_FPS_RANGE
 from agora_core.render import Camera
 
 DEFAULT_FPS = 25.0
 SMOOTH_WINDOW, SMOOTH_ORDER = 5, 3  # the authors' Savitzky–Golay filter (code facts §6)
 JSON_TAIL = 5  # jaw 3 + eyelids 2 after the expression in the authors' 55-d frame vector
-FPS_RANGE = (1.0, 1000.0)  # what a video writer (ffmpeg) accepts and a reenactment can mean
-# |value| beyond which a driving file is refused: FLAME expression/eyelid coefficients are in units of
-# their standard deviation (trained values lie within a few), rotations are axis-angle radians (≤ π
-# is every rotation), camera labels are extrinsics + normalised intrinsics of order 1.
-DRIVING_LIMITS = {"expression": 20.0, "eyelids": 20.0, "jaw": 2 * np.pi, "global_pose": 2 * np.pi,
-                  "neck": 2 * np.pi, "camera": 1e3}
+# |value| beyond which a driving parameter gets a warning: FLAME expression/eyelid coefficients are in
+# units of their standard deviation (trained values lie within a few), rotations are axis-angle radians
+# (≤ π is every rotation), camera labels are extrinsics + normalised intrinsics of order 1.
+DRIVING_PLAUSIBLE = {"expression": 20.0, "eyelids": 20.0, "jaw": 2 * np.pi, "global_pose": 2 * np.pi,
+                     "neck": 2 * np.pi, "camera": 100.0}
+DRIVING_REFUSED = 1e4  # |value| beyond which a file is refused: no tracker or model means this
 SMOOTHED = ("expression", "jaw", "eyelids", "global_pose", "neck")
 
 
@@ -175,18 +177,23 @@ def _number(path: Path, name: str, value, integer: bool = False) -> float:
 
 def _fps(path: Path, value) -> float:
     fps = _number(path, "fps", value)
-    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
-        raise file_error(path, f"'fps' {fps:g} is outside [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}]")
+    if not VIDEO_FPS_RANGE[0] <= fps <= VIDEO_FPS_RANGE[1]:
+        raise file_error(path, f"'fps' {fps:g} is outside [{VIDEO_FPS_RANGE[0]:g}, {VIDEO_FPS_RANGE[1]:g}]")
     return fps
 
 
 def _in_range(path: Path, seq: DrivingSequence) -> DrivingSequence:
-    """`seq`, or an error when a parameter lies far outside what FLAME-driven models are trained on."""
-    for name, limit in DRIVING_LIMITS.items():
+    """`seq`; an error when a parameter is absurd (|value| > `DRIVING_REFUSED`), a warning when it lies
+    outside what FLAME-driven models are trained on (`DRIVING_PLAUSIBLE`)."""
+    for name, plausible in DRIVING_PLAUSIBLE.items():
         values = getattr(seq, name)
-        if values is not None and values.size and float(np.abs(values).max()) > limit:
-            raise file_error(path, f"'{name}' reaches {float(np.abs(values).max()):.3g}, far outside what a model is "
-                                   f"trained on (|value| <= {limit:g}); the file is damaged or in other units")
+        peak = float(np.abs(values).max()) if values is not None and values.size else 0.0
+        if peak > DRIVING_REFUSED:
+            raise file_error(path, f"'{name}' reaches {peak:.3g}, far outside anything a model is trained on "
+                                   f"(|value| <= {DRIVING_REFUSED:g}); the file is damaged or in other units")
+        if peak > plausible:
+            warnings.warn(AgoraWarning(f"{path}: '{name}' reaches {peak:.3g}, outside what models are trained on "
+                                       f"(|value| <= {plausible:g}); the avatar may look distorted"), stacklevel=3)
     return seq
 
 
