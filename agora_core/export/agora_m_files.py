@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
 from agora_core.errors import AgoraError, check_finite
+from agora_core.mobile.files import save_tensors
 
 GROUPS = ("xyz", "scale", "rotation", "opacity")
 GROUP_DIMS = {"xyz": 3, "scale": 3, "rotation": 4, "opacity": 1}
@@ -174,8 +174,7 @@ def write_basis(path: str | Path, bases: dict[str, Tensor], metadata: dict[str, 
         tensors[f"{g}.explained_variance"] = torch.linspace(1.0 / k, 1.0, k)
     meta = {"format": "agora-basis", "format_version": FORMAT_VERSION, "n": "0", "k": str(k),
             "num_gaussians": str(m), "source_checkpoint": "", "seed": "0", **(metadata or {})}
-    save_file(tensors, str(path), metadata=meta)
-    return Path(path)
+    return save_tensors(path, tensors, meta)
 
 
 def write_mlp(path: str | Path, mlp: CoefficientMlp) -> Path:
@@ -184,5 +183,4 @@ def write_mlp(path: str | Path, mlp: CoefficientMlp) -> Path:
                "layers.1.bias": mlp.bias1, "input_mean": mlp.input_mean, "input_std": mlp.input_std}
     meta = {"format": "agora-mlp", "format_version": FORMAT_VERSION, "k": str(mlp.k), "hidden": str(mlp.hidden),
             "w_dim": str(mlp.w_dim), "expr_dim": str(mlp.expr_dim), "train_mse": "0", "val_mse": "0", **mlp.metadata}
-    save_file({k: v.float().contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
-    return Path(path)
+    return save_tensors(path, {k: v.float() for k, v in tensors.items()}, meta)

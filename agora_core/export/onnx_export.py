@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from agora_core.errors import AgoraError
@@ -180,9 +179,9 @@ def write_identity_sidecar(generator: AgoraGenerator, cache: IdentityCache, path
                "sh": sh}
     meta = {"format": SIDECAR_FORMAT, "format_version": str(FORMAT_VERSION), **(metadata or {})}
     path = Path(path)
-    save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
-               for k, v in tensors.items()}, str(path), metadata=meta)
-    return path
+    from agora_core.mobile.files import save_tensors
+
+    return save_tensors(path, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, meta)
 
 
 @dataclass

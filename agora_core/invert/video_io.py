@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
-from agora_core.errors import file_error
+from agora_core.errors import AgoraWarning, file_error
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -126,6 +127,9 @@ def select_sharp_frames(path: str | Path, n: int) -> tuple[list[int], list[np.nd
     reader = VideoReader(path)
     scores = [sharpness(f) for f in reader.frames()]
     total = len(scores)
+    if total < n:
+        warnings.warn(AgoraWarning(f"{path}: {n} frames asked for but the video has {total}; using all {total}"),
+                      stacklevel=2)
     bounds = np.linspace(0, total, min(n, total) + 1).round().astype(int)
     chosen = [int(lo + np.argmax(scores[lo:hi])) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
     wanted, frames = set(chosen), {}

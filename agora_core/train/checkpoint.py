@@ -11,11 +11,12 @@ a temporary file that is renamed, so a killed run never leaves a half checkpoint
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
 
-from agora_core.errors import AgoraError, check_finite
+from agora_core.errors import AgoraError, AgoraWarning, check_finite
 from agora_core.gaussians.files import atomic_write
 from agora_core.torch_files import read_torch_file
 
@@ -87,6 +88,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                          f"(this agora reads {FORMAT_VERSION})")
     _check_entries(state, path)
     check_finite(state, path, "checkpoint entry")
+    if "G_ema" not in state and "G" in state:
+        warnings.warn(AgoraWarning(f"{path}: the checkpoint has no G_ema; the raw generator G is used instead"),
+                      stacklevel=2)
+        state["G_ema"] = state["G"]
     return state
 
 
