@@ -59,6 +59,10 @@ def bench(
         raise AgoraError(f"--batch {batch!r}: expected comma-separated integers such as 1,8") from None
     if not batch_sizes or min(batch_sizes) < 1:
         raise AgoraError(f"--batch {batch!r}: batch sizes must be at least 1")
+    if json_out is not None:
+        from agora_core.gaussians.files import check_output_path
+
+        check_output_path(json_out, "--json")
     if ckpt is None and config is None and bundle is None:
         config = DEFAULT_CONFIG
         if not config.is_file():

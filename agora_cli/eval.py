@@ -30,7 +30,7 @@ def evaluate(
     swd_images: Annotated[Optional[int], typer.Option("--swd-images", min=2, help="SWD: real and generated images (default 1000).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every draw (z, dataset items, noise, KID subsets).")] = 0,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images rendered per generator call.")] = 16,
-    inception: Annotated[Optional[Path], typer.Option("--inception", help="Inception-v3 weights for FID/KID: torch-fidelity's weights-inception-2015-12-05-6726825d.pth or StyleGAN2-ADA's TorchScript inception-2015-12-05.pt.")] = None,
+    inception: Annotated[Optional[Path], typer.Option("--inception", help="Inception-v3 weights for FID/KID: torch-fidelity's weights-inception-2015-12-05-6726825d.pth (a plain state dict; TorchScript and pickles are refused).")] = None,
     arcface: Annotated[Optional[Path], typer.Option("--arcface", help="ArcFace recognition ONNX for ID (insightface buffalo_l w600k_r50.onnx).")] = None,
     tracker: Annotated[Optional[Path], typer.Option("--tracker", help="FLAME tracker for AED/APD: an `agora train-tracker` checkpoint (demo head) or SMIRK_em1.pt (real FLAME; same as --smirk).")] = None,
     smirk: SmirkOpt = None,
@@ -51,6 +51,10 @@ def evaluate(
         raise AgoraError("--tracker and --smirk both name a FLAME tracker; give one")
     if device not in ("auto", "cpu", "cuda"):
         raise AgoraError(f"--device {device!r}: choose auto, cpu or cuda")
+    if json_out is not None:
+        from agora_core.gaussians.files import check_output_path
+
+        check_output_path(json_out, "--json")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     chosen = parse_metrics(metrics)
     if tracker is None and smirk is None:  # $AGORA_SMIRK / assets.yaml, when configured

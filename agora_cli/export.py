@@ -48,6 +48,9 @@ def onnx(
     threads: ThreadsOpt = 0,
 ) -> None:
     """Deformation branch + lifting as ONNX (inputs: cached identity, posed mesh points, ψ, jaw, eyelids)."""
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out")
     setup_runtime(threads or None)
     from agora_core.export.exporters import export_onnx
 
@@ -72,6 +75,9 @@ def web(
     threads: ThreadsOpt = 0,
 ) -> None:
     """AGORA-M WebGL2 viewer bundle: neutral Gaussians, fp16 blendshapes, MLP, viewer (no build step)."""
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out", folder=True)
     setup_runtime(threads or None)
     from agora_core.export.exporters import export_web
 
@@ -92,6 +98,9 @@ def serve_site(
 
 
 def _neutral(kind: str, source: Path, out: Path, seed: Optional[int], truncation: float, threads: int) -> None:
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out")
     setup_runtime(threads or None)
     from agora_core.export.exporters import export_neutral
 

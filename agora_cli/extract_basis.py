@@ -48,6 +48,9 @@ def extract_basis(
         raise AgoraError(f"--method {method!r}: choose auto, randomized or gram")
     if ckpt is None and config is None:
         raise AgoraError("extract-basis needs CKPT (a training checkpoint), or --config for a randomly initialised model")
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out")
     setup_runtime(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_agora_model(ckpt, config, device=device, dataset=dataset, seed=seed)

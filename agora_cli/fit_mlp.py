@@ -51,6 +51,9 @@ def fit_mlp(
         raise AgoraError("fit-mlp needs CKPT (a training checkpoint), or --config for a randomly initialised model")
     if not 0 <= val_fraction < 1:
         raise AgoraError(f"--val-fraction {val_fraction}: must be in [0, 1)")
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out")
     setup_runtime(threads)
     basis = GaussianBasis.load(basis_path)
     model = load_agora_model(ckpt, config, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),

@@ -62,6 +62,11 @@ def invert(
     inputs = list(inputs or [])
     if out.suffix != ".pt":
         raise AgoraError(f"--out {out}: the avatar file must end in .pt")
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out")
+    if ply is not None:
+        check_output_path(ply, "--ply")
     if dataset is None and index:
         raise AgoraError("--index needs --dataset DIR")
     if dataset is not None and (frames is not None or aligned):

@@ -71,6 +71,11 @@ def reenact(
         raise AgoraError("--side-by-side with --params needs --ground-truth DATASET (there is no driving video)")
     if out.suffix.lower() != ".mp4":
         raise AgoraError(f"--out {out}: the video must end in .mp4")
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out")
+    if save_params is not None:
+        check_output_path(save_params, "--save-params")
     window = parse_smooth(smooth, no_smooth)
     setup_runtime(threads or None)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -118,9 +123,10 @@ def demo_params(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the trajectories.")] = 0,
 ) -> None:
     """Write a smooth synthetic driving sequence (expression, jaw, blinks, head turns) for the demo."""
+    from agora_core.invert.video_io import VIDEO_FPS_RANGE
     from agora_core.reenact.demo_sequence import make_demo_sequence
 
-    if fps <= 0:
-        raise AgoraError(f"--fps {fps}: must be positive")
+    if not VIDEO_FPS_RANGE[0] <= fps <= VIDEO_FPS_RANGE[1]:
+        raise AgoraError(f"--fps {fps:g}: expected {VIDEO_FPS_RANGE[0]:g} to {VIDEO_FPS_RANGE[1]:g}")
     path = make_demo_sequence(frames, fps, seed).save(out)
     console.print(f"wrote {path} ({frames} frames at {fps:g} fps)", soft_wrap=True)

@@ -29,6 +29,11 @@ def sample(
         raise AgoraError(f"--n {n}: must be at least 1")
     if not 0.0 <= truncation <= 1.0:
         raise AgoraError(f"--truncation {truncation}: expected a value in [0, 1]")
+    from agora_core.gaussians.files import check_output_path
+
+    check_output_path(out, "--out")
+    if ply is not None:
+        check_output_path(ply, "--ply", folder=True)
     setup_runtime(threads or None)
     from agora_core.inference import load_model
     from agora_core.train.sample import sample_avatars, write_avatars

@@ -18,15 +18,15 @@ from agora_cli.options import FlameEyelidsOpt, FlameOpt, FlameUvOpt
 from agora_core.errors import AgoraError
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="Training config YAML (e.g. configs/demo.yaml).")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (agora prep-data output).")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoints/, samples/, log.jsonl, config.yaml.")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset folder (agora prep-data output); not needed with --dry-run.", show_default=False)]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Run folder: checkpoints/, samples/, log.jsonl, config.yaml; not needed with --dry-run.", show_default=False)]
 
 
 @user_errors
 def train(
     config: ConfigOpt,
-    data: DataOpt,
-    out: OutOpt,
+    data: DataOpt = None,
+    out: OutOpt = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the run folder's newest checkpoint (default when it has one).")] = True,
     kimg: Annotated[Optional[float], typer.Option("--kimg", help="Override total_kimg (thousands of real images).")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Override batch_size (total over all processes).")] = None,
@@ -47,6 +47,8 @@ def train(
         raise AgoraError(f"--device {device!r}: choose auto, cpu or cuda")
     if gpus > 1 and cpu_procs > 1:
         raise AgoraError("--gpus and --cpu-procs are exclusive")
+    if not dry_run and (data is None or out is None):
+        raise AgoraError("train needs --data DATA and --out RUN (only --dry-run goes without them)")
     overrides: dict = parse_set_options(set_ or [])
     if kimg is not None:
         overrides["total_kimg"] = kimg
@@ -59,6 +61,10 @@ def train(
     if flame_eyelids:
         overrides["head.flame_eyelids"] = str(flame_eyelids)
     cfg = load_config(config, overrides)
+    if not dry_run:
+        from agora_core.gaussians.files import check_output_path
+
+        check_output_path(out, "--out", folder=True)
     nproc = max(gpus, cpu_procs)
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         _relaunch(nproc, config, data, out, resume, overrides, "cpu" if cpu_procs > 1 else "cuda", progress)

@@ -27,8 +27,10 @@ def train_tracker(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ) -> None:
     """Train a FLAME tracker (SMIRK's encoder, from scratch) on synthetic demo-head images; report held-out RMSE per group."""
+    from agora_core.gaussians.files import check_output_path
     from agora_core.metrics.tracker_training import TrackerTrainConfig, train_tracker as run_training
 
+    check_output_path(out, "--out")
     setup_runtime(threads or None)
     config = TrackerTrainConfig(steps=steps, batch=batch, input_size=input_size, lr=lr, holdout=holdout, seed=seed,
                                 shape=shape)

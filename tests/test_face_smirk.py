@@ -60,7 +60,7 @@ def test_wrong_shapes_and_garbage_name_the_file(tmp_path):
     with pytest.raises(AgoraError, match=r"resized\.pt: weights do not fit"):
         load_smirk_encoder(tmp_path / "resized.pt")
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(AgoraError, match=r"garbage\.pt: not a PyTorch state dict"):
+    with pytest.raises(AgoraError, match=r"garbage\.pt: not a readable PyTorch state dict"):
         load_smirk_encoder(tmp_path / "garbage.pt")
 
 

@@ -78,11 +78,11 @@ def test_extract_features_accepts_float_images_like_saved_pngs():
 
 
 def test_load_inception_rejects_missing_pickled_and_foreign_files(tmp_path):
-    with pytest.raises(AgoraError, match="--inception"):
+    with pytest.raises(AgoraError, match="--inception wants torch-fidelity's weights-inception"):
         load_inception(tmp_path / "nope.pth")
     pkl = tmp_path / "inception-2015-12-05.pkl"
     pkl.write_bytes(b"\x80\x04N.")
-    with pytest.raises(AgoraError, match="TorchScript"):
+    with pytest.raises(AgoraError, match="pickled network is never loaded"):
         load_inception(pkl)
     foreign = tmp_path / "other.pth"
     torch.save({"weight": torch.zeros(2)}, foreign)
@@ -97,13 +97,16 @@ class _ScriptedStandIn(torch.nn.Module):
         return x.float().mean(dim=(2, 3))
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # StyleGAN2-ADA ships TorchScript; torch deprecates it
-def test_load_inception_runs_a_torchscript_detector(tmp_path):
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # torch deprecates TorchScript
+def test_load_inception_refuses_torchscript_without_loading_it(tmp_path):
+    """Loading TorchScript runs the code stored in it; the file is refused before torch opens it."""
     path = tmp_path / "inception-2015-12-05.pt"
     torch.jit.script(_ScriptedStandIn()).save(str(path))
-    net = load_inception(path)
-    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
-    assert torch.allclose(net(images), images.float().mean(dim=(2, 3)))
+    with mock.patch.object(torch.jit, "load", side_effect=AssertionError("torch.jit.load called")):
+        with pytest.raises(AgoraError, match="TorchScript archive, which is never loaded") as err:
+            load_inception(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert "weights-inception-2015-12-05-6726825d.pth" in str(err.value)
 
 
 def test_load_inception_runs_torch_fidelity_inception_from_a_local_state_dict(tmp_path):
@@ -116,6 +119,19 @@ def test_load_inception_runs_torch_fidelity_inception_from_a_local_state_dict(tm
         state = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty)).state_dict()
     path = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     torch.save(state, path)
-    net = load_inception(path)
+    real_load, opened = torch.load, []
+
+    def spy(f, *args, **kwargs):  # torch-fidelity reads its weights with weights_only=False
+        opened.append((f, kwargs.get("weights_only")))
+        return real_load(f, *args, **kwargs)
+
+    with mock.patch.object(torch, "load", spy):
+        net = load_inception(path)
+    assert all(weights_only for f, weights_only in opened if isinstance(f, (str, Path)))  # the file: weights only
     feats = net(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8))
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+    state["Mixed_6b.branch1x1.conv.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, path)
+    with pytest.raises(AgoraError, match="Inception weight 'Mixed_6b.branch1x1.conv.weight' holds NaN or inf"):
+        load_inception(path)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agora_core.errors import AgoraError
+from agora_core.errors import ARCHIVE_ERRORS, AgoraError, check_finite
 
 FORMAT_NAME = "agora-dataset"
 FORMAT_VERSION = 1
@@ -132,6 +132,31 @@ class DatasetIndex:
         )
 
 
+def _check_index_structure(meta_path: Path, doc: object) -> None:
+    """One line naming the field when dataset.json is not shaped as `write_dataset_index` writes it."""
+    if not isinstance(doc, dict):
+        raise AgoraError(f"{meta_path}: not an agora dataset (a JSON object is expected)")
+    if not isinstance(doc.get("format"), str) or doc["format"] != FORMAT_NAME:
+        raise AgoraError(f"{meta_path}: not an agora dataset (format={doc.get('format')!r})")
+    if type(doc.get("format_version")) is not int or doc["format_version"] != FORMAT_VERSION:
+        raise AgoraError(f"{meta_path}: format_version {doc.get('format_version')!r} not supported (this agora reads {FORMAT_VERSION})")
+    labels, records = doc.get("labels"), doc.get("records")
+    if not isinstance(labels, list) or not all(isinstance(lab, list) and len(lab) == 2 and isinstance(lab[0], str)
+                                               for lab in labels):
+        raise AgoraError(f"{meta_path}: 'labels' must be a list of [file name, 25 camera floats]")
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("mirrored", False), bool)
+                                                and isinstance(r.get("source", ""), str) for r in records):
+        raise AgoraError(f"{meta_path}: 'records' must be a list of objects (mirrored: bool, source: str)")
+    for key, kind in (("num_images", int), ("resolution", int), ("head_model", str), ("source", str), ("extra", dict)):
+        value = doc.get(key)
+        required = key in ("num_images", "resolution")
+        if (value is None and required) or (value is not None and (type(value) is not kind)):
+            raise AgoraError(f"{meta_path}: '{key}' must be {'an integer' if kind is int else f'a {kind.__name__}'}, "
+                             f"got {value!r}")
+    if doc["resolution"] < 1:
+        raise AgoraError(f"{meta_path}: 'resolution' must be positive, got {doc['resolution']}")
+
+
 def read_dataset_index(root: str | Path) -> DatasetIndex:
     """Read and validate a dataset folder's index. Errors name the file and the problem."""
     root = Path(root)
@@ -144,33 +169,34 @@ def read_dataset_index(root: str | Path) -> DatasetIndex:
         doc = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AgoraError(f"{meta_path}: not valid JSON ({exc})") from None
-    if doc.get("format") != FORMAT_NAME:
-        raise AgoraError(f"{meta_path}: not an agora dataset (format={doc.get('format')!r})")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise AgoraError(f"{meta_path}: format_version {doc.get('format_version')} not supported (this agora reads {FORMAT_VERSION})")
-    labels = doc.get("labels") or []
+    _check_index_structure(meta_path, doc)
+    labels = doc["labels"]
     n = len(labels)
-    if n == 0 or n != doc.get("num_images") or len(doc.get("records", [])) != n:
-        raise AgoraError(f"{meta_path}: inconsistent counts (labels {n}, num_images {doc.get('num_images')}, records {len(doc.get('records', []))})")
-    cameras = np.asarray([lab[1] for lab in labels], dtype=np.float32)
+    if n == 0 or n != doc.get("num_images") or len(doc["records"]) != n:
+        raise AgoraError(f"{meta_path}: inconsistent counts (labels {n}, num_images {doc.get('num_images')}, records {len(doc['records'])})")
+    try:
+        cameras = np.asarray([lab[1] for lab in labels], dtype=np.float32)
+    except (TypeError, ValueError):
+        cameras = np.zeros((0,), np.float32)
     if cameras.shape != (n, 25) or not np.isfinite(cameras).all():
         raise AgoraError(f"{meta_path}: camera labels must be 25 finite floats each")
     npz_path = root / "flame.npz"
     if not npz_path.is_file():
         raise AgoraError(f"{npz_path}: missing (FLAME parameters of the dataset)")
     try:
-        with np.load(npz_path) as z:
+        with np.load(npz_path, allow_pickle=False) as z:
             flame = {k: np.asarray(z[k], dtype=np.float32) for k in FLAME_KEYS}
             has_mirrored = all(f"mirrored_{k}" in z for k in FLAME_KEYS)
             mirrored_flame = {k: np.asarray(z[f"mirrored_{k}"], dtype=np.float32) for k in FLAME_KEYS} if has_mirrored else None
-    except (KeyError, ValueError, OSError) as exc:
-        raise AgoraError(f"{npz_path}: unreadable or incomplete ({exc})") from None
+    except (KeyError, *ARCHIVE_ERRORS) as exc:  # truncated/foreign files
+        raise AgoraError(f"{npz_path}: unreadable or incomplete ({type(exc).__name__}: {exc})") from None
     for key, arr in list(flame.items()) + [(f"mirrored_{k}", v) for k, v in (mirrored_flame or {}).items()]:
         key = key.removeprefix("mirrored_")
         if arr.ndim != 2 or arr.shape[0] != n:
             raise AgoraError(f"{npz_path}: '{key}' has shape {arr.shape}, expected ({n}, D)")
         if key in FLAME_FIXED_DIMS and arr.shape[1] != FLAME_FIXED_DIMS[key]:
             raise AgoraError(f"{npz_path}: '{key}' has {arr.shape[1]} columns, expected {FLAME_FIXED_DIMS[key]}")
+    check_finite({**flame, **{f"mirrored_{k}": v for k, v in (mirrored_flame or {}).items()}}, npz_path, "FLAME parameter")
     header = DatasetHeader(
         head_model=str(doc.get("head_model", "unknown")),
         resolution=int(doc["resolution"]),

@@ -189,13 +189,13 @@ def prepare_dataset(
     detector: FaceDetector | None = None,
     progress: bool = True,
 ) -> PrepSummary:
-    """`agora prep-data DIR OUT`: find the SMIRK and MODNet files (flag, environment variable or
-    assets.yaml; else a one-line `AgoraError` naming the flag), check DIR, OUT and the device,
-    load the models, then process and consolidate (`prepare_dataset_with`). Nothing is written
-    before every check has passed and the models have loaded."""
+    """`agora prep-data DIR OUT`: check DIR and OUT, find the SMIRK and MODNet files (flag,
+    environment variable or assets.yaml; else a one-line `AgoraError` naming the flag), check the
+    device, load the models, then process and consolidate (`prepare_dataset_with`). Nothing is
+    written before every check has passed and the models have loaded."""
+    names = check_inputs(Path(input_dir), Path(out), config)  # the paths first: no weights needed to get them wrong
     smirk_path = require_asset("smirk_ckpt", smirk)
     modnet_path = require_asset("modnet_onnx", modnet)
-    names = check_inputs(Path(input_dir), Path(out), config)
     _check_device(config.device)
     estimator = SmirkEstimator(smirk_path, config.device)
     matter = ModnetMatter(modnet_path)

@@ -4,11 +4,14 @@
 procedural demo head (with mouth interior) wearing a procedural appearance, from an FFHQ-like
 camera, on a white background, with the exact labels written in the dataset folder format.
 All randomness derives from (seed, image index), so a killed run resumes and reproduces
-the same images.
+the same images. `OUT/synthetic.json` records the settings (head model, N, resolution, seed) before
+the first image; a run into an OUT made with other settings, by photo prep-data, or holding other
+files is refused before anything is written (`check_synthetic_output`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +21,9 @@ import torch
 
 from agora_core.data.appearance import Identity, sample_identity, shade, vertex_albedo, vertex_normals
 from agora_core.data.format import DatasetHeader, DatasetRecord, write_dataset_index
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, file_error
 from agora_core.gaussians import GaussianSet, rgb_to_sh0
+from agora_core.gaussians.files import atomic_write
 from agora_core.head import HeadModel, demo_head_model, interpolate, sample_uv_grid
 from agora_core.render import FLAME_CAMERA_RADIUS, Camera, orbit_cameras, rasterize
 
@@ -27,6 +31,8 @@ FLAME_CAMERA_TARGET = (0.0, 0.0, 0.0)
 EXPRESSION_STD = 0.6  # per-component std of the sampled expression coefficients
 NUM_EXPRESSION_SAMPLED = 50  # like SMIRK/AGORA: 50 expression coefficients drive the avatars
 SPLAT_GRID = 192  # UV grid of the surface splat that renders the mesh (dense enough for 128²)
+SETTINGS_FILE = "synthetic.json"
+SETTINGS_FORMAT = "agora-synthetic-data"
 
 
 def demo_head_with_mouth() -> HeadModel:
@@ -157,9 +163,14 @@ def _make_synthetic_dataset(n: int, out: Path, resolution: int, seed: int, progr
     if resolution < 16 or resolution > 1024:
         raise AgoraError(f"--resolution {resolution}: expected 16..1024")
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     renderer = DemoHeadRenderer()
     head = renderer.head
+    settings = {"format": SETTINGS_FORMAT, "format_version": 1, "head_model": head.model_id, "n": n,
+                "resolution": resolution, "seed": seed}
+    if not check_synthetic_output(out, settings):
+        with atomic_write(out / SETTINGS_FILE) as f:
+            f.write(json.dumps(settings, indent=2).encode())
+    (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     flame = sample_flame(rng, n, head.num_shape, head.num_expr)
     cameras = sample_cameras(rng, n)
@@ -194,6 +205,30 @@ def _make_synthetic_dataset(n: int, out: Path, resolution: int, seed: int, progr
     write_dataset_index(out, header, records)
     _write_sample_grid(out, min(n, 16))
     return out
+
+
+def check_synthetic_output(out: Path, settings: dict) -> bool:
+    """True when `out` is a synthetic run with these `settings` (resume), False when it is new or
+    empty; writing nothing, an `AgoraError` for anything else (a file, another run, other files)."""
+    if out.exists() and not out.is_dir():
+        raise file_error(out, "exists and is not a folder; choose another OUT")
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise file_error(path, "not valid JSON; delete the output folder and rerun") from None
+        before = before if isinstance(before, dict) else {}
+        changed = [f"{k}={before.get(k)!r} (this run: {v!r})" for k, v in settings.items() if before.get(k) != v]
+        if changed:
+            raise file_error(out, f"holds a synthetic dataset made with {', '.join(changed)}; pass the same "
+                                  "--synthetic N, --resolution and --seed to resume, or choose another OUT")
+        return True
+    if (out / "dataset.json").is_file() or (out / "prep.json").is_file():
+        raise file_error(out, "holds a dataset made by photo prep-data (or an older agora); choose another OUT")
+    if out.is_dir() and any(out.iterdir()):
+        raise file_error(out, "exists, is not empty and is not a synthetic prep-data output; choose another OUT")
+    return False
 
 
 def _write_sample_grid(out: Path, count: int, cols: int = 8) -> None:

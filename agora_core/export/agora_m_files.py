@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, check_finite
+from agora_core.mobile.files import save_tensors
 
 GROUPS = ("xyz", "scale", "rotation", "opacity")
 GROUP_DIMS = {"xyz": 3, "scale": 3, "rotation": 4, "opacity": 1}
@@ -80,8 +80,11 @@ class CoefficientMlp:
 
 
 def _metadata(path: Path, expected_format: str) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:  # truncated, empty, not safetensors
+        raise AgoraError(f"{path}: not a readable safetensors file ({err})") from None
     if meta.get("format") != expected_format:
         raise AgoraError(f"{path}: not an {expected_format} file (metadata format={meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -91,8 +94,13 @@ def _metadata(path: Path, expected_format: str) -> dict[str, str]:
 
 
 def _tensors(path: Path) -> dict[str, Tensor]:
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k).float() for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise AgoraError(f"{path}: not a readable safetensors file ({err})") from None
+    check_finite(tensors, path, "tensor")
+    return tensors
 
 
 def _readable(path: str | Path, flag: str) -> Path:
@@ -166,8 +174,7 @@ def write_basis(path: str | Path, bases: dict[str, Tensor], metadata: dict[str, 
         tensors[f"{g}.explained_variance"] = torch.linspace(1.0 / k, 1.0, k)
     meta = {"format": "agora-basis", "format_version": FORMAT_VERSION, "n": "0", "k": str(k),
             "num_gaussians": str(m), "source_checkpoint": "", "seed": "0", **(metadata or {})}
-    save_file(tensors, str(path), metadata=meta)
-    return Path(path)
+    return save_tensors(path, tensors, meta)
 
 
 def write_mlp(path: str | Path, mlp: CoefficientMlp) -> Path:
@@ -176,5 +183,4 @@ def write_mlp(path: str | Path, mlp: CoefficientMlp) -> Path:
                "layers.1.bias": mlp.bias1, "input_mean": mlp.input_mean, "input_std": mlp.input_std}
     meta = {"format": "agora-mlp", "format_version": FORMAT_VERSION, "k": str(mlp.k), "hidden": str(mlp.hidden),
             "w_dim": str(mlp.w_dim), "expr_dim": str(mlp.expr_dim), "train_mse": "0", "val_mse": "0", **mlp.metadata}
-    save_file({k: v.float().contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
-    return Path(path)
+    return save_tensors(path, {k: v.float() for k, v in tensors.items()}, meta)

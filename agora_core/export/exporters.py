@@ -61,11 +61,17 @@ def export_onnx(source: str | Path, out: str | Path, seed: int | None = None, tr
     sidecar = write_identity_sidecar(avatar.generator, avatar.cache, out.with_suffix(".identity.safetensors"),
                                      {"source": avatar.description})
     report = OnnxReport(out, sidecar, avatar.generator.num_gaussians)
-    for i in range(PARITY_TUPLES):
-        report.parity.append(check_onnx_parity(avatar.generator, out, random_frame_inputs(avatar.generator, avatar.cache, i)))
-    if report.max_relative_error > PARITY_MAX_RELATIVE:
-        raise AgoraError(f"{out}: onnxruntime differs from PyTorch by {report.max_relative_error:.2e} (relative, "
-                         f"> {PARITY_MAX_RELATIVE:g}); the exported graph is wrong, please report it")
+    try:
+        for i in range(PARITY_TUPLES):
+            inputs = random_frame_inputs(avatar.generator, avatar.cache, i)
+            report.parity.append(check_onnx_parity(avatar.generator, out, inputs))
+        if not report.max_relative_error <= PARITY_MAX_RELATIVE:
+            raise AgoraError(f"{out}: onnxruntime differs from PyTorch by {report.max_relative_error:.2e} (relative, "
+                             f"> {PARITY_MAX_RELATIVE:g}); the exported graph is wrong, please report it")
+    except AgoraError:  # a graph that failed its check is not left behind
+        out.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+        raise
     return report
 
 

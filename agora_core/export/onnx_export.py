@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from agora_core.errors import AgoraError
@@ -183,9 +182,9 @@ def write_identity_sidecar(generator: AgoraGenerator, cache: IdentityCache, path
                "sh": sh}
     meta = {"format": SIDECAR_FORMAT, "format_version": str(FORMAT_VERSION), **(metadata or {})}
     path = Path(path)
-    save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
-               for k, v in tensors.items()}, str(path), metadata=meta)
-    return path
+    from agora_core.mobile.files import save_tensors
+
+    return save_tensors(path, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, meta)
 
 
 @dataclass
@@ -209,6 +208,9 @@ def check_onnx_parity(generator: AgoraGenerator, path: str | Path, inputs: OnnxI
     per, rel = {}, 0.0
     for name, r, g in zip(OUTPUT_NAMES, ref, got):
         assert r.shape == g.shape, (name, r.shape, g.shape)
+        for runtime, values in (("PyTorch", r), ("onnxruntime", g)):  # NaN compares as "no error": refuse it
+            if not np.isfinite(values).all():
+                raise AgoraError(f"{path}: output '{name}' of {runtime} holds NaN or inf; the parity check fails")
         err = float(np.abs(r - g).max())
         per[name] = err
         rel = max(rel, err / max(float(np.abs(r).max()), 1e-12))

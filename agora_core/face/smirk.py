@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agora_core.assets import require_asset
-from agora_core.errors import file_error
+from agora_core.errors import check_finite, file_error
 from agora_core.face.crop import SMIRK_CROP_SIZE
 
 POSE_BACKBONE = "tf_mobilenetv3_small_minimal_100"
@@ -126,18 +126,18 @@ def encoder_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def load_smirk_encoder(path: str | Path, device: str | torch.device = "cpu") -> SmirkEncoder:
     """`SmirkEncoder` in eval mode with the weights of ``path`` (SMIRK_em1.pt or a plain encoder
     state dict), strictly matched; any problem is an `AgoraError` naming the file."""
+    from agora_core.torch_files import read_torch_file
+
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise file_error(path, "SMIRK checkpoint not found; pass --smirk PATH") from None
-    except Exception as exc:
-        raise file_error(path, f"not a PyTorch state dict ({type(exc).__name__}); pass SMIRK_em1.pt") from None
+    if not path.is_file():
+        raise file_error(path, "SMIRK checkpoint not found; pass --smirk PATH")
+    state = read_torch_file(path, "PyTorch state dict", "pass SMIRK_em1.pt")
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise file_error(path, "expected a state dict of tensors (SMIRK_em1.pt layout)")
     state = encoder_state_dict(state)
     model = SmirkEncoder()
     _check_keys(path, set(model.state_dict()), set(state))
+    check_finite(state, path, "SMIRK weight")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -2,6 +2,8 @@
 
 - `atomic_write`: a file appears complete or not at all (temporary file beside it, then rename), so
   an interrupted export never leaves a truncated file that a viewer would half-load.
+- `check_output_path`: before any work, an output that is a folder, sits under a file or lies in a
+  folder that cannot be written is one `AgoraError` naming the flag (every command's --out).
 - `single_set`: the one set of a batch that a file holds, detached, on the CPU.
 - `read_bytes`: the whole file, or an `AgoraError` naming it.
 """
@@ -15,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from agora_core.errors import file_error
+from agora_core.errors import AgoraError, file_error
 from agora_core.gaussians.gaussian_set import GaussianSet
 
 
@@ -26,7 +28,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     On any exception the temporary file is removed and ``path`` is left as it was. The parent
     folder is created if needed. The file gets the usual umask-derived permissions.
     """
-    path = Path(path)
+    path = check_output_path(path, "output")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -35,9 +37,33 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # disk full, permissions changed, path replaced by a folder meanwhile
+        tmp.unlink(missing_ok=True)
+        raise file_error(path, f"cannot be written ({err.strerror or err})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output_path(path: str | Path, flag: str = "--out", folder: bool = False) -> Path:
+    """`path` if a file (`folder`: a folder) can be written there, else `AgoraError` "<flag> <path>: ...".
+
+    Checked before any work: `path` is not an existing folder (a file output) or file (a folder
+    output), no part of its parent is a file, and the nearest existing folder above it is writable.
+    """
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise AgoraError(f"{flag} {path}: is a folder; give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise AgoraError(f"{flag} {path}: is a file, not a folder")
+    above = path if folder and path.is_dir() else path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise AgoraError(f"{flag} {path}: {above} is a file, so nothing can be written under it")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise AgoraError(f"{flag} {path}: cannot write in {above} (permission denied)")
+    return path
 
 
 def single_set(gaussians: GaussianSet, batch_index: int | None = None) -> GaussianSet:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import ARCHIVE_ERRORS, AgoraError, file_error
 from agora_core.head.assets import FlameAssets
 from agora_core.head.obj_io import atomic_write_bytes, read_uv_obj
 
@@ -174,14 +174,15 @@ def load_eyelid_blendshapes(path: str | Path, num_vertices: int | None = None) -
     path = Path(path)
     try:
         if path.is_dir():
-            dirs = np.stack([np.load(path / "l_eyelid.npy"), np.load(path / "r_eyelid.npy")], -1)
+            dirs = np.stack([np.load(path / "l_eyelid.npy", allow_pickle=False),
+                             np.load(path / "r_eyelid.npy", allow_pickle=False)], -1)
         else:
-            dirs = np.load(path)
+            dirs = np.load(path, allow_pickle=False)
         dirs = np.asarray(dirs, dtype=np.float64)
     except FileNotFoundError as exc:
         raise file_error(path, f"eyelid blendshapes not found ({exc.filename}); expected a folder "
                                "with l_eyelid.npy and r_eyelid.npy or one [V,3,2] .npy") from None
-    except (ValueError, TypeError, OSError) as exc:  # not .npy, pickled objects, l/r of unequal shapes
+    except (TypeError, *ARCHIVE_ERRORS) as exc:  # not .npy, truncated, pickled objects, l/r unequal
         raise file_error(path, f"cannot read eyelid blendshapes: {exc}") from None
     v = dirs.shape[0] if num_vertices is None and dirs.ndim else num_vertices
     if dirs.shape != (v, 3, 2) or not np.all(np.isfinite(dirs)):

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import AgoraError, check_finite, file_error
 from agora_core.gaussians import GaussianSet
 from agora_core.gaussians.files import atomic_write
 
@@ -39,6 +39,10 @@ FORMAT_NAME = "agora-avatar"
 FORMAT_VERSION = 1
 NEUTRAL_KEYS = ("means", "log_scales", "quats", "sh", "opacities")
 FRAME_FIELDS = ("expression", "jaw", "eyelids", "neck", "eyes", "camera", "camera_rotation")
+_ENTRY_TYPES = {"generator": dict, "generator_config": dict, "head_config": dict, "head_model": str, "resolution": int,
+                "w": Tensor, "shape": Tensor, "frames": dict, "crops": Tensor, "neutral": dict, "mapping_camera": Tensor,
+                "sources": list, "base_checkpoint": str, "pti": dict}
+_TENSOR_DICTS = ("generator", "frames", "neutral")
 
 
 @dataclass
@@ -86,19 +90,23 @@ class AvatarFile:
     @staticmethod
     def load(path: str | Path) -> "AvatarFile":
         """Read and check an avatar file; every problem is one `AgoraError` naming the file."""
+        from agora_core.torch_files import read_torch_file
+
         path = Path(path)
-        if not path.is_file():
-            raise file_error(path, "no such file; make an avatar with `agora invert`")
-        try:
-            doc = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure: not our file
-            raise file_error(path, f"not a readable avatar file ({type(exc).__name__}); make one with `agora invert`") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        doc = read_torch_file(path, "avatar file", "make an avatar with `agora invert`")
+        if not isinstance(doc, dict) or not isinstance(doc.get("format"), str) or doc["format"] != FORMAT_NAME:
             what = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
             raise file_error(path, f"not an agora avatar file (format={what!r}); make one with `agora invert`")
-        if doc.get("format_version") != FORMAT_VERSION:
+        if type(doc.get("format_version")) is not int or doc["format_version"] != FORMAT_VERSION:
             raise file_error(path, f"avatar format_version {doc.get('format_version')} is not supported "
                                    f"(this agora reads {FORMAT_VERSION}); re-run `agora invert`")
+        for key, kind in _ENTRY_TYPES.items():
+            value = doc.get(key)
+            ok = isinstance(value, kind) and (kind is not dict or key not in _TENSOR_DICTS
+                                              or all(isinstance(v, Tensor) for v in value.values()))
+            if key in doc and not ok:
+                expected = "dict of tensors" if key in _TENSOR_DICTS else kind.__name__
+                raise file_error(path, f"avatar entry '{key}' is not a {expected}; it is damaged, re-run `agora invert`")
         try:
             avatar = AvatarFile(
                 generator=doc["generator"], generator_config=doc["generator_config"], head_config=doc["head_config"],
@@ -111,6 +119,8 @@ class AvatarFile:
         missing = [k for k in NEUTRAL_KEYS if k not in avatar.neutral] + [k for k in FRAME_FIELDS if k not in avatar.frames]
         if missing or avatar.w.ndim != 2 or avatar.shape.ndim != 2:
             raise file_error(path, f"avatar file is damaged ({', '.join(missing) or 'bad w/shape'}); re-run `agora invert`")
+        check_finite({k: doc[k] for k in ("generator", "w", "shape", "frames", "neutral", "mapping_camera")}, path,
+                     "avatar entry")
         return avatar
 
 

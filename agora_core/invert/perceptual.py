@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from agora_core.errors import file_error
+from agora_core.errors import check_finite, file_error
 
 VGG16_TAPS = (3, 8, 15, 22, 29)  # indices of relu1_2 … relu5_3 in torchvision's vgg16().features
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what torchvision's VGG16 weights expect
@@ -50,14 +50,11 @@ class VGGPerceptualDistance(nn.Module):
         """Load the VGG16 features from a torchvision state dict; problems are `AgoraError`s."""
         from torchvision.models.vgg import cfgs, make_layers
 
+        from agora_core.torch_files import read_torch_file
+
         path = Path(path)
-        if not path.is_file():
-            raise file_error(path, f"no such file ({FLAG}); save torchvision's VGG16 state dict there")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure: not a state dict we can read
-            raise file_error(path, f"not a readable torch state dict ({type(exc).__name__}); {FLAG} wants "
-                                   "torchvision's VGG16 state dict saved with torch.save") from None
+        state = read_torch_file(path, "torch state dict", f"{FLAG} wants torchvision's VGG16 state dict "
+                                "saved with torch.save")
         if not isinstance(state, dict):
             raise file_error(path, f"holds a {type(state).__name__}, not a state dict ({FLAG})")
         features = make_layers(cfgs["D"])  # = torchvision's vgg16().features, without the 120M-weight classifier
@@ -70,6 +67,7 @@ class VGGPerceptualDistance(nn.Module):
             bad = (missing or wrong)[0]
             raise file_error(path, f"not a torchvision VGG16 state dict ({'missing' if missing else 'wrong shape of'} "
                                    f"features.{bad}); {FLAG} wants vgg16().state_dict()")
+        check_finite({f"features.{k}": found[k] for k in wanted}, path, "VGG16 weight")
         features.load_state_dict({k: found[k].float() for k in wanted})
         return VGGPerceptualDistance(features).to(device)
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
-from agora_core.errors import file_error
+from agora_core.errors import AgoraWarning, file_error
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -126,6 +127,9 @@ def select_sharp_frames(path: str | Path, n: int) -> tuple[list[int], list[np.nd
     reader = VideoReader(path)
     scores = [sharpness(f) for f in reader.frames()]
     total = len(scores)
+    if total < n:
+        warnings.warn(AgoraWarning(f"{path}: {n} frames asked for but the video has {total}; using all {total}"),
+                      stacklevel=2)
     bounds = np.linspace(0, total, min(n, total) + 1).round().astype(int)
     chosen = [int(lo + np.argmax(scores[lo:hi])) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
     wanted, frames = set(chosen), {}
@@ -135,6 +139,9 @@ def select_sharp_frames(path: str | Path, n: int) -> tuple[list[int], list[np.nd
         if len(frames) == len(wanted):
             break
     return chosen, [frames[i] for i in chosen]
+
+
+VIDEO_FPS_RANGE = (1.0, 1000.0)  # frame rates a written video may have (ffmpeg refuses or stalls far outside)
 
 
 class Mp4Writer:
@@ -148,6 +155,9 @@ class Mp4Writer:
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
         self.fps = float(fps)
+        if not VIDEO_FPS_RANGE[0] <= self.fps <= VIDEO_FPS_RANGE[1]:  # NaN fails too
+            raise file_error(self.path, f"cannot write a video at {self.fps:g} fps (expected "
+                                        f"{VIDEO_FPS_RANGE[0]:g} to {VIDEO_FPS_RANGE[1]:g})")
         self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{self.path.suffix or '.mp4'}")
         self._writer = None
         self.count = 0
@@ -167,18 +177,31 @@ class Mp4Writer:
             self._writer = imageio_ffmpeg.write_frames(
                 str(self.tmp), (frame.shape[1], frame.shape[0]), fps=self.fps, codec="libx264", quality=8,
                 macro_block_size=1, ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
-            self._writer.send(None)
+            self._ffmpeg(lambda: self._writer.send(None))
         assert frame.shape[:2] == self._size and frame.dtype == np.uint8, (frame.shape, self._size, frame.dtype)
-        self._writer.send(np.ascontiguousarray(frame))
+        self._ffmpeg(lambda: self._writer.send(np.ascontiguousarray(frame)))
         self.count += 1
 
     def finish(self) -> Path:
         if self._writer is None:
             raise file_error(self.path, "no frames to write")
-        self._writer.close()
-        self._writer = None
-        os.replace(self.tmp, self.path)
+        writer, self._writer = self._writer, None
+        self._ffmpeg(writer.close)
+        if not self.tmp.is_file() or self.tmp.stat().st_size == 0:
+            raise file_error(self.path, "ffmpeg wrote no video")
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as err:
+            raise file_error(self.path, f"cannot be written ({err.strerror or err})") from None
         return self.path
+
+    def _ffmpeg(self, step) -> None:
+        """Run one step of the ffmpeg pipe; its failure (a crash, a refused setting, a full disk) is one line."""
+        try:
+            step()
+        except (OSError, RuntimeError, ValueError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise file_error(self.path, f"ffmpeg failed writing the video ({first})") from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._writer is not None:

@@ -2,13 +2,13 @@
 
 The feature network is the TensorFlow Inception-v3 graph of 2015-12-05 that StyleGAN/EG3D (and
 the AGORA authors, code facts §7) use, read from a file the user gives -- never downloaded:
-
-- torch-fidelity's port, ``weights-inception-2015-12-05-6726825d.pth`` (a plain state dict),
-  run by torch-fidelity's ``FeatureExtractorInceptionV3`` (TF-compatible resize to 299², 2048-d
-  pool features). Recommended.
-- StyleGAN2-ADA's TorchScript export ``inception-2015-12-05.pt`` (``torch.jit.load``, called as
-  ``net(x, return_features=True)``). StyleGAN3/EG3D's ``.pkl`` of the same network is a Python
-  pickle (loading it runs code), so it is refused with a pointer to the other two.
+torch-fidelity's port ``weights-inception-2015-12-05-6726825d.pth`` (`INCEPTION_WEIGHTS_URL`), a
+plain state dict (keys ``Conv2d_1a_3x3.conv.weight`` ... ``Mixed_7c.*``, ``fc.weight [1008, 2048]``)
+run by torch-fidelity's ``FeatureExtractorInceptionV3`` (TF-compatible resize to 299², 2048-d pool
+features). It is read with ``weights_only=True`` (`torch_files.read_torch_file`) and handed to the
+network from memory, so torch-fidelity's own full-pickle ``torch.load`` never sees the user's file.
+StyleGAN2-ADA's TorchScript ``inception-2015-12-05.pt`` and StyleGAN3/EG3D's ``.pkl`` hold the same
+network but loading either runs code stored in the file, so both are refused.
 
 A feature network is any callable ``images uint8 [B, 3, H, W] -> float [B, D]`` (`FeatureNetwork`);
 tests plug in a small stand-in with that interface. The statistics are torch-fidelity's:
@@ -18,7 +18,7 @@ over random subsets (Bińkowski et al. 2018), mean and std over subsets.
 
 from __future__ import annotations
 
-import zipfile
+import io
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
@@ -26,13 +26,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import AgoraError, check_finite, file_error
 
 INCEPTION_FEATURES = "2048"  # pool3 features, as FID/KID use them
 KID_SUBSETS = 100  # torch-fidelity / StyleGAN defaults
 KID_SUBSET_SIZE = 1000
 # a key every torch-fidelity Inception state dict has (sanity check before handing it over)
 _INCEPTION_KEY = "Conv2d_1a_3x3.conv.weight"
+INCEPTION_WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                         "weights-inception-2015-12-05-6726825d.pth")
+_INCEPTION_FIX = f"--inception wants torch-fidelity's weights-inception-2015-12-05-6726825d.pth ({INCEPTION_WEIGHTS_URL})"
 
 
 class FeatureNetwork(Protocol):
@@ -42,11 +45,11 @@ class FeatureNetwork(Protocol):
 
 
 class _TorchFidelityInception:
-    def __init__(self, path: Path, device: torch.device):
+    def __init__(self, weights: io.BytesIO, device: torch.device):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", [INCEPTION_FEATURES],
-                                               feature_extractor_weights_path=str(path)).to(device)
+                                               feature_extractor_weights_path=weights).to(device)
         self.device = device
 
     @torch.no_grad()
@@ -54,50 +57,27 @@ class _TorchFidelityInception:
         return self.net(images.to(self.device))[0].float().cpu()
 
 
-class _TorchScriptInception:
-    def __init__(self, module: torch.jit.ScriptModule, device: torch.device):
-        self.net, self.device = module.eval().to(device), device
-
-    @torch.no_grad()
-    def __call__(self, images: Tensor) -> Tensor:
-        return self.net(images.to(self.device), return_features=True).float().cpu()
-
-
 def load_inception(path: str | Path, device: str | torch.device = "cpu") -> FeatureNetwork:
     """The Inception-v3 feature network from ``path`` (see module docstring); `AgoraError`
-    naming the file and ``--inception`` when it is missing or not one of the two formats."""
+    naming the file and ``--inception`` when it is missing, TorchScript, a pickle, not the state
+    dict, or holds NaN/inf."""
+    from agora_core.torch_files import read_torch_file
+
     path, device = Path(path), torch.device(device)
-    if not path.is_file():
-        raise file_error(path, "Inception weights not found; pass --inception PATH "
-                               "(torch-fidelity's weights-inception-2015-12-05-6726825d.pth)")
-    if path.suffix == ".pkl":
-        raise file_error(path, "a pickled detector is not loaded (unpickling runs code); pass StyleGAN2-ADA's "
-                               "TorchScript inception-2015-12-05.pt or torch-fidelity's "
-                               "weights-inception-2015-12-05-6726825d.pth to --inception")
-    if _is_torchscript(path):
-        try:
-            return _TorchScriptInception(torch.jit.load(str(path), map_location="cpu"), device)
-        except Exception as exc:  # noqa: BLE001 - any failure means "not a usable TorchScript file"
-            raise file_error(path, f"not a loadable TorchScript Inception ({type(exc).__name__}); --inception") from None
-    try:  # weights only: validates the file without running code before torch-fidelity loads it
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise file_error(path, f"not a PyTorch state dict ({type(exc).__name__}); --inception") from None
+    if path.suffix == ".pkl" and path.is_file():
+        raise file_error(path, f"a pickled network is never loaded (unpickling runs code); {_INCEPTION_FIX}")
+    state = read_torch_file(path, "Inception-v3 state dict", _INCEPTION_FIX)
     if not isinstance(state, dict) or _INCEPTION_KEY not in state:
-        raise file_error(path, "not torch-fidelity's Inception-v3 state dict "
-                               "(weights-inception-2015-12-05-6726825d.pth); --inception")
+        raise file_error(path, f"not torch-fidelity's Inception-v3 state dict; {_INCEPTION_FIX}")
+    check_finite(state, path, "Inception weight")
+    buffer = io.BytesIO()  # tensors only, re-serialised here: torch-fidelity unpickles this, not the file
+    torch.save({k: v for k, v in state.items() if isinstance(v, Tensor)}, buffer)
+    buffer.seek(0)
     try:
-        return _TorchFidelityInception(path, device)
+        return _TorchFidelityInception(buffer, device)
     except RuntimeError as exc:
-        raise file_error(path, f"weights do not fit Inception-v3 ({str(exc).splitlines()[0][:120]})") from None
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a ``constants.pkl`` / ``code/`` entry."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
+        raise file_error(path, f"weights do not fit Inception-v3 ({str(exc).splitlines()[0][:120]}); "
+                               f"{_INCEPTION_FIX}") from None
 
 
 def to_uint8(images: Tensor) -> Tensor:

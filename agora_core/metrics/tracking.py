@@ -36,6 +36,7 @@ from agora_core.errors import AgoraError, file_error
 from agora_core.face.camera import axis_angle_to_rotmat, head_pose_from_camera, rotmat_to_axis_angle
 from agora_core.face.crop import SMIRK_CROP_SCALE, SMIRK_CROP_SIZE, box_square, crop_face, ffhq_aligned_box
 from agora_core.face.smirk import NUM_EXPRESSION, NUM_SHAPE, SmirkEncoder, load_smirk_encoder
+from agora_core.gaussians.files import atomic_write
 from agora_core.render.cameras import Camera
 
 # metric name -> tracked parameter group (Table 1 / code facts §7 names)
@@ -200,9 +201,8 @@ def save_tracker(path: str | Path, encoder: SmirkEncoder, info: TrackerInfo) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        torch.save(state, f)
     tracker_info_path(path).write_text(json.dumps(info.to_json(), indent=2))
     return path
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from agora_core.errors import AgoraWarning
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.residual_source import GeneratorResiduals, RowSource
 from agora_core.mobile.residuals import RESIDUAL_GROUPS
@@ -116,6 +118,10 @@ def extract_basis(generator: AgoraGenerator, config: ExtractConfig, *, pool: Con
     """Sample, stream, factorise, evaluate (module docstring). `on_plan(plan)` is called first
     (the CLI sizes its progress bar with `plan.passes · n + heldout`)."""
     t0 = time.perf_counter()
+    if config.k > config.n:  # n residual rows span at most n directions
+        warnings.warn(AgoraWarning(f"--k {config.k} is more than --n {config.n} tuples: at most {config.n} "
+                                   f"components carry information, the other {config.k - config.n} are zero"),
+                      stacklevel=2)
     source, heldout = residual_sources(generator, config, pool, prior)
     plan = plan_extraction(source, config)
     if on_plan is not None:

@@ -7,31 +7,24 @@ missing file, not safetensors, another format, another version, missing tensors 
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 from torch import Tensor
 
-from agora_core.errors import file_error
+from agora_core.errors import check_finite, file_error
 
 
 def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, object]) -> Path:
     """Write `tensors` (contiguous CPU copies) with string `metadata` to `path`, atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from agora_core.gaussians.files import atomic_write
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={k: str(v) for k, v in metadata.items()})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    data = save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+                metadata={k: str(v) for k, v in metadata.items()})
+    with atomic_write(path) as f:  # the permissions of every other output (safetensors' own writer: 0600)
+        f.write(data)
     return path
 
 
@@ -62,6 +55,7 @@ def load_tensors(path: str | Path, file_format: str, version: int, required: lis
     missing = [k for k in required if k not in tensors]
     if missing:
         raise file_error(path, f"{file_format} file lacks {', '.join(missing)}; re-create it with `{what}`")
+    check_finite(tensors, path, f"{file_format} tensor")
     return tensors, metadata
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, check_finite
 from agora_core.gaussians.files import atomic_write
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import CoefficientMLP, join_groups, split_groups
@@ -121,8 +121,10 @@ def load_regressor_data(path: str | Path, key: str) -> RegressorData | None:
             meta = f.metadata() or {}
             if meta.get("key") != key:
                 return None
-            return RegressorData(f.get_tensor("inputs"), f.get_tensor("targets"), int(meta["w_dim"]),
+            data = RegressorData(f.get_tensor("inputs"), f.get_tensor("targets"), int(meta["w_dim"]),
                                  int(meta["expr_dim"]))
+        check_finite([data.inputs, data.targets], path, "cache tensor")
+        return data
     except Exception:  # noqa: BLE001 - a damaged cache is regenerated, never trusted
         return None
 
@@ -149,12 +151,12 @@ def _load_state(path: Path, key: str, config: FitConfig) -> dict | None:
     """The saved fit state when it belongs to this data and these settings, else None."""
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001
-        raise AgoraError(f"{path}: damaged fit state; delete it to start the fit afresh") from None
-    if state.get("format") != STATE_FORMAT or state.get("format_version") != STATE_VERSION:
+    from agora_core.torch_files import read_torch_file
+
+    state = read_torch_file(path, "fit-mlp state", "delete it to start the fit afresh")
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("format_version") != STATE_VERSION:
         raise AgoraError(f"{path}: not an agora fit-mlp state file; delete it or choose another --out")
+    check_finite({k: state.get(k) for k in ("model", "optimizer", "best_model")}, path, "fit-mlp state entry")
     same = {k: v for k, v in asdict(config).items() if k != "epochs"}
     if state.get("data_key") != key or state.get("config") != same:
         return None  # other data or settings: start afresh (the file is overwritten)
@@ -215,6 +217,8 @@ def fit_coefficient_mlp(data: RegressorData, k: int, config: FitConfig, state_pa
             opt.step()
         model.eval()
         train_mse, _ = mse(x_train, y_train, model)
+        if not math.isfinite(train_mse):
+            raise AgoraError(f"fit-mlp: the training MSE became {train_mse} at epoch {epoch + 1}; lower --lr")
         val_mse, val_groups = mse(x_val, y_val, model) if len(val_idx) else (train_mse, {})
         report.epoch = epoch + 1
         report.history.append({"epoch": epoch + 1, "train_mse": train_mse, "val_mse": val_mse, "lr": lr})

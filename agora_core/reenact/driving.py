@@ -24,18 +24,26 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import ARCHIVE_ERRORS, AgoraWarning, file_error
+from agora_core.invert.video_io import VIDEO_FPS_RANGE
 from agora_core.render import Camera
 
 DEFAULT_FPS = 25.0
 SMOOTH_WINDOW, SMOOTH_ORDER = 5, 3  # the authors' Savitzky–Golay filter (code facts §6)
 JSON_TAIL = 5  # jaw 3 + eyelids 2 after the expression in the authors' 55-d frame vector
+# |value| beyond which a driving parameter gets a warning: FLAME expression/eyelid coefficients are in
+# units of their standard deviation (trained values lie within a few), rotations are axis-angle radians
+# (≤ π is every rotation), camera labels are extrinsics + normalised intrinsics of order 1.
+DRIVING_PLAUSIBLE = {"expression": 20.0, "eyelids": 20.0, "jaw": 2 * np.pi, "global_pose": 2 * np.pi,
+                     "neck": 2 * np.pi, "camera": 100.0}
+DRIVING_REFUSED = 1e4  # |value| beyond which a file is refused: no tracker or model means this
 SMOOTHED = ("expression", "jaw", "eyelids", "global_pose", "neck")
 
 
@@ -125,7 +133,10 @@ class DrivingSequence:
 
 
 def _rows(path: Path, name: str, value, t: int | None, dim: int | None) -> np.ndarray:
-    a = np.asarray(value, dtype=np.float32)
+    try:
+        a = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise file_error(path, f"'{name}' is not an array of numbers") from None
     if a.ndim != 2 or (t is not None and a.shape[0] != t) or (dim is not None and a.shape[1] != dim):
         want = f"[{t if t is not None else 'T'}, {dim if dim is not None else 'E'}]"
         raise file_error(path, f"'{name}' has shape {a.shape}, expected {want}")
@@ -138,8 +149,8 @@ def _load_npz(path: Path) -> DrivingSequence:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise file_error(path, f"not a readable .npz ({exc})") from None
+    except ARCHIVE_ERRORS as exc:  # truncated/foreign files
+        raise file_error(path, f"not a readable .npz ({type(exc).__name__}: {exc})") from None
     for key in ("expression", "jaw"):
         if key not in data:
             raise file_error(path, f"lacks '{key}' (driving .npz: expression [T,E], jaw [T,3], optional eyelids, "
@@ -150,11 +161,40 @@ def _load_npz(path: Path) -> DrivingSequence:
         raise file_error(path, "has zero frames")
     opt = lambda k, d: _rows(path, k, data[k], t, d) if k in data else np.zeros((t, d), np.float32)  # noqa: E731
     camera = _rows(path, "camera", data["camera"], t, 25) if "camera" in data else None
-    fps = float(np.asarray(data.get("fps", DEFAULT_FPS)).reshape(-1)[0]) if "fps" in data else DEFAULT_FPS
-    if not fps > 0:
-        raise file_error(path, f"fps must be positive, got {fps}")
-    return DrivingSequence(expression, _rows(path, "jaw", data["jaw"], t, 3), opt("eyelids", 2), opt("global_pose", 3),
-                           opt("neck", 3), fps, camera)
+    fps = _fps(path, data["fps"].reshape(-1)[0].item() if "fps" in data and data["fps"].size == 1 else
+               data.get("fps", DEFAULT_FPS))
+    return _in_range(path, DrivingSequence(expression, _rows(path, "jaw", data["jaw"], t, 3), opt("eyelids", 2),
+                                           opt("global_pose", 3), opt("neck", 3), fps, camera))
+
+
+def _number(path: Path, name: str, value, integer: bool = False) -> float:
+    """A finite number (an integer when `integer`) read from a file, or one line naming file and field."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or (integer and value != int(value)):
+        raise file_error(path, f"'{name}' must be a finite {'integer' if integer else 'number'}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _fps(path: Path, value) -> float:
+    fps = _number(path, "fps", value)
+    if not VIDEO_FPS_RANGE[0] <= fps <= VIDEO_FPS_RANGE[1]:
+        raise file_error(path, f"'fps' {fps:g} is outside [{VIDEO_FPS_RANGE[0]:g}, {VIDEO_FPS_RANGE[1]:g}]")
+    return fps
+
+
+def _in_range(path: Path, seq: DrivingSequence) -> DrivingSequence:
+    """`seq`; an error when a parameter is absurd (|value| > `DRIVING_REFUSED`), a warning when it lies
+    outside what FLAME-driven models are trained on (`DRIVING_PLAUSIBLE`)."""
+    for name, plausible in DRIVING_PLAUSIBLE.items():
+        values = getattr(seq, name)
+        peak = float(np.abs(values).max()) if values is not None and values.size else 0.0
+        if peak > DRIVING_REFUSED:
+            raise file_error(path, f"'{name}' reaches {peak:.3g}, far outside anything a model is trained on "
+                                   f"(|value| <= {DRIVING_REFUSED:g}); the file is damaged or in other units")
+        if peak > plausible:
+            warnings.warn(AgoraWarning(f"{path}: '{name}' reaches {peak:.3g}, outside what models are trained on "
+                                       f"(|value| <= {plausible:g}); the avatar may look distorted"), stacklevel=3)
+    return seq
 
 
 def _load_json(path: Path) -> DrivingSequence:
@@ -164,7 +204,7 @@ def _load_json(path: Path) -> DrivingSequence:
         raise file_error(path, f"not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or "frames" not in doc:
         raise file_error(path, "not a driving_sequence.json ({num_frames, params_dim, fps, frames})")
-    dim = int(doc.get("params_dim", 55))
+    dim = _number(path, "params_dim", doc.get("params_dim", 55), integer=True)
     if dim <= JSON_TAIL:
         raise file_error(path, f"params_dim {dim}: expected expression + jaw 3 + eyelids 2 (55)")
     try:
@@ -173,15 +213,13 @@ def _load_json(path: Path) -> DrivingSequence:
         raise file_error(path, "'frames' must be a list of equal-length number lists") from None
     if frames.ndim != 2 or frames.shape[0] == 0 or frames.shape[1] != dim:
         raise file_error(path, f"'frames' has shape {frames.shape}, expected [num_frames, {dim}]")
-    if "num_frames" in doc and int(doc["num_frames"]) != frames.shape[0]:
+    if "num_frames" in doc and _number(path, "num_frames", doc["num_frames"], integer=True) != frames.shape[0]:
         raise file_error(path, f"num_frames {doc['num_frames']} but {frames.shape[0]} frames")
     if not np.isfinite(frames).all():
         raise file_error(path, "'frames' has non-finite values")
     e = dim - JSON_TAIL
     t = frames.shape[0]
-    fps = float(doc.get("fps", DEFAULT_FPS))
-    if not fps > 0:
-        raise AgoraError(f"{path}: fps must be positive, got {fps}")
+    fps = _fps(path, doc.get("fps", DEFAULT_FPS))
     zeros = np.zeros((t, 3), np.float32)
-    return DrivingSequence(frames[:, :e].copy(), frames[:, e:e + 3].copy(), frames[:, e + 3:].copy(), zeros,
-                           zeros.copy(), fps, None)
+    return _in_range(path, DrivingSequence(frames[:, :e].copy(), frames[:, e:e + 3].copy(), frames[:, e + 3:].copy(),
+                                           zeros, zeros.copy(), fps, None))

@@ -11,17 +11,23 @@ a temporary file that is renamed, so a killed run never leaves a half checkpoint
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
 
-from agora_core.errors import AgoraError
+from agora_core.errors import AgoraError, AgoraWarning, check_finite
 from agora_core.gaussians.files import atomic_write
+from agora_core.torch_files import read_torch_file
 
 FORMAT_NAME = "agora-train-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^kimg(\d{6})(?:\.(\d{3}))?\.pt$")
+# types of the entries readers rely on (`config` is required); state dicts and `sampling` hold tensors
+_ENTRY_TYPES = {"config": dict, "G": dict, "G_ema": dict, "D": dict, "opt_G": dict, "opt_D": dict, "sampling": dict,
+                "head_model": str}
+_TENSOR_DICTS = ("G", "G_ema", "D", "sampling")
 
 
 def checkpoint_name(nimg: int) -> str:
@@ -77,16 +83,37 @@ def resolve_checkpoint_path(path: str | Path, no_checkpoints: str, not_found: st
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by `save_checkpoint` (weights_only: no code is unpickled)."""
     path = resolve_checkpoint_path(path, f"no checkpoints in {Path(path) / CHECKPOINT_DIR}", "checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
-        raise AgoraError(f"{path}: not a readable agora checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
+    state = read_torch_file(path, "agora checkpoint", "pass a kimg*.pt written by `agora train`", map_location)
+    if not isinstance(state, dict) or not _is(state.get("format"), str, FORMAT_NAME):
         raise AgoraError(f"{path}: not an agora training checkpoint")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise AgoraError(f"{path}: checkpoint format_version {state.get('format_version')} not supported "
+    if not _is(state.get("format_version"), int, FORMAT_VERSION):
+        raise AgoraError(f"{path}: checkpoint format_version {state.get('format_version')!r} not supported "
                          f"(this agora reads {FORMAT_VERSION})")
+    _check_entries(state, path)
+    check_finite(state, path, "checkpoint entry")
+    if "G_ema" not in state and "G" in state:
+        warnings.warn(AgoraWarning(f"{path}: the checkpoint has no G_ema; the raw generator G is used instead"),
+                      stacklevel=2)
+        state["G_ema"] = state["G"]
     return state
+
+
+def _is(value: object, kind: type, expected: object) -> bool:
+    return type(value) is kind and value == expected
+
+
+def _check_entries(state: dict, path: Path) -> None:
+    """One line naming the entry when the checkpoint's structure is not what `save_checkpoint` writes."""
+    if "config" not in state:
+        raise AgoraError(f"{path}: checkpoint has no stored config; it is not from `agora train`")
+    for key, kind in _ENTRY_TYPES.items():
+        if key in state and not isinstance(state[key], kind):
+            raise AgoraError(f"{path}: checkpoint entry '{key}' is a {type(state[key]).__name__}, expected a "
+                             f"{kind.__name__}; the file is damaged")
+    for key in _TENSOR_DICTS:
+        bad = next((k for k, v in state.get(key, {}).items() if not isinstance(v, torch.Tensor)), None)
+        if bad is not None:
+            raise AgoraError(f"{path}: checkpoint entry '{key}.{bad}' is not a tensor; the file is damaged")
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:

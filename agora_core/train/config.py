@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -176,6 +177,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AgoraError(f"{where}: must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise AgoraError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -233,9 +236,13 @@ def load_config(yaml_path: str | Path | None, overrides: dict[str, Any] | None =
         if not path.is_file():
             raise AgoraError(f"{path}: config file not found")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise AgoraError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        except UnicodeDecodeError:
+            raise AgoraError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
+        if tree is None or tree == {}:  # not silently the defaults (the paper's 256² config)
+            raise AgoraError(f"{path}: the config file is empty; give its keys (as configs/demo.yaml does)")
         if not isinstance(tree, dict):
             raise AgoraError(f"{path}: the top level must be a mapping of config keys")
     for dotted, value in (overrides or {}).items():

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from agora_core.data.torch_dataset import HeadImageDataset
+from agora_core.errors import AgoraError
 from agora_core.render import Camera, rasterize
 from agora_core.train.sampling import ConditionSampler
 from agora_core.train.swd import swd
@@ -114,11 +115,18 @@ def image_grid(images: Tensor, rows: int, cols: int) -> np.ndarray:
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write uint8 RGB [H, W, 3] as an image (format from the suffix: .png, .jpg...), atomically."""
+    from agora_core.gaussians.files import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    tmp.replace(path)
+    try:
+        ok, encoded = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise AgoraError(f"{path}: cannot write an image with suffix {path.suffix!r}; use .png or .jpg")
+    with atomic_write(path) as f:
+        f.write(encoded.tobytes())
     return path
 
 
