@@ -363,3 +363,43 @@ def test_agora_m_import_errors_name_the_file(imported_run, tmp_path):
     torch.save(m, tmp_path / "mlp.pt")
     with pytest.raises(AgoraError, match="net.4.bias"):
         import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", tmp_path / "mlp.pt", imported_run)
+
+
+# --- damaged files: one AgoraError line, never a traceback --------------------------------------------
+def test_importer_readers_survive_damaged_files(official_pkl, imported_run, tmp_path):
+    import json
+
+    from agora_core.importer.official_agora_m import read_official_basis, read_official_mlp
+    from test_reliability_fuzz import _run, fuzz_bytes
+
+    failures: list[str] = []
+    data = official_pkl.read_bytes()
+    rng = torch.Generator().manual_seed(0)
+    cuts = [0, 1, 16, 4096, len(data) // 2, len(data) - 1] + torch.randint(1, len(data), (3,), generator=rng).tolist()
+    for cut in cuts:  # truncations and a corrupted header of the 79 MB pickle (bit flips in tensor data stay data)
+        (tmp_path / "c.pkl").write_bytes(data[:cut])
+        _run(read_official_checkpoint, tmp_path / "c.pkl", f"checkpoint cut at {cut}", failures)
+    (tmp_path / "c.pkl").write_bytes(data[:2] + b"\xff" * 64 + data[66:4096])
+    _run(read_official_checkpoint, tmp_path / "c.pkl", "checkpoint with a damaged header", failures)
+    failures += fuzz_bytes(lambda p: read_official_basis(p, 2789), OFFICIAL / "agora_m" / "svd_basis.pt", tmp_path)
+    failures += fuzz_bytes(lambda p: read_official_mlp(p, 512, 8), OFFICIAL / "agora_m" / "mlp_regressor.pt", tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("imported.json", "head.safetensors", "generator.safetensors"):
+        shutil.copy(imported_run / name, run / name)
+    for name in ("head.safetensors", "generator.safetensors"):
+        good = (run / name).read_bytes()
+        for i, blob in enumerate([b"", good[:100], good[: len(good) // 2], good[:8] + b"\xff" * 16 + good[24:]]):
+            (run / name).write_bytes(blob)
+            _run(load_imported_run, run, f"{name} mutation {i}", failures)
+        (run / name).write_bytes(good)
+    manifest = json.loads((run / "imported.json").read_text())
+    docs: list[object] = [[], "x", None]
+    for key in ("format", "format_version", "generator", "head_model"):  # the fields the loader reads
+        docs.append({k: v for k, v in manifest.items() if k != key})
+        docs.extend({**manifest, key: swap} for swap in (None, -1, "x", [1], {"a": 1}))
+    docs.append({**manifest, "generator": {**manifest["generator"], "uv_anchor": "nowhere"}})
+    for i, doc in enumerate(docs):
+        (run / "imported.json").write_text(json.dumps(doc))
+        _run(load_imported_run, run, f"imported.json mutation {i}", failures)
+    assert not failures, "\n".join(failures[:10])

@@ -19,20 +19,17 @@ from pathlib import Path
 
 import torch
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import AgoraError, check_finite, file_error
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import ANIMATION_DIM, CoefficientMLP
 from agora_core.mobile.residuals import RESIDUAL_GROUPS
+from agora_core.torch_files import read_torch_file
 
 
 def _read_dict(path: Path, what: str) -> dict:
     if not path.is_file():
         raise AgoraError(f"{path}: no such file ({what})")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read means "not their file"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise file_error(path, f"not a readable {what} ({type(exc).__name__}: {first})") from None
+    obj = read_torch_file(path, what, "pass the file from the authors' release")
     if not isinstance(obj, dict):
         raise file_error(path, f"expected the authors' {what} (a dict), found {type(obj).__name__}")
     return obj
@@ -44,8 +41,7 @@ def _tensor(path: Path, d: dict, key: str, shape: tuple[int, ...]) -> torch.Tens
         raise file_error(path, f"missing tensor '{key}'")
     if tuple(value.shape) != shape:
         raise file_error(path, f"'{key}' has shape {tuple(value.shape)}, expected {shape}")
-    if not torch.isfinite(value).all():
-        raise file_error(path, f"'{key}' holds non-finite values")
+    check_finite(value, path, f"tensor '{key}'")
     return value.float().contiguous()
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError, AgoraWarning, file_error
+from agora_core.errors import AgoraError, AgoraWarning, check_finite, file_error
 from agora_core.head.assets import FLAME_PARENTS, FlameAssets, UVTables
 from agora_core.importer.inert_pickle import InertRecord, PersistentRecord, load_inert_pickle
 from agora_core.models.generator_config import GeneratorConfig
@@ -234,8 +234,7 @@ def convert_official_state(ckpt: OfficialCheckpoint, generator) -> dict[str, Ten
         if tuple(value.shape) != tuple(ours[mine].shape):
             raise file_error(path, f"'{theirs}' has shape {tuple(value.shape)}, expected {tuple(ours[mine].shape)} "
                                    "for the architecture its config describes")
-        if not torch.isfinite(value).all():
-            raise file_error(path, f"'{theirs}' holds non-finite values")
+        check_finite(value, path, f"tensor '{theirs}'")
         out[mine] = value.contiguous().clone()
     missing = sorted(set(ours) - set(out))
     if missing:
@@ -263,8 +262,7 @@ def _array(ckpt: OfficialCheckpoint, name: str, ndim: int, dtype) -> np.ndarray:
     if value.ndim != ndim:
         raise file_error(ckpt.path, f"'{name}' has shape {tuple(value.shape)}, expected {ndim} dimensions")
     arr = value.detach().cpu().numpy().astype(dtype)
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise file_error(ckpt.path, f"'{name}' holds non-finite values")
+    check_finite(arr, ckpt.path, f"tensor '{name}'")
     return arr
 
 

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file as load_torch, save_file as save_torch
 
-from agora_core.errors import AgoraError, file_error
+from agora_core.errors import AgoraError, check_finite, file_error
 from agora_core.head import FlameAssets, HeadModel, UVTables
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.models.generator_config import GeneratorConfig
@@ -73,9 +73,7 @@ def _head_from_file(path: Path, meta: dict) -> FlameAssets:
     missing = [k for k in _HEAD_ARRAYS if k not in arrays]
     if missing:
         raise file_error(path, f"missing head arrays {missing}")
-    for name, arr in arrays.items():
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            raise file_error(path, f"'{name}' holds non-finite values")
+    check_finite(arrays, path, "head array")
     uv = None
     if all(f"uv_{k}" in arrays for k in _UV_ARRAYS):
         uv = UVTables(**{k: arrays[f"uv_{k}"] for k in _UV_ARRAYS})
@@ -188,9 +186,7 @@ def load_imported_run(folder: str | Path, device: str | torch.device = "cpu") ->
         state = load_torch(str(weights_path))
     except (OSError, SafetensorError, ValueError) as exc:
         raise file_error(weights_path, f"not readable safetensors ({str(exc).splitlines()[0][:120]})") from None
-    for name, value in state.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise file_error(weights_path, f"tensor '{name}' holds non-finite values")
+    check_finite(state, weights_path, "generator tensor")
     try:
         generator.load_state_dict(state)
     except RuntimeError as exc:
