@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 import warnings
 from typing import Callable, TypeVar
 
@@ -49,7 +48,7 @@ def user_errors(fn: F) -> F:
 
 
 def setup_runtime(threads: int | None = None) -> None:
-    """Backend flags, set once by the CLI (STYLE.md rule 4)."""
+    """Backend flags, set once by the CLI."""
     import torch
 
     if threads:
@@ -57,7 +56,3 @@ def setup_runtime(threads: int | None = None) -> None:
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-def python_executable() -> str:
-    return sys.executable

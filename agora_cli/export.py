@@ -74,7 +74,7 @@ def web(
     port: PortOpt = 8000,
     threads: ThreadsOpt = 0,
 ) -> None:
-    """AGORA-M WebGL2 viewer bundle: neutral Gaussians, fp16 blendshapes, MLP, viewer (no build step)."""
+    """AGORA-M WebGL2 viewer bundle: neutral Gaussians, int16 fixed-point blendshapes (format 3), MLP, viewer (no build step)."""
     from agora_core.gaussians.files import check_output_path
 
     check_output_path(out, "--out", folder=True)

@@ -1,4 +1,4 @@
-"""Options shared by several commands, defined once (STYLE.md: the hf CLI pattern)."""
+"""Options shared by several commands, defined once."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The one exception type a user can cause, and the warning for a run that goes on with less.
 
 An `AgoraError` carries a single line that names the file or flag at fault and what to do about
-it. The CLI prints it without a traceback and exits with status 2 (STYLE.md rule 8). An
+it. The CLI prints it without a traceback and exits with status 2. An
 `AgoraWarning` (raised with `warnings.warn`) is one line of the same kind about an optional asset
 the run goes on without; the CLI prints it as a "warning:" line. `check_finite` is the one check
 every file reader runs on what it loaded: NaN/inf is refused at the door, naming file and tensor.

@@ -1,4 +1,4 @@
-"""Honest per-frame timing and peak memory (what the authors' FPS script lacked, code facts §7).
+"""Honest per-frame timing and peak memory (what the authors' FPS script lacked).
 
 - Every timed call is bracketed by a device synchronisation (`torch.cuda.synchronize` on CUDA), so
   a frame's time covers the work it launched, not just the launch; warm-up calls are not timed.

@@ -1,5 +1,5 @@
 """Export (paper appendix 0.B.2.2): ONNX of AGORA's per-frame deformation path, and the static WebGL2
-AGORA-M viewer bundle (neutral Gaussians + fp16 blendshapes + coefficient MLP, animated on the GPU).
+AGORA-M viewer bundle (neutral Gaussians + int16 fixed-point blendshapes + coefficient MLP, animated on the GPU).
 
 - `onnx_export`: `DeformationLifting` (G_d + UV sampling + lifting as one module), ONNX export, parity.
 - `web_bundle`: `write_web_bundle` (the bundle format: module docstring); viewer files in `web/`.

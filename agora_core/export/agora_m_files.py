@@ -12,7 +12,7 @@ Formats (docs/architecture.md, "AGORA-M files"):
 Residual spaces: xyz metres, scale = log-scale, rotation = wxyz quaternion renormalised after
 blending, opacity post-sigmoid clamped to [0, 1] after blending. Colour is not animated.
 
-The export stage reads the files itself (stages meet through files, DESIGN.md); the runtime
+The export stage reads the files itself (stages meet through files, docs/architecture.md); the runtime
 reference of eq. 11 is `agora_core.models.blendshape_avatar.BlendshapeAvatar`.
 """
 

@@ -1,7 +1,7 @@
 """FID and KID (paper sec. 4, Table 1) on Inception-v3 pool features.
 
 The feature network is the TensorFlow Inception-v3 graph of 2015-12-05 that StyleGAN/EG3D (and
-the AGORA authors, code facts §7) use, read from a file the user gives -- never downloaded:
+the AGORA authors' evaluation) use, read from a file the user gives -- never downloaded:
 torch-fidelity's port ``weights-inception-2015-12-05-6726825d.pth`` (`INCEPTION_WEIGHTS_URL`), a
 plain state dict (keys ``Conv2d_1a_3x3.conv.weight`` ... ``Mixed_7c.*``, ``fc.weight [1008, 2048]``)
 run by torch-fidelity's ``FeatureExtractorInceptionV3`` (TF-compatible resize to 299², 2048-d pool

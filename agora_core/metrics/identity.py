@@ -9,7 +9,7 @@ Alignment: insightface aligns a detected face's five landmarks to ArcFace's temp
 are FFHQ-aligned (the dataset framing), so the landmarks sit where FFHQ alignment puts them and
 the ArcFace crop is a fixed window (`arcface_window`), no detector needed.
 
-Score: the authors report ``sqrt(mean cosine)`` (code facts §7); we report the mean cosine and,
+Score: the authors report ``sqrt(mean cosine)`` (their evaluation script); we report the mean cosine and,
 for comparison with the paper, its square root.
 """
 

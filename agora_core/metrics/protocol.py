@@ -1,4 +1,4 @@
-"""What is generated for each metric (appendix 0.B.2.1, following Next3D; AGORA code facts §7).
+"""What is generated for each metric (appendix 0.B.2.1, following Next3D; the authors' evaluation scripts).
 
 - FID/KID: `fid_images` renders (paper 50 k), z ~ N(0, I), ψ = 1, camera and FLAME of random
   dataset items (sampled jointly, as in training); real statistics over the dataset's images.

@@ -1,6 +1,6 @@
 """FLAME trackers and the tracking metrics AED, AED-jaw, APD, ASD, AED-eyelids (paper Table 1).
 
-Protocol (appendix 0.B.2.1, AGORA code facts §7): render avatars from known FLAME parameters and
+Protocol (appendix 0.B.2.1 and the authors' evaluation scripts): render avatars from known FLAME parameters and
 cameras, re-estimate FLAME from the images with a tracker, and report per parameter group the
 RMSE over all samples × dimensions:
 
@@ -39,7 +39,7 @@ from agora_core.face.smirk import NUM_EXPRESSION, NUM_SHAPE, SmirkEncoder, load_
 from agora_core.gaussians.files import atomic_write
 from agora_core.render.cameras import Camera
 
-# metric name -> tracked parameter group (Table 1 / code facts §7 names)
+# metric name -> tracked parameter group (Table 1 and the authors' script names)
 METRIC_GROUPS = {"aed": "expression", "aed_jaw": "jaw", "apd": "pose", "asd": "shape", "aed_eyelids": "eyelids"}
 TRACKED_GROUPS = ("expression", "jaw", "eyelids", "pose", "shape")
 TRACKER_FORMAT = "agora-tracker"

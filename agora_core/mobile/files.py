@@ -1,4 +1,4 @@
-"""safetensors files of AGORA-M with a checked `format` / `format_version` (STYLE.md rule 6).
+"""safetensors files of AGORA-M with a checked `format` / `format_version`.
 
 Writes are atomic (temporary file beside the target, fsync, rename); reads turn every problem —
 missing file, not safetensors, another format, another version, missing tensors — into one

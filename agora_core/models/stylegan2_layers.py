@@ -200,7 +200,7 @@ def modulated_conv2d_reference(x: Tensor, weight: Tensor, styles: Tensor, demodu
     """Slow twin of `modulated_conv2d`: per-sample weights w'[b] = w ⊙ s[b] (· d[b]), grouped conv.
 
     This is StyleGAN2 eqs. 1–3 as written; a grouped conv with groups=B only exports to ONNX with a
-    fixed batch (FACTS.md), which is why it is not the default. Same arguments and shapes.
+    fixed batch (the exporter bakes B into the group count), which is why it is not the default. Same arguments and shapes.
     """
     pad = _check_modconv_args(x, weight, styles, up, padding)
     b, cin, h, w = x.shape

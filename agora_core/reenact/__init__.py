@@ -1,2 +1,2 @@
 """Reenactment: an avatar from `agora invert` driven by a tracked video or a parameter file
-(paper sec. 4.2; code facts §6). Entry point: `run.reenact`; parameters: `driving.DrivingSequence`."""
+(paper sec. 4.2 and the authors' reenactment script). Entry point: `run.reenact`; parameters: `driving.DrivingSequence`."""

@@ -7,7 +7,7 @@ Files (`DrivingSequence.load` picks the reader by suffix):
     jaw          [T, 3] float   jaw rotation, axis-angle (radians)
     eyelids      [T, 2] float   eyelid closure (SMIRK's 2 blendshapes), optional (zeros)
     global_pose  [T, 3] float   head rotation, axis-angle; realised by the camera (the avatar's head
-                                stays unrotated, paper sec. 4 / code facts §6), optional (zeros)
+                                stays unrotated, paper sec. 4 and the authors' reenactment script), optional (zeros)
     neck         [T, 3] float   FLAME neck rotation, optional (zeros)
     camera       [T, 25] float  EG3D camera labels, optional: when present they are the cameras and
                                 global_pose is ignored
@@ -36,7 +36,7 @@ from agora_core.invert.video_io import VIDEO_FPS_RANGE
 from agora_core.render import Camera
 
 DEFAULT_FPS = 25.0
-SMOOTH_WINDOW, SMOOTH_ORDER = 5, 3  # the authors' Savitzky–Golay filter (code facts §6)
+SMOOTH_WINDOW, SMOOTH_ORDER = 5, 3  # the authors' Savitzky–Golay filter (their reenactment script)
 JSON_TAIL = 5  # jaw 3 + eyelids 2 after the expression in the authors' 55-d frame vector
 # |value| beyond which a driving parameter gets a warning: FLAME expression/eyelid coefficients are in
 # units of their standard deviation (trained values lie within a few), rotations are axis-angle radians

@@ -2,7 +2,7 @@
 
 Full AGORA path: the identity branch runs once (IdentityCache of the avatar's pivot w and shape
 β), then `animate()` per batch of frames — the driver's shape is replaced by the avatar's, head
-rotation is realised by the camera (code facts §6). AGORA-M path (`--mobile`): the avatar's cached
+rotation is realised by the camera (as in the authors' reenactment script). AGORA-M path (`--mobile`): the avatar's cached
 neutral Gaussians + the shared blendshape basis + the coefficient MLP of its w (eq. 10-11).
 """
 

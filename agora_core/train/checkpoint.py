@@ -1,6 +1,6 @@
 """Training checkpoints: `RUN/checkpoints/kimgNNNNNN[.NNN].pt`, tensors and plain types only.
 
-A checkpoint is a dict (DESIGN.md "Files between stages"):
+A checkpoint is a dict (docs/architecture.md):
   format, format_version, G, G_ema, D (state_dicts), opt_G, opt_D (optimizer state_dicts), step,
   nimg, kimg, rng (per rank: cpu / cuda / conditions generator states as uint8 tensors),
   world_size, config (the resolved TrainConfig as a plain dict), head_model (model id).

@@ -6,7 +6,7 @@ overrides given as dotted keys (`{"loss.r1_gamma": 2, "batch_size": "8"}`; strin
 as YAML scalars, so `--set optim.betas=[0,0.99]` works), and builds a `TrainConfig`.
 `config_to_dict` turns it back into plain data for `RUN/config.yaml` and checkpoints.
 
-Defaults are the paper's stage 1 (sec. 4 "Implementation details"; AGORA code facts §2).
+Defaults are the paper's stage 1 (sec. 4 "Implementation details"; the authors' released configs).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ShiftAugmentConfig:
-    """The authors' "shift" augmentation before D (code facts §2), for reals and fakes."""
+    """The authors' "shift" augmentation before D (the authors' training code), for reals and fakes."""
 
     enabled: bool = True  # apply it at all
     translate: float = 0.1  # max shift, fraction of the image side

@@ -1,6 +1,6 @@
 """Multi-process training through `torchrun` (torch.distributed.run) + DistributedDataParallel.
 
-No home-made launching (DESIGN.md "Scale"): `relaunch_command` builds the
+No home-made launching (torchrun does it; see docs/architecture.md): `relaunch_command` builds the
 `python -m torch.distributed.run --standalone --nproc_per_node N -m agora_cli.train ...` command
 line the CLI re-executes itself with; each process then calls `init_distributed()`, which reads the
 environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK) and starts the process group (nccl on
@@ -34,10 +34,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

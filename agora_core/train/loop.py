@@ -1,7 +1,7 @@
 """The AGORA training loop (paper sec. 3.8 and 4): one function over explicit G, D, optimisers, losses.
 
 Per step (batch B split over the processes):
-1. G step: z ~ N(0, I), (camera, FLAME) of random dataset items (sampled jointly, code facts §2);
+1. G step: z ~ N(0, I), (camera, FLAME) of random dataset items (sampled jointly, as the authors do);
    fake = rasterize(G(z, c, flame).gaussians, c) on white; D sees [fake, cue(flame, c)] after shift
    augmentation; loss = softplus(-D) + Σ λ·regularisers.
 2. D step on the same fakes (detached; StyleGAN2-ADA draws fresh ones — reusing them halves the

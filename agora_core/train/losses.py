@@ -6,7 +6,7 @@
   interval so its expected strength does not depend on it.
 - Regularisers: the generator returns raw terms (`position`, `scale`, `deform_position`,
   `deform_scale`, `opacity_beta`); the loop weighs them with the config's λ.
-- Shift augmentation (AGORA code facts §2): one random affine per call (translate ±10 %, scale
+- Shift augmentation (the authors' training code): one random affine per call (translate ±10 %, scale
   0.85–1.15) applied jointly to the image and its cue, for reals and fakes alike.
 """
 

@@ -3,7 +3,7 @@
 - `EndlessShardedSampler`: the real-image order -- an endless stream of seeded epoch permutations,
   each rank taking every world-th index (as `DistributedSampler` does), starting at a given
   position so a resumed run continues the exact same stream.
-- `ConditionSampler`: generator conditions sampled *jointly* from the dataset (AGORA code facts §2):
+- `ConditionSampler`: generator conditions sampled *jointly* from the dataset (as the authors' training code does):
   a random dataset index supplies the camera label and the full FLAME parameters (shape
   included). It reads the index arrays only, never an image. Its rows are the dataset items, the
   x-flipped copies after them (row = index + flipped·N, as `rows_of` computes for a real batch).
