@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from agora_core.errors import ARCHIVE_ERRORS, AgoraError, check_finite
+from agora_core.gaussians.files import atomic_write_bytes
 
 FORMAT_NAME = "agora-dataset"
 FORMAT_VERSION = 1
@@ -50,15 +51,6 @@ class DatasetHeader:
     resolution: int  # square image side in pixels
     source: str  # "synthetic" or "prep-data"
     extra: dict = field(default_factory=dict)  # free-form provenance (seed, config, ...)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _stack_flame(dicts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -103,7 +95,7 @@ def write_dataset_index(
         "labels": [[r.file, [float(x) for x in np.asarray(r.camera).reshape(25)]] for r in records],
         "records": [{"file": r.file, "mirrored": bool(r.mirrored), "source": r.source} for r in records],
     }
-    _atomic_write_bytes(root / "dataset.json", json.dumps(doc).encode())
+    atomic_write_bytes(root / "dataset.json", json.dumps(doc).encode())
 
 
 @dataclass

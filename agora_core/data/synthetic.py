@@ -26,6 +26,7 @@ from agora_core.gaussians import GaussianSet, rgb_to_sh0
 from agora_core.gaussians.files import atomic_write
 from agora_core.head import HeadModel, demo_head_model, interpolate, sample_uv_grid
 from agora_core.render import FLAME_CAMERA_RADIUS, Camera, orbit_cameras, rasterize
+from agora_core.render.images import to_uint8_hwc
 
 FLAME_CAMERA_TARGET = (0.0, 0.0, 0.0)
 EXPRESSION_STD = 0.6  # per-component std of the sampled expression coefficients
@@ -134,10 +135,6 @@ class DemoHeadRenderer:
         return rgb.clamp(0, 1)
 
 
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
-
-
 def make_synthetic_dataset(n: int, out: Path, resolution: int = 64, seed: int = 0, progress: bool = True,
                            batch_size: int = 16, threads: int = 1) -> Path:
     """Render `n` random demo-head images into the dataset folder `out` and write its index.
@@ -192,7 +189,7 @@ def _make_synthetic_dataset(n: int, out: Path, resolution: int, seed: int, progr
                 for j, i in enumerate(todo):
                     path = out / files[i]
                     tmp = path.with_name(path.stem + ".tmp.png")
-                    cv2.imwrite(str(tmp), cv2.cvtColor(_to_uint8(images[j]), cv2.COLOR_RGB2BGR))
+                    cv2.imwrite(str(tmp), cv2.cvtColor(to_uint8_hwc(images[j : j + 1])[0], cv2.COLOR_RGB2BGR))
                     tmp.replace(path)
             bar.advance(task, len(idx))
 

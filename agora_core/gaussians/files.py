@@ -21,6 +21,12 @@ from agora_core.errors import AgoraError, file_error
 from agora_core.gaussians.gaussian_set import GaussianSet
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through `atomic_write`."""
+    with atomic_write(path) as stream:
+        stream.write(data)
+
+
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; rename it onto ``path`` on success.

@@ -22,7 +22,8 @@ import scipy.sparse as sp
 
 from agora_core.errors import ARCHIVE_ERRORS, AgoraError, file_error
 from agora_core.head.assets import FlameAssets
-from agora_core.head.obj_io import atomic_write_bytes, read_uv_obj
+from agora_core.gaussians.files import atomic_write_bytes
+from agora_core.head.obj_io import read_uv_obj
 
 FLAME_HINT = (
     "get FLAME from https://flame.is.tue.mpg.de (register, download 'FLAME 2020', use "

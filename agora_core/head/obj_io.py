@@ -7,13 +7,12 @@ Only what a UV template needs: `v` (positions), `vt` (texture coordinates), `f` 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from agora_core.errors import file_error
+from agora_core.gaussians.files import atomic_write_bytes
 
 UV_OBJ_HINT = ("the FLAME UV template is head_template.obj from the 'FLAME texture space' download "
                "at https://flame.is.tue.mpg.de")
@@ -112,16 +111,3 @@ def write_uv_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray,
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from agora_core.errors import AgoraError, file_error
 from agora_core.head import HeadModel
+from agora_core.render.images import to_uint8
 
 FRAME_KEYS = ("expression", "jaw", "eyelids", "neck", "eyes")  # per-frame FLAME; shape is shared
 
@@ -61,7 +62,7 @@ class InversionTarget:
 
     def crops_uint8(self) -> Tensor:
         """[F, R, R, 3] uint8 (what the avatar file stores)."""
-        return (self.images.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        return to_uint8(self.images).permute(0, 2, 3, 1)
 
     def to(self, device: torch.device | str) -> "InversionTarget":
         return InversionTarget(self.images.to(device), self.cameras.to(device),

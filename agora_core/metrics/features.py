@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError, check_finite, file_error
+from agora_core.render.images import to_uint8
 
 INCEPTION_FEATURES = "2048"  # pool3 features, as FID/KID use them
 KID_SUBSETS = 100  # torch-fidelity / StyleGAN defaults
@@ -78,11 +79,6 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> Feat
     except RuntimeError as exc:
         raise file_error(path, f"weights do not fit Inception-v3 ({str(exc).splitlines()[0][:120]}); "
                                f"{_INCEPTION_FIX}") from None
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """[B, 3, H, W] float in [0, 1] -> uint8 (rounded, as a saved PNG)."""
-    return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
 
 def extract_features(net: FeatureNetwork, batches: Iterable[Tensor], on_batch: Callable[[int], None] | None = None

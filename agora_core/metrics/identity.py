@@ -24,6 +24,7 @@ from torch import Tensor
 
 from agora_core.errors import file_error
 from agora_core.face.crop import square_crop_transform, warp_crop
+from agora_core.render.images import to_uint8_hwc
 
 ARCFACE_SIZE = 112
 # insightface's ArcFace template (112², arcface_dst): eyes, nose tip, mouth corners
@@ -54,7 +55,7 @@ def arcface_crops(images: Tensor) -> np.ndarray:
     x0, y0, side = arcface_window(images.shape[2])
     # window corners in [0, R] -> OpenCV pixel-centre coordinates (crop.py): shift by -0.5
     transform = square_crop_transform((x0 + side / 2 - 0.5, y0 + side / 2 - 0.5), side, ARCFACE_SIZE)
-    rgb = (images.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    rgb = to_uint8_hwc(images)
     return np.stack([warp_crop(img, transform) for img in rgb])
 
 

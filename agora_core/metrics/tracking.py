@@ -38,6 +38,7 @@ from agora_core.face.crop import SMIRK_CROP_SCALE, SMIRK_CROP_SIZE, box_square, 
 from agora_core.face.smirk import NUM_EXPRESSION, NUM_SHAPE, SmirkEncoder, load_smirk_encoder
 from agora_core.gaussians.files import atomic_write
 from agora_core.render.cameras import Camera
+from agora_core.render.images import to_uint8_hwc
 
 # metric name -> tracked parameter group (Table 1 and the authors' script names)
 METRIC_GROUPS = {"aed": "expression", "aed_jaw": "jaw", "apd": "pose", "asd": "shape", "aed_eyelids": "eyelids"}
@@ -216,11 +217,6 @@ def crop_for_tracker(images: np.ndarray, input_size: int, boxes: list | None = N
     crops = [crop_face(img, aligned if boxes is None or boxes[i] is None else boxes[i], size=input_size)[0]
              for i, img in enumerate(images)]
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
-
-
-def to_uint8_hwc(images: Tensor) -> np.ndarray:
-    """[B, 3, H, W] float in [0, 1] -> uint8 [B, H, W, 3] (as the image would be saved)."""
-    return (images.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 class EncoderTracker:

@@ -22,8 +22,6 @@ Smoothing (`smoothed`): Savitzky–Golay over time on every parameter (authors: 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from agora_core.errors import ARCHIVE_ERRORS, AgoraWarning, file_error
+from agora_core.gaussians.files import atomic_write
 from agora_core.invert.video_io import VIDEO_FPS_RANGE
 from agora_core.render import Camera
 
@@ -99,25 +98,19 @@ class DrivingSequence:
     def save(self, path: str | Path) -> Path:
         """Write `.npz` (all fields) or `.json` (authors' format: expression, jaw, eyelids), atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
-        try:
+        if path.suffix not in (".json", ".npz"):
+            raise file_error(path, "driving parameters are written as .npz or .json")
+        with atomic_write(path) as f:
             if path.suffix == ".json":
                 frames = np.concatenate([self.expression, self.jaw, self.eyelids], axis=1)
                 doc = {"num_frames": self.num_frames, "params_dim": int(frames.shape[1]), "fps": float(self.fps),
                        "frames": [[float(x) for x in row] for row in frames]}
-                tmp.write_text(json.dumps(doc))
-            elif path.suffix == ".npz":
+                f.write(json.dumps(doc).encode())
+            else:
                 arrays = {k: getattr(self, k).astype(np.float32) for k in SMOOTHED}
                 if self.camera is not None:
                     arrays["camera"] = self.camera.astype(np.float32)
-                with open(tmp, "wb") as f:
-                    np.savez(f, fps=np.float32(self.fps), **arrays)
-            else:
-                raise file_error(path, "driving parameters are written as .npz or .json")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+                np.savez(f, fps=np.float32(self.fps), **arrays)
         return path
 
     @staticmethod

@@ -23,6 +23,7 @@ from agora_core.invert.pti import broadcast_w
 from agora_core.invert.video_io import Mp4Writer
 from agora_core.reenact.driving import DrivingSequence
 from agora_core.render import Camera, rasterize
+from agora_core.render.images import to_uint8_hwc
 
 
 class FullAvatar:
@@ -68,11 +69,6 @@ class MobileAvatar:
 
 def _fit(x: Tensor, n: int) -> Tensor:
     return x[:, :n] if x.shape[1] >= n else torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
-
-
-def _to_uint8(images: Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [0, 1] -> [B, H, W, 3] uint8."""
-    return (images.clamp(0, 1).permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 @dataclass
@@ -130,9 +126,9 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
             f = {k: v[idx].to(device) for k, v in flame.items()}
             cams = Camera(cameras.cam2world[idx].to(device), cameras.intrinsics[idx].to(device))
             rgb, _ = rasterize(model.animate(f), cams, res, res, background=1.0)
-            frames = _to_uint8(rgb)
+            frames = to_uint8_hwc(rgb)
             if person is not None:
-                gt = _to_uint8(person.render({k: v[idx] for k, v in flame.items()},
+                gt = to_uint8_hwc(person.render({k: v[idx] for k, v in flame.items()},
                                              Camera(cameras.cam2world[idx], cameras.intrinsics[idx]), res))
                 frames = np.concatenate([gt, frames], axis=2)
             elif left is not None:

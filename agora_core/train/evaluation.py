@@ -20,6 +20,7 @@ from agora_core.errors import AgoraError
 from agora_core.render import Camera, rasterize
 from agora_core.train.sampling import ConditionSampler
 from agora_core.train.swd import swd
+from agora_core.render.images import to_uint8
 
 
 def _own_rng(device: torch.device):
@@ -111,7 +112,7 @@ def image_grid(images: Tensor, rows: int, cols: int) -> np.ndarray:
     n, _, r, _ = images.shape
     assert n == rows * cols, (n, rows, cols)
     grid = images.reshape(rows, cols, 3, r, r).permute(0, 3, 1, 4, 2).reshape(rows * r, cols * r, 3)
-    return (grid.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    return to_uint8(grid).cpu().numpy()
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
