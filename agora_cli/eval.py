@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.common import console, resolve_device, setup_runtime, user_errors
 from agora_cli.options import ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
@@ -41,7 +41,6 @@ def evaluate(
     progress: ProgressOpt = True,
 ) -> None:
     """Evaluate a checkpoint with the paper's metrics (protocol of appendix 0.B.2.1; --quick for a CPU-sized subset)."""
-    import torch
 
     from agora_core.assets import resolve_asset
     from agora_core.metrics.evaluate import EvalWeights, evaluate as run_evaluation, parse_metrics, result_rows
@@ -49,13 +48,11 @@ def evaluate(
 
     if tracker is not None and smirk is not None:
         raise AgoraError("--tracker and --smirk both name a FLAME tracker; give one")
-    if device not in ("auto", "cpu", "cuda"):
-        raise AgoraError(f"--device {device!r}: choose auto, cpu or cuda")
     if json_out is not None:
         from agora_core.gaussians.files import check_output_path
 
         check_output_path(json_out, "--json")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = str(resolve_device(device))
     chosen = parse_metrics(metrics)
     if tracker is None and smirk is None:  # $AGORA_SMIRK / assets.yaml, when configured
         found = resolve_asset("smirk_ckpt")

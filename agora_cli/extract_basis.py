@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.common import console, resolve_device, setup_runtime, user_errors
 from agora_core.errors import AgoraError
 
 CkptArg = Annotated[Optional[Path], typer.Argument(metavar="[CKPT]", help="Training checkpoint (or run folder: its newest). Omit to use a randomly initialised model of --config.", show_default=False)]
@@ -42,7 +42,6 @@ def extract_basis(
     from agora_core.mobile import ExtractConfig, load_agora_model, write_extract_report
     from agora_core.mobile import extract_basis as run_extract
 
-    import torch
 
     if method not in ("auto", "randomized", "gram"):
         raise AgoraError(f"--method {method!r}: choose auto, randomized or gram")
@@ -52,7 +51,7 @@ def extract_basis(
 
     check_output_path(out, "--out")
     setup_runtime(threads)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     model = load_agora_model(ckpt, config, device=device, dataset=dataset, seed=seed)
     if model.random_init:
         console.print(f"[yellow]no checkpoint: extracting from a randomly initialised model ({model.source})[/]")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.common import console, resolve_device, setup_runtime, user_errors
 from agora_cli.extract_basis import CkptArg
 from agora_core.errors import AgoraError
 
@@ -41,7 +41,6 @@ def fit_mlp(
     from agora_core.mobile import fit_mlp as run_fit
     from agora_core.mobile.regressor_fit import write_fit_report
 
-    import torch
 
     if basis_path is None:  # `fit-mlp BASIS --config ...`: the one positional is the basis
         basis_path, ckpt = ckpt, None
@@ -56,7 +55,7 @@ def fit_mlp(
     check_output_path(out, "--out")
     setup_runtime(threads)
     basis = GaussianBasis.load(basis_path)
-    model = load_agora_model(ckpt, config, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+    model = load_agora_model(ckpt, config, device=resolve_device(device),
                              dataset=dataset, seed=basis.seed)
     if model.random_init:
         console.print(f"[yellow]no checkpoint: fitting to a randomly initialised model ({model.source})[/]")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agora_cli.common import console, err_console, setup_runtime, user_errors
+from agora_cli.common import console, err_console, resolve_device, setup_runtime, user_errors
 from agora_cli.options import DeviceOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
@@ -52,7 +52,6 @@ def invert(
     flame_eyelids: FlameEyelidsOpt = None,
 ) -> None:
     """Invert photos of a person into an animatable avatar (PTI: pivot w, then generator tuning)."""
-    import torch
 
     from agora_core.invert.checkpoint_io import load_base_generator
     from agora_core.invert.losses import make_reconstruction_loss
@@ -72,7 +71,7 @@ def invert(
     if dataset is not None and (frames is not None or aligned):
         raise AgoraError("--frames/--aligned apply to photos and videos, not --dataset")
     setup_runtime(threads or None)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     base = load_base_generator(ckpt, dev, flame, flame_uv, flame_eyelids)
     head, res = base.generator.head, base.resolution
     if dataset is not None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.common import console, resolve_device, setup_runtime, user_errors
 from agora_cli.options import ModnetOpt, SmirkOpt
 from agora_core.errors import AgoraError
 
@@ -45,13 +45,12 @@ def prep_data(
         raise AgoraError("--seed applies only to --synthetic; drop it")
     from agora_core.data.prep import PrepConfig, prepare_dataset
 
-    import torch
 
     setup_runtime()
     input_dir, out = paths
     config = PrepConfig(
         resolution=512 if resolution is None else resolution, mirror=mirror, aligned=aligned, limit=limit,
-        workers=workers, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        workers=workers, device=str(resolve_device(device)),
     )
     summary = prepare_dataset(input_dir, out, config, smirk=smirk, modnet=modnet)
 

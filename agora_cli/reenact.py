@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agora_cli.common import console, err_console, setup_runtime, user_errors
+from agora_cli.common import console, err_console, resolve_device, setup_runtime, user_errors
 from agora_cli.options import DeviceOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
 from agora_core.errors import AgoraError
 
@@ -53,7 +53,6 @@ def reenact(
     flame_eyelids: FlameEyelidsOpt = None,
 ) -> None:
     """Reenact an avatar: per-frame expression, jaw and head pose from a video or a parameter file."""
-    import torch
 
     from agora_core.invert.avatar_file import AvatarFile
     from agora_core.reenact.driving import DrivingSequence
@@ -78,7 +77,7 @@ def reenact(
         check_output_path(save_params, "--save-params")
     window = parse_smooth(smooth, no_smooth)
     setup_runtime(threads or None)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     loaded = AvatarFile.load(avatar)  # fail on a bad avatar before tracking a long video
     res = resolution or loaded.resolution
     left = None

@@ -1,0 +1,23 @@
+"""The CLI's one default-device rule (`agora_cli.common.resolve_device`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agora_cli.common import resolve_device
+from agora_core.errors import AgoraError
+
+
+def test_default_is_cuda_when_available_else_cpu():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(None).type == expected and resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_bad_or_missing_devices_are_one_line():
+    with pytest.raises(AgoraError, match="not a torch device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(AgoraError, match="no CUDA device"):
+            resolve_device("cuda")
