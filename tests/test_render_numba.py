@@ -1,11 +1,13 @@
-"""The compiled CPU backend (render/rasterizer_numba.py) against the dense reference and the torch path."""
+"""The compiled CPU backend (render/rasterizer_numba.py) against the dense reference and the torch path;
+its tiled parallel kernels against its serial ones."""
 
+import numpy as np
 import pytest
 import torch
 
 from agora_core.render import Camera, rasterize
 from agora_core.render.rasterization import screen_space_numba
-from agora_core.render.rasterizer_numba import composite_numba, numba_available
+from agora_core.render.rasterizer_numba import TILE, composite_numba, numba, numba_available
 from agora_core.render.rasterizer_torch import screen_space
 from test_render_rasterizer import _scene, check_against_dense_reference
 
@@ -16,9 +18,101 @@ def _numba(gs, cams, w, h, bg):
     return rasterize(gs, cams, w, h, bg, backend="numba")
 
 
+def _numba_serial(gs, cams, w, h, bg):
+    proj, colors = screen_space(gs, cams, w, h)
+    return composite_numba(proj, gs.opacities, colors, w, h, bg, parallel=False)
+
+
+@pytest.mark.parametrize("render", [_numba, _numba_serial], ids=["tiled", "serial"])
 @pytest.mark.parametrize("seed,opaque,sh_k", [(10, False, 4), (11, True, 4), (12, True, 1)])
-def test_numba_matches_dense_reference_values_and_gradients(seed, opaque, sh_k):
-    check_against_dense_reference(_numba, seed, opaque, sh_k)
+def test_numba_matches_dense_reference_values_and_gradients(render, seed, opaque, sh_k):
+    check_against_dense_reference(render, seed, opaque, sh_k)
+
+
+def _composite_with_grads(scene, w, h, parallel):
+    """rgb, alpha and the gradients of a fixed random loss w.r.t. means2d, conics, opacities, colours, bg."""
+    proj, opacities, colors, bg = scene
+    leaves = [t.detach().clone().requires_grad_() for t in (proj.means2d, proj.conics, opacities, colors, bg)]
+    rgb, alpha = composite_numba(type(proj)(leaves[0], leaves[1], proj.depths, proj.radii), leaves[2], leaves[3],
+                                 w, h, leaves[4], parallel=parallel)
+    g = torch.Generator().manual_seed(7)
+    loss = (rgb * torch.randn(rgb.shape, generator=g, dtype=rgb.dtype)).sum() + \
+        (alpha * torch.randn(alpha.shape, generator=g, dtype=alpha.dtype)).sum()
+    return (rgb, alpha), torch.autograd.grad(loss, leaves)
+
+
+def _tiled_scene(w, h):
+    """Batch 2, 900 Gaussians, a third nearly opaque (pixels stop), sizes from sub-pixel to several tiles wide."""
+    gs, cams, bg = _scene(17, b=2, n=900, opaque=True, log_scale=-5.5)
+    gs.log_scales[:, :30] += 2.5  # a few wide ones: each spans many tiles
+    with torch.no_grad():
+        proj, colors = screen_space(gs, cams, w, h)
+    radius = proj.radii.amax(-1)[proj.radii.amax(-1) > 0]
+    assert radius.max() > 2 * TILE and radius.min() <= 2  # boxes from one pixel to several tiles
+    return proj, gs.opacities, colors, bg
+
+
+def test_tiled_kernels_match_serial_kernels_in_float64():
+    # Forward: every pixel meets the same Gaussians in the same order with the same arithmetic, so
+    # only rounding-level differences are allowed. Backward: each Gaussian's gradient is the same
+    # per-pixel terms summed in another order (per tile, then over tiles): rounding of a sum of at
+    # most H·W terms, bounded by H·W·eps of the largest gradient.
+    w, h = 70, 45  # not a multiple of the tile: partial tiles on the right and bottom edges
+    scene = _tiled_scene(w, h)
+    (rgb, alpha), grads = _composite_with_grads(scene, w, h, parallel=True)
+    (rgb_s, alpha_s), grads_s = _composite_with_grads(scene, w, h, parallel=False)
+    eps = torch.finfo(torch.float64).eps
+    assert 0.2 < alpha.mean() < 0.95 and alpha.max() > 1 - 1e-3  # covered, and some pixels stop
+    torch.testing.assert_close(rgb, rgb_s, rtol=0, atol=16 * eps)
+    torch.testing.assert_close(alpha, alpha_s, rtol=0, atol=16 * eps)
+    for name, g, g_s in zip(("means2d", "conics", "opacities", "colors", "background"), grads, grads_s):
+        scale = g_s.abs().max().item()
+        assert scale > 0 and (g_s != 0).float().mean() > 0.5, name  # most Gaussians get a gradient
+        torch.testing.assert_close(g, g_s, rtol=0, atol=w * h * eps * scale, msg=name)
+
+
+def test_tiled_kernels_are_deterministic_for_any_thread_count():
+    # Each tile is one task; its gradient sums go to slots of its own and are added in tile order,
+    # so the result is the same bits for two runs and for 1 or 2 threads (the code path is the same).
+    w, h = 70, 45
+    scene = _tiled_scene(w, h)
+    torch.set_num_threads(1)  # the kernels follow torch's thread count (conftest restores it)
+    one = _composite_with_grads(scene, w, h, parallel=True)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread here: nothing to compare against")
+    torch.set_num_threads(2)
+    for _ in range(2):
+        two = _composite_with_grads(scene, w, h, parallel=True)
+        assert all(torch.equal(a, b) for a, b in zip(one[0] + one[1], two[0] + two[1]))
+    assert numba.get_num_threads() == 2
+
+
+def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
+    from agora_core.render.rasterizer_numba import PREPARE_CHUNK, _depth_order, _np64, _prepare
+
+    w, h = 70, 45
+    proj, opacities, colors, _ = _tiled_scene(w, h)
+    order, counts = _depth_order(proj)
+    radii = proj.radii.numpy().astype(np.float64)
+    args = (*[_np64(t) for t in (proj.means2d, proj.conics, opacities, colors)], order, counts, radii, w, h)
+    packed, boxes, task_start, ranks, gauss_start, entries = _prepare(*args, PREPARE_CHUNK)
+    tiles_x, ntiles = -(-w // TILE), -(-w // TILE) * -(-h // TILE)
+    for b in range(2):
+        for t in range(ntiles):
+            x0, y0 = (t % tiles_x) * TILE, (t // tiles_x) * TILE
+            listed = ranks[task_start[b * ntiles + t]:task_start[b * ntiles + t + 1]]
+            bx = boxes[b, :counts[b]]
+            meets = (bx[:, 0] <= bx[:, 1]) & (bx[:, 0] < x0 + TILE) & (bx[:, 1] >= x0) & \
+                (bx[:, 2] < y0 + TILE) & (bx[:, 3] >= y0)
+            assert np.array_equal(listed, np.nonzero(meets)[0])  # exactly these ranks, front to back
+    n = order.shape[1]
+    for j in range(2 * n):
+        mine = entries[gauss_start[j]:gauss_start[j + 1]]
+        tasks = np.searchsorted(task_start, mine, side="right") - 1  # the task each entry lies in
+        assert np.all(ranks[mine] == j % n) and np.all(np.diff(tasks) > 0) and np.all(tasks // ntiles == j // n)
+    assert gauss_start[-1] == len(ranks) > 1.5 * counts.sum()  # many Gaussians span several tiles
+    same = _prepare(*args, 97)  # other chunking, same lists
+    assert all(np.array_equal(x, y) for x, y in zip(same[2:], (task_start, ranks, gauss_start, entries)))
 
 
 def test_background_gradient_is_final_transmittance():

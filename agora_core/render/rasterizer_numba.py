@@ -14,10 +14,25 @@ its transmittance to ``<= 1e-4``. What differs is how the work is laid out:
   transmittance and carrying the colour behind each pair, ``R_{i-1} = α_i c_i + (1 − α_i) R_i``
   (the 3DGS backward pass). Gradients reach 2D means, conics, opacities, colours and background.
 
-Arithmetic is float64 inside the kernels whatever the input dtype. The kernels are serial: no
-numba thread pool, so they never compete with torch's threads on a shared machine.
-`rasterize_torch` stays the readable reference path, and the tests compare both with the dense
-reference.
+Two layouts of that work, with the same per-pixel arithmetic (`_blend`, `_unblend`):
+
+- serial (`_forward`, `_backward`): one Gaussian at a time over its whole box, as above. One
+  thread; the reference the tiled kernels are tested against (`composite_numba(parallel=False)`).
+- tiled (`_forward_tiles`, `_backward_tiles`, the default): the image is cut into TILE × TILE
+  tiles and each (image, tile) is one task of a numba `prange`. `_prepare` (also in parallel, over
+  chunks of Gaussians) gathers the Gaussians in depth order and lists, per tile, the ones whose box
+  meets it, front to back. A task walks its list over the box ∩ tile, so every pixel meets the same
+  Gaussians in the same order as in the serial kernel: same images. Backward, a task writes each
+  Gaussian's gradient sums over its pixels to a slot of its own (one per tile-list entry), and a
+  second parallel loop adds a Gaussian's slots in tile order: no atomics, no sum that depends on
+  which thread ran what, so the gradients are bit-identical run to run and for any thread count
+  (they differ from the serial kernel's by the order of the additions only).
+  Threads: `kernel_threads()`, i.e. torch's thread count (`--threads`), at most numba's pool.
+  Scaling is bounded by the tiles (512² has 1,024, 32² only 4), by the serial steps (the depth
+  sort, the prefix sums of `_prepare`) and, on a head, by the uneven work per tile.
+
+Arithmetic is float64 inside the kernels whatever the input dtype. `rasterize_torch` stays the
+readable reference path, and the tests compare both with the dense reference.
 """
 
 from __future__ import annotations
@@ -31,9 +46,13 @@ from torch import Tensor
 from agora_core.render.pairs import ALPHA_MAX, T_MIN
 from agora_core.render.projection import ALPHA_MIN, EPS2D, EXTEND_MAX, NEAR_PLANE, Projection
 
+TILE_SHIFT = 4
+TILE = 1 << TILE_SHIFT  # pixels per side of the tiled kernels' tiles (one task per image and tile)
+PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
+
 try:  # optional at import time: `rasterize(backend="auto")` falls back to the torch path
     import numba
-    from numba import njit
+    from numba import njit, prange
 except ImportError:  # pragma: no cover - numba is a declared dependency
     numba = None
 
@@ -53,107 +72,323 @@ if numba is not None:
         y1 = min(height - 1, int(math.floor(my + ry - 0.5)))
         return x0, x1, y0, y1
 
+    @njit(cache=True, inline="always")
+    def _blend(mx, my, ca, cb, cc, o, c0, c1, c2, r, x0, x1, y0, y1, width, trans, stop, acc):
+        """One Gaussian (rank r; mean, conic, opacity, colour) over the pixels [x0, x1] × [y0, y1] of
+        one image, front to back. trans, stop, acc: the image's [HW], [HW], [HW, 3] running
+        transmittance, stop rank and colour. Returns how many pixels stopped here."""
+        level = math.log(o / ALPHA_MIN) + 1e-9  # sigma above this: alpha < 1/255, no exp needed
+        stopped = 0
+        for y in range(y0, y1 + 1):
+            dy = y + 0.5 - my
+            for x in range(x0, x1 + 1):
+                p = y * width + x
+                if r >= stop[p]:
+                    continue
+                dx = x + 0.5 - mx
+                sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                if sigma > level:
+                    continue
+                alpha = min(ALPHA_MAX, o * math.exp(-sigma))
+                if alpha < ALPHA_MIN:
+                    continue
+                t = trans[p]
+                next_t = t * (1.0 - alpha)
+                if next_t <= T_MIN:
+                    stop[p] = r
+                    stopped += 1
+                    continue
+                w = alpha * t
+                acc[p, 0] += w * c0
+                acc[p, 1] += w * c1
+                acc[p, 2] += w * c2
+                trans[p] = next_t
+        return stopped
+
+    @njit(cache=True, inline="always")
+    def _unblend(mx, my, ca, cb, cc, o, c0, c1, c2, r, x0, x1, y0, y1, width,
+                 final_trans, stop_rank, grad_rgb, grad_alpha, trans, behind):
+        """The backward step of `_blend` over the same pixels of one image, back to front. final_trans,
+        stop_rank, grad_alpha, trans [HW] and grad_rgb, behind [HW, 3] are the image's rows; trans
+        (running transmittance) and behind (colour behind this rank) are updated. Returns the
+        Gaussian's gradient sums over these pixels: mean x, y; conic a, b, c; opacity; colour."""
+        level = math.log(o / ALPHA_MIN) + 1e-9
+        gm0 = gm1 = gca = gcb = gcc = go = gc0 = gc1 = gc2 = 0.0
+        for y in range(y0, y1 + 1):
+            dy = y + 0.5 - my
+            for x in range(x0, x1 + 1):
+                p = y * width + x
+                if r >= stop_rank[p]:
+                    continue
+                dx = x + 0.5 - mx
+                sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                if sigma > level:
+                    continue
+                falloff = math.exp(-sigma)
+                raw = o * falloff
+                alpha = min(ALPHA_MAX, raw)
+                if alpha < ALPHA_MIN:
+                    continue
+                t_i = trans[p] / (1.0 - alpha)
+                w = alpha * t_i
+                d_alpha = grad_alpha[p] * final_trans[p] / (1.0 - alpha)
+                g0, g1, g2 = grad_rgb[p, 0], grad_rgb[p, 1], grad_rgb[p, 2]
+                gc0 += w * g0
+                gc1 += w * g1
+                gc2 += w * g2
+                d_alpha += t_i * (c0 - behind[p, 0]) * g0
+                d_alpha += t_i * (c1 - behind[p, 1]) * g1
+                d_alpha += t_i * (c2 - behind[p, 2]) * g2
+                behind[p, 0] = alpha * c0 + (1.0 - alpha) * behind[p, 0]
+                behind[p, 1] = alpha * c1 + (1.0 - alpha) * behind[p, 1]
+                behind[p, 2] = alpha * c2 + (1.0 - alpha) * behind[p, 2]
+                trans[p] = t_i
+                if raw > ALPHA_MAX:  # clamped: alpha does not depend on o, sigma here
+                    continue
+                go += d_alpha * falloff
+                d_sigma = -d_alpha * alpha
+                gca += 0.5 * d_sigma * dx * dx
+                gcb += d_sigma * dx * dy
+                gcc += 0.5 * d_sigma * dy * dy
+                gm0 -= d_sigma * (ca * dx + cb * dy)
+                gm1 -= d_sigma * (cc * dy + cb * dx)
+        return gm0, gm1, gca, gcb, gcc, go, gc0, gc1, gc2
+
+    @njit(cache=True, inline="always")
+    def _add_grads(s, b, g, g_means, g_conics, g_opac, g_colors):
+        """Adds the 9 sums of `_unblend` (tuple or array) to Gaussian g of image b."""
+        g_means[b, g, 0] += s[0]
+        g_means[b, g, 1] += s[1]
+        g_conics[b, g, 0] += s[2]
+        g_conics[b, g, 1] += s[3]
+        g_conics[b, g, 2] += s[4]
+        g_opac[b, g] += s[5]
+        g_colors[b, g, 0] += s[6]
+        g_colors[b, g, 1] += s[7]
+        g_colors[b, g, 2] += s[8]
+
     @njit(cache=True)
     def _forward(means2d, conics, opac, colors, order, counts, radii, background, width, height,
                  out_rgb, out_trans, out_stop):
-        """out_rgb [B, HW, 3], out_trans [B, HW] (final T), out_stop [B, HW] (rank a pixel stopped at)."""
+        """Serial: out_rgb [B, HW, 3], out_trans [B, HW] (final T), out_stop [B, HW] (rank a pixel stopped at)."""
         nb = means2d.shape[0]
         for b in range(nb):
-            trans = out_trans[b]
-            stop = out_stop[b]
-            acc = out_rgb[b]
-            trans[:] = 1.0
-            stop[:] = counts[b]
-            acc[:, :] = 0.0
+            out_trans[b, :] = 1.0
+            out_stop[b, :] = counts[b]
+            out_rgb[b, :, :] = 0.0
             for r in range(counts[b]):
                 g = order[b, r]
-                mx, my = means2d[b, g, 0], means2d[b, g, 1]
-                ca, cb, cc = conics[b, g, 0], conics[b, g, 1], conics[b, g, 2]
-                o = opac[b, g]
-                level = math.log(o / ALPHA_MIN) + 1e-9  # sigma above this: alpha < 1/255, no exp needed
-                x0, x1, y0, y1 = _box(mx, my, radii[b, g, 0], radii[b, g, 1], width, height)
-                for y in range(y0, y1 + 1):
-                    dy = y + 0.5 - my
-                    for x in range(x0, x1 + 1):
-                        p = y * width + x
-                        if r >= stop[p]:
-                            continue
-                        dx = x + 0.5 - mx
-                        sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                        if sigma > level:
-                            continue
-                        alpha = min(ALPHA_MAX, o * math.exp(-sigma))
-                        if alpha < ALPHA_MIN:
-                            continue
-                        t = trans[p]
-                        next_t = t * (1.0 - alpha)
-                        if next_t <= T_MIN:
-                            stop[p] = r
-                            continue
-                        w = alpha * t
-                        acc[p, 0] += w * colors[b, g, 0]
-                        acc[p, 1] += w * colors[b, g, 1]
-                        acc[p, 2] += w * colors[b, g, 2]
-                        trans[p] = next_t
+                x0, x1, y0, y1 = _box(means2d[b, g, 0], means2d[b, g, 1], radii[b, g, 0], radii[b, g, 1], width, height)
+                _blend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
+                       opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r, x0, x1, y0, y1, width,
+                       out_trans[b], out_stop[b], out_rgb[b])
             for p in range(width * height):
                 for k in range(3):
-                    acc[p, k] += trans[p] * background[b, k]
+                    out_rgb[b, p, k] += out_trans[b, p] * background[b, k]
 
     @njit(cache=True)
     def _backward(means2d, conics, opac, colors, order, counts, radii, background, width, height,
                   final_trans, stop_rank, grad_rgb, grad_alpha,
                   g_means, g_conics, g_opac, g_colors, g_background):
-        """Accumulates into the g_* arrays (zeroed by the caller); grad_rgb [B, HW, 3], grad_alpha [B, HW]."""
+        """Serial: accumulates into the g_* arrays (zeroed by the caller); grad_rgb [B, HW, 3], grad_alpha [B, HW]."""
         nb = means2d.shape[0]
         npix = width * height
+        trans = final_trans.copy()
+        behind = np.empty((nb, npix, 3))
         for b in range(nb):
-            behind = np.empty((npix, 3))
-            trans = final_trans[b].copy()
             for p in range(npix):
                 for k in range(3):
-                    behind[p, k] = background[b, k]
+                    behind[b, p, k] = background[b, k]
                     g_background[b, k] += final_trans[b, p] * grad_rgb[b, p, k]
             for r in range(counts[b] - 1, -1, -1):
                 g = order[b, r]
-                mx, my = means2d[b, g, 0], means2d[b, g, 1]
-                ca, cb, cc = conics[b, g, 0], conics[b, g, 1], conics[b, g, 2]
-                o = opac[b, g]
-                level = math.log(o / ALPHA_MIN) + 1e-9
-                x0, x1, y0, y1 = _box(mx, my, radii[b, g, 0], radii[b, g, 1], width, height)
-                for y in range(y0, y1 + 1):
-                    dy = y + 0.5 - my
-                    for x in range(x0, x1 + 1):
-                        p = y * width + x
-                        if r >= stop_rank[b, p]:
-                            continue
-                        dx = x + 0.5 - mx
-                        sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                        if sigma > level:
-                            continue
-                        falloff = math.exp(-sigma)
-                        raw = o * falloff
-                        alpha = min(ALPHA_MAX, raw)
-                        if alpha < ALPHA_MIN:
-                            continue
-                        t_i = trans[p] / (1.0 - alpha)
-                        w = alpha * t_i
-                        d_alpha = grad_alpha[b, p] * final_trans[b, p] / (1.0 - alpha)
-                        for k in range(3):
-                            gk = grad_rgb[b, p, k]
-                            g_colors[b, g, k] += w * gk
-                            d_alpha += t_i * (colors[b, g, k] - behind[p, k]) * gk
-                            behind[p, k] = alpha * colors[b, g, k] + (1.0 - alpha) * behind[p, k]
-                        trans[p] = t_i
-                        if raw > ALPHA_MAX:  # clamped: alpha does not depend on o, sigma here
-                            continue
-                        g_opac[b, g] += d_alpha * falloff
-                        d_sigma = -d_alpha * alpha
-                        g_conics[b, g, 0] += 0.5 * d_sigma * dx * dx
-                        g_conics[b, g, 1] += d_sigma * dx * dy
-                        g_conics[b, g, 2] += 0.5 * d_sigma * dy * dy
-                        g_means[b, g, 0] -= d_sigma * (ca * dx + cb * dy)
-                        g_means[b, g, 1] -= d_sigma * (cc * dy + cb * dx)
+                x0, x1, y0, y1 = _box(means2d[b, g, 0], means2d[b, g, 1], radii[b, g, 0], radii[b, g, 1], width, height)
+                s = _unblend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
+                             opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r, x0, x1, y0, y1, width,
+                             final_trans[b], stop_rank[b], grad_rgb[b], grad_alpha[b], trans[b], behind[b])
+                _add_grads(s, b, g, g_means, g_conics, g_opac, g_colors)
 
+    # ---- parallel: one task per (image, TILE × TILE tile) ----
+
+    @njit(cache=True)
+    def _prepare_chunk(c, chunk, means2d, conics, opac, colors, order, counts, radii, width, height,
+                       packed, boxes, cursor):
+        """Chunk c of `_prepare`: ranks [r0, r1) of image b, where c = b · chunks per image + k."""
+        n = order.shape[1]
+        per_image = (n + chunk - 1) // chunk
+        b = c // per_image
+        r0 = (c - b * per_image) * chunk
+        tiles_x = (width + TILE - 1) >> TILE_SHIFT
+        for r in range(r0, min(n, r0 + chunk)):
+            x0, x1, y0, y1 = 1, 0, 1, 0
+            if r < counts[b]:
+                g = order[b, r]
+                x0, x1, y0, y1 = _box(means2d[b, g, 0], means2d[b, g, 1], radii[b, g, 0], radii[b, g, 1], width, height)
+                packed[b, r, 0], packed[b, r, 1] = means2d[b, g, 0], means2d[b, g, 1]
+                packed[b, r, 2], packed[b, r, 3], packed[b, r, 4] = conics[b, g, 0], conics[b, g, 1], conics[b, g, 2]
+                packed[b, r, 5] = opac[b, g]
+                packed[b, r, 6], packed[b, r, 7], packed[b, r, 8] = colors[b, g, 0], colors[b, g, 1], colors[b, g, 2]
+                if x0 <= x1 and y0 <= y1:
+                    for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                        for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1):
+                            cursor[c, ty * tiles_x + tx] += 1
+                else:
+                    x0, x1, y0, y1 = 1, 0, 1, 0
+            boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3] = x0, x1, y0, y1
+
+    @njit(cache=True)
+    def _fill_chunk(c, chunk, boxes, width, cursor, gauss_start, ranks, entries):
+        """Chunk c of `_prepare`'s second pass: its ranks into the tile lists, at the chunk's cursors."""
+        nb, n = boxes.shape[0], boxes.shape[1]
+        per_image = (n + chunk - 1) // chunk
+        b = c // per_image
+        r0 = (c - b * per_image) * chunk
+        tiles_x = (width + TILE - 1) >> TILE_SHIFT
+        for r in range(r0, min(n, r0 + chunk)):
+            x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
+            k = gauss_start[b * n + r]
+            for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1) if x0 <= x1 else range(0):
+                for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1):
+                    t = ty * tiles_x + tx
+                    e = cursor[c, t]
+                    cursor[c, t] = e + 1
+                    ranks[e] = r
+                    entries[k] = e
+                    k += 1
+
+    @njit(cache=True, parallel=True)
+    def _prepare(means2d, conics, opac, colors, order, counts, radii, width, height, chunk):
+        """Depth order and tile lists for the tiled kernels, in parallel over chunks of `chunk` ranks of
+        one image (nothing returned depends on the chunking).
+
+        Returns packed [B, N, 9]: rank r's mean x, y, conic a, b, c, opacity and colour; boxes [B, N, 4]:
+        its pixel box x0, x1, y0, y1 (empty: x0 > x1); task_start [T+1] and ranks [E]: task t = b ·
+        tiles + tile (row-major) has the ranks ranks[task_start[t]:task_start[t+1]], front to back;
+        gauss_start [B·N+1] and entries [E]: (b, r)'s entries are entries[gauss_start[b·N+r]:
+        gauss_start[b·N+r+1]], in ascending task order.
+        """
+        nb, n = order.shape[0], order.shape[1]
+        tiles_x = (width + TILE - 1) >> TILE_SHIFT
+        ntiles = tiles_x * ((height + TILE - 1) >> TILE_SHIFT)
+        per_image = (n + chunk - 1) // chunk
+        packed = np.empty((nb, n, 9))
+        boxes = np.empty((nb, n, 4), np.int64)
+        cursor = np.zeros((nb * per_image, ntiles), np.int64)  # per chunk and tile: count, then write position
+        for c in prange(nb * per_image):
+            _prepare_chunk(c, chunk, means2d, conics, opac, colors, order, counts, radii, width, height,
+                           packed, boxes, cursor)
+        task_start = np.empty(nb * ntiles + 1, np.int64)
+        run = 0
+        for b in range(nb):
+            for t in range(ntiles):
+                task_start[b * ntiles + t] = run
+                for c in range(b * per_image, (b + 1) * per_image):
+                    count = cursor[c, t]
+                    cursor[c, t] = run
+                    run += count
+        task_start[nb * ntiles] = run
+        gauss_start = np.zeros(nb * n + 1, np.int64)
+        for b in range(nb):
+            for r in range(n):
+                x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
+                met = 0
+                if x0 <= x1:
+                    met = ((y1 >> TILE_SHIFT) - (y0 >> TILE_SHIFT) + 1) * ((x1 >> TILE_SHIFT) - (x0 >> TILE_SHIFT) + 1)
+                gauss_start[b * n + r + 1] = gauss_start[b * n + r] + met
+        ranks = np.empty(run, np.int64)
+        entries = np.empty(run, np.int64)
+        for c in prange(nb * per_image):
+            _fill_chunk(c, chunk, boxes, width, cursor, gauss_start, ranks, entries)
+        return packed, boxes, task_start, ranks, gauss_start, entries
+
+    @njit(cache=True, inline="always")
+    def _tile_rect(task, ntiles, tiles_x, width, height):
+        """Image b and pixel rectangle [x0, x1] × [y0, y1] of task = b · ntiles + tile index."""
+        b = task // ntiles
+        t = task - b * ntiles
+        y0 = (t // tiles_x) * TILE
+        x0 = (t - (t // tiles_x) * tiles_x) * TILE
+        return b, x0, min(x0 + TILE, width) - 1, y0, min(y0 + TILE, height) - 1
+
+    @njit(cache=True, parallel=True)
+    def _forward_tiles(packed, boxes, counts, background, width, height, task_start, ranks,
+                       out_rgb, out_trans, out_stop):
+        """`_forward`, one task per (image, tile) in parallel: each pixel meets the same Gaussians in the
+        same order with the same arithmetic (`_blend`) as in the serial kernel."""
+        nb = packed.shape[0]
+        tiles_x = (width + TILE - 1) >> TILE_SHIFT
+        ntiles = tiles_x * ((height + TILE - 1) >> TILE_SHIFT)
+        for task in prange(nb * ntiles):
+            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_x, width, height)
+            trans, stop, acc = out_trans[b], out_stop[b], out_rgb[b]
+            for y in range(ty0, ty1 + 1):
+                for x in range(tx0, tx1 + 1):
+                    p = y * width + x
+                    trans[p] = 1.0
+                    stop[p] = counts[b]
+                    acc[p, 0] = acc[p, 1] = acc[p, 2] = 0.0
+            live = (tx1 - tx0 + 1) * (ty1 - ty0 + 1)  # pixels not stopped yet
+            for i in range(task_start[task], task_start[task + 1]):
+                if live == 0:
+                    break
+                r = ranks[i]
+                q = packed[b, r]
+                live -= _blend(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], r,
+                               max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
+                               max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width, trans, stop, acc)
+            for y in range(ty0, ty1 + 1):
+                for x in range(tx0, tx1 + 1):
+                    p = y * width + x
+                    for k in range(3):
+                        acc[p, k] += trans[p] * background[b, k]
+
+    @njit(cache=True, parallel=True)
+    def _backward_tiles(packed, boxes, order, counts, background, width, height,
+                        task_start, ranks, gauss_start, entries, final_trans, stop_rank, grad_rgb, grad_alpha,
+                        g_means, g_conics, g_opac, g_colors, g_background):
+        """`_backward`, one task per (image, tile) in parallel. A task sums its pixels' gradients per
+        Gaussian into that Gaussian's entry of its tile list (a slot no other task writes); a second
+        parallel loop adds each Gaussian's entries in ascending tile order. No sum depends on which
+        thread ran what: the gradients are the same for any thread count, and differ from the serial
+        kernel's only by the order of the additions."""
+        nb, n = packed.shape[0], packed.shape[1]
+        tiles_x = (width + TILE - 1) >> TILE_SHIFT
+        ntiles = tiles_x * ((height + TILE - 1) >> TILE_SHIFT)
+        part = np.empty((ranks.shape[0], 9))
+        bg_part = np.zeros((nb * ntiles, 3))
+        trans = final_trans.copy()
+        behind = np.empty((nb, width * height, 3))
+        for task in prange(nb * ntiles):
+            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_x, width, height)
+            last = 0  # no pixel of the tile reaches rank `last`
+            for y in range(ty0, ty1 + 1):
+                for x in range(tx0, tx1 + 1):
+                    p = y * width + x
+                    last = max(last, stop_rank[b, p])
+                    for k in range(3):
+                        behind[b, p, k] = background[b, k]
+                        bg_part[task, k] += final_trans[b, p] * grad_rgb[b, p, k]
+            for i in range(task_start[task + 1] - 1, task_start[task] - 1, -1):
+                r = ranks[i]
+                if r >= last:  # every pixel of the tile stopped in front of it
+                    part[i, :] = 0.0
+                    continue
+                q = packed[b, r]
+                s = _unblend(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], r,
+                             max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
+                             max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width,
+                             final_trans[b], stop_rank[b], grad_rgb[b], grad_alpha[b], trans[b], behind[b])
+                for k in range(9):
+                    part[i, k] = s[k]
+        for b in range(nb):
+            for r in prange(counts[b]):
+                g = order[b, r]
+                for e in range(gauss_start[b * n + r], gauss_start[b * n + r + 1]):
+                    _add_grads(part[entries[e]], b, g, g_means, g_conics, g_opac, g_colors)
+        for b in range(nb):
+            for t in range(ntiles):
+                for k in range(3):
+                    g_background[b, k] += bg_part[b * ntiles + t, k]
 
     @njit(cache=True)
     def _project(means, quats, log_scales, opac, world2cam, ks, width, height,
@@ -241,9 +476,15 @@ def _np64(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().to(torch.float64).numpy())
 
 
+def kernel_threads() -> int:
+    """Threads the parallel kernels use: torch's thread count (`--threads`, the training config),
+    capped by numba's pool (NUMBA_NUM_THREADS, by default the number of cores)."""
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
 class _Composite(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, background, radii, order, counts, width, height):
+    def forward(ctx, means2d, conics, opacities, colors, background, radii, order, counts, width, height, parallel):
         b = means2d.shape[0]
         arrays = [_np64(t) for t in (means2d, conics, opacities, colors)]
         radii_np = np.ascontiguousarray(radii.cpu().numpy().astype(np.float64))
@@ -251,23 +492,34 @@ class _Composite(torch.autograd.Function):
         rgb = np.empty((b, width * height, 3))
         trans = np.empty((b, width * height))
         stop = np.empty((b, width * height), dtype=np.int64)
-        _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
+        tiles = None
+        if parallel:
+            numba.set_num_threads(kernel_threads())
+            tiles = _prepare(*arrays, order, counts, radii_np, width, height, PREPARE_CHUNK)
+            _forward_tiles(*tiles[:2], counts, bg, width, height, *tiles[2:4], rgb, trans, stop)
+        else:
+            _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
         ctx.save_for_backward(means2d, conics, opacities, colors, background)
-        ctx.numba_state = (arrays, radii_np, bg, order, counts, trans, stop, width, height)
+        ctx.numba_state = (arrays, radii_np, bg, order, counts, trans, stop, width, height, tiles)
         to = dict(dtype=means2d.dtype, device=means2d.device)
         return torch.from_numpy(rgb).to(**to), torch.from_numpy(1.0 - trans).to(**to)
 
     @staticmethod
     def backward(ctx, grad_rgb, grad_alpha):
         means2d, conics, opacities, colors, background = ctx.saved_tensors
-        arrays, radii_np, bg, order, counts, trans, stop, width, height = ctx.numba_state
+        arrays, radii_np, bg, order, counts, trans, stop, width, height, tiles = ctx.numba_state
         zeros = [np.zeros(a.shape) for a in (*arrays, bg)]
         g_rgb = _np64(grad_rgb) if grad_rgb is not None else np.zeros(trans.shape + (3,))
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
-        _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
+        if tiles is not None:
+            numba.set_num_threads(kernel_threads())
+            _backward_tiles(*tiles[:2], order, counts, bg, width, height, *tiles[2:], trans, stop, g_rgb, g_alpha,
+                            *zeros)
+        else:
+            _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)
         grads = [torch.from_numpy(z).to(dtype=t.dtype, device=t.device) for z, t in zip(zeros, like)]
-        return (*grads, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None)
 
 
 def composite_numba(
@@ -277,12 +529,17 @@ def composite_numba(
     width: int,
     height: int,
     background: Tensor,  # [B, 3]
+    parallel: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """`composite_sparse` with compiled kernels: rgb [B, 3, H, W] over the background, alpha [B, 1, H, W]."""
+    """`composite_sparse` with compiled kernels: rgb [B, 3, H, W] over the background, alpha [B, 1, H, W].
+
+    parallel: the tiled kernels on `kernel_threads()` threads (the default); False runs the serial
+    kernels, the reference the tiled ones are tested against.
+    """
     b, n = opacities.shape
     assert colors.shape == (b, n, 3) and background.shape == (b, 3), (colors.shape, background.shape)
     order, counts = _depth_order(proj)
     rgb, alpha = _Composite.apply(proj.means2d, proj.conics, opacities, colors, background, proj.radii,
-                                  order, counts, width, height)
+                                  order, counts, width, height, parallel)
     rgb = rgb.reshape(b, height, width, 3).permute(0, 3, 1, 2)
     return rgb, alpha.reshape(b, 1, height, width)
