@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from agora_core.render import Camera, rasterize
+from agora_core.render import rasterizer_numba
 from agora_core.render.rasterization import screen_space_numba
 from agora_core.render.rasterizer_numba import TILE, composite_numba, numba, numba_available
 from agora_core.render.rasterizer_torch import screen_space
@@ -71,9 +72,10 @@ def test_tiled_kernels_match_serial_kernels_in_float64():
         torch.testing.assert_close(g, g_s, rtol=0, atol=w * h * eps * scale, msg=name)
 
 
-def test_tiled_kernels_are_deterministic_for_any_thread_count():
+def test_tiled_kernels_are_deterministic_for_any_thread_count(monkeypatch):
     # Each tile is one task; its gradient sums go to slots of its own and are added in tile order,
     # so the result is the same bits for two runs and for 1 or 2 threads (the code path is the same).
+    monkeypatch.setattr(rasterizer_numba, "PIXELS_PER_THREAD", 1)  # small images get every thread too
     w, h = 70, 45
     scene = _tiled_scene(w, h)
     torch.set_num_threads(1)  # the kernels follow torch's thread count (conftest restores it)

@@ -49,6 +49,7 @@ from agora_core.render.projection import ALPHA_MIN, EPS2D, EXTEND_MAX, NEAR_PLAN
 TILE_SHIFT = 4
 TILE = 1 << TILE_SHIFT  # pixels per side of the tiled kernels' tiles (one task per image and tile)
 PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
+PIXELS_PER_THREAD = 64 * 64  # smallest share of a call's pixels worth a thread of its own
 
 try:  # optional at import time: `rasterize(backend="auto")` falls back to the torch path
     import numba
@@ -311,14 +312,15 @@ if numba is not None:
         return b, x0, min(x0 + TILE, width) - 1, y0, min(y0 + TILE, height) - 1
 
     @njit(cache=True, parallel=True)
-    def _forward_tiles(packed, boxes, counts, background, width, height, task_start, ranks,
+    def _forward_tiles(packed, boxes, counts, background, width, height, task_start, ranks, stride,
                        out_rgb, out_trans, out_stop):
         """`_forward`, one task per (image, tile) in parallel: each pixel meets the same Gaussians in the
         same order with the same arithmetic (`_blend`) as in the serial kernel."""
         nb = packed.shape[0]
         tiles_x = (width + TILE - 1) >> TILE_SHIFT
         ntiles = tiles_x * ((height + TILE - 1) >> TILE_SHIFT)
-        for task in prange(nb * ntiles):
+        for step in prange(nb * ntiles):
+            task = (step * stride) % (nb * ntiles)  # each thread's share of steps is spread over the image
             b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_x, width, height)
             trans, stop, acc = out_trans[b], out_stop[b], out_rgb[b]
             for y in range(ty0, ty1 + 1):
@@ -344,7 +346,7 @@ if numba is not None:
 
     @njit(cache=True, parallel=True)
     def _backward_tiles(packed, boxes, order, counts, background, width, height,
-                        task_start, ranks, gauss_start, entries, final_trans, stop_rank, grad_rgb, grad_alpha,
+                        task_start, ranks, gauss_start, entries, stride, final_trans, stop_rank, grad_rgb, grad_alpha,
                         g_means, g_conics, g_opac, g_colors, g_background):
         """`_backward`, one task per (image, tile) in parallel. A task sums its pixels' gradients per
         Gaussian into that Gaussian's entry of its tile list (a slot no other task writes); a second
@@ -358,7 +360,8 @@ if numba is not None:
         bg_part = np.zeros((nb * ntiles, 3))
         trans = final_trans.copy()
         behind = np.empty((nb, width * height, 3))
-        for task in prange(nb * ntiles):
+        for step in prange(nb * ntiles):
+            task = (step * stride) % (nb * ntiles)  # each thread's share of steps is spread over the image
             b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_x, width, height)
             last = 0  # no pixel of the tile reaches rank `last`
             for y in range(ty0, ty1 + 1):
@@ -476,10 +479,22 @@ def _np64(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().to(torch.float64).numpy())
 
 
-def kernel_threads() -> int:
-    """Threads the parallel kernels use: torch's thread count (`--threads`, the training config),
-    capped by numba's pool (NUMBA_NUM_THREADS, by default the number of cores)."""
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+def kernel_threads(pixels: int | None = None) -> int:
+    """Threads the tiled kernels use: torch's thread count (`--threads`, the training config), capped
+    by numba's pool (NUMBA_NUM_THREADS, by default the number of cores) and, given the number of
+    pixels of a call, by one thread per PIXELS_PER_THREAD (a 32² frame is not worth waking a thread
+    for). The results do not depend on it."""
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return threads if pixels is None else max(1, min(threads, pixels // PIXELS_PER_THREAD))
+
+
+def _spread_stride(tasks: int) -> int:
+    """A step coprime with `tasks`, near tasks / φ: visiting task (i · step) mod tasks for i = 0, 1, …
+    gives each thread's contiguous share of i (numba's static schedule) tiles from all over the image."""
+    step = max(1, round(tasks * 0.618)) | 1
+    while math.gcd(step, tasks) != 1:
+        step += 2
+    return step
 
 
 class _Composite(torch.autograd.Function):
@@ -494,9 +509,12 @@ class _Composite(torch.autograd.Function):
         stop = np.empty((b, width * height), dtype=np.int64)
         tiles = None
         if parallel:
-            numba.set_num_threads(kernel_threads())
-            tiles = _prepare(*arrays, order, counts, radii_np, width, height, PREPARE_CHUNK)
-            _forward_tiles(*tiles[:2], counts, bg, width, height, *tiles[2:4], rgb, trans, stop)
+            numba.set_num_threads(kernel_threads(b * width * height))
+            packed, boxes, task_start, ranks, gauss_start, entries = _prepare(
+                *arrays, order, counts, radii_np, width, height, PREPARE_CHUNK)
+            stride = _spread_stride(len(task_start) - 1)
+            _forward_tiles(packed, boxes, counts, bg, width, height, task_start, ranks, stride, rgb, trans, stop)
+            tiles = (packed, boxes, task_start, ranks, gauss_start, entries, stride)
         else:
             _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
         ctx.save_for_backward(means2d, conics, opacities, colors, background)
@@ -512,9 +530,8 @@ class _Composite(torch.autograd.Function):
         g_rgb = _np64(grad_rgb) if grad_rgb is not None else np.zeros(trans.shape + (3,))
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
         if tiles is not None:
-            numba.set_num_threads(kernel_threads())
-            _backward_tiles(*tiles[:2], order, counts, bg, width, height, *tiles[2:], trans, stop, g_rgb, g_alpha,
-                            *zeros)
+            numba.set_num_threads(kernel_threads(trans.size))
+            _backward_tiles(*tiles[:2], order, counts, bg, width, height, *tiles[2:], trans, stop, g_rgb, g_alpha, *zeros)
         else:
             _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)
