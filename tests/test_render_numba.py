@@ -30,6 +30,24 @@ def test_numba_matches_dense_reference_values_and_gradients(render, seed, opaque
     check_against_dense_reference(render, seed, opaque, sh_k)
 
 
+def test_depth_order_is_a_stable_sort_of_the_visible_gaussians():
+    from agora_core.render.projection import Projection
+    from agora_core.render.rasterizer_numba import _depth_order
+
+    g = torch.Generator().manual_seed(3)
+    depths = torch.randint(1, 40, (3, 5000), generator=g).double() / 7 + 0.5  # many ties
+    depths[1] = torch.rand(5000, generator=g, dtype=torch.float64) * 1e3  # all 64 bits of the key matter
+    radii = torch.randint(0, 3, (3, 5000, 2), generator=g)
+    radii[2] = 0  # nothing visible
+    order, counts = _depth_order(Projection(torch.zeros(3, 5000, 2), torch.zeros(3, 5000, 3), depths, radii))
+    visible = (radii > 0).any(-1)
+    expected = torch.sort(torch.where(visible, depths, torch.inf), dim=1, stable=True).indices
+    assert counts.tolist() == visible.sum(1).tolist() and counts[0] > 1000 and counts[2] == 0
+    for b in range(3):
+        assert np.array_equal(order[b, :counts[b]], expected[b, :counts[b]].numpy())
+        assert np.array_equal(order[b, counts[b]:], np.nonzero(~visible[b].numpy())[0])
+
+
 def _composite_with_grads(scene, w, h, parallel):
     """rgb, alpha and the gradients of a fixed random loss w.r.t. means2d, conics, opacities, colours, bg."""
     proj, opacities, colors, bg = scene

@@ -393,6 +393,49 @@ if numba is not None:
                 for k in range(3):
                     g_background[b, k] += bg_part[b * ntiles + t, k]
 
+    @njit(cache=True, parallel=True)
+    def _sort_visible(keys, radii, order, counts):
+        """`_depth_order` in place: a stable LSD radix sort (16-bit digits) of the int64 keys of the
+        Gaussians with a footprint (radii > 0), per image."""
+        nb, n = keys.shape
+        for b in prange(nb):
+            idx = np.empty(n, np.int64)
+            key = np.empty(n, np.int64)
+            m = 0
+            for i in range(n):
+                if radii[b, i, 0] > 0 or radii[b, i, 1] > 0:
+                    idx[m] = i
+                    key[m] = keys[b, i]
+                    m += 1
+            k = m
+            for i in range(n):
+                if not (radii[b, i, 0] > 0 or radii[b, i, 1] > 0):
+                    order[b, k] = i
+                    k += 1
+            counts[b] = m
+            src_i, src_k = idx[:m], key[:m]
+            dst_i, dst_k = np.empty(m, np.int64), np.empty(m, np.int64)
+            hist = np.empty(1 << 16, np.int64)
+            for shift in range(0, 64, 16):
+                hist[:] = 0
+                for j in range(m):
+                    hist[(src_k[j] >> shift) & 0xFFFF] += 1
+                if m == 0 or hist.max() == m:  # one digit value for all: this pass changes nothing
+                    continue
+                run = 0
+                for d in range(1 << 16):
+                    count = hist[d]
+                    hist[d] = run
+                    run += count
+                for j in range(m):
+                    d = (src_k[j] >> shift) & 0xFFFF
+                    dst_i[hist[d]] = src_i[j]
+                    dst_k[hist[d]] = src_k[j]
+                    hist[d] += 1
+                src_i, dst_i = dst_i, src_i
+                src_k, dst_k = dst_k, src_k
+            order[b, :m] = src_i
+
     @njit(cache=True)
     def _project(means, quats, log_scales, opac, world2cam, ks, width, height,
                  out_means2d, out_conics, out_depths, out_radii):
@@ -468,11 +511,13 @@ def project_numba(means: Tensor, quats: Tensor, log_scales: Tensor, opacities: T
 
 
 def _depth_order(proj: Projection) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: visible Gaussians front to back (stable in index for equal depths), and counts."""
-    visible = (proj.radii > 0).any(-1)
-    key = torch.where(visible, proj.depths.detach(), torch.full_like(proj.depths, float("inf")))
-    order = torch.sort(key, dim=1, stable=True).indices
-    return np.ascontiguousarray(order.cpu().numpy()), visible.sum(1).cpu().numpy().astype(np.int64)
+    """Per image: visible Gaussians front to back (stable in index for equal depths), then the
+    others in index order; and the visible counts."""
+    b, n = proj.depths.shape
+    order, counts = np.empty((b, n), np.int64), np.empty(b, np.int64)
+    depth_bits = _np64(proj.depths).view(np.int64)  # depths of visible Gaussians are > 0: bits sort as numbers
+    _sort_visible(depth_bits, np.ascontiguousarray(proj.radii.cpu().numpy()), order, counts)
+    return order, counts
 
 
 def _np64(t: Tensor) -> np.ndarray:
