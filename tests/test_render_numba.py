@@ -93,7 +93,7 @@ def test_tiled_kernels_match_serial_kernels_in_float64():
 def test_tiled_kernels_are_deterministic_for_any_thread_count(monkeypatch):
     # Each tile is one task; its gradient sums go to slots of its own and are added in tile order,
     # so the result is the same bits for two runs and for 1 or 2 threads (the code path is the same).
-    monkeypatch.setattr(rasterizer_numba, "PIXELS_PER_THREAD", 1)  # small images get every thread too
+    monkeypatch.setattr(rasterizer_numba, "WORK_PER_THREAD", 1)  # small images get every thread too
     w, h = 70, 45
     scene = _tiled_scene(w, h)
     torch.set_num_threads(1)  # the kernels follow torch's thread count (conftest restores it)

@@ -9,7 +9,8 @@ its transmittance to ``<= 1e-4``. What differs is how the work is laid out:
   the pixels of its projection box; per-pixel running transmittance, colour and a "stopped at
   rank r" marker. No pair list is ever built, so the cost is the box coverage and nothing else.
 - projection (`project_numba`, inference only): projection.py's EWA projection and footprint box
-  in one loop, for calls that need no gradient; with autograd the torch projection is used.
+  in one parallel loop over Gaussians, for calls that need no gradient; with autograd the torch
+  projection is used.
 - backward: the same walk back to front, recovering ``T_i = T_{i+1} / (1 − α_i)`` from the final
   transmittance and carrying the colour behind each pair, ``R_{i-1} = α_i c_i + (1 − α_i) R_i``
   (the 3DGS backward pass). Gradients reach 2D means, conics, opacities, colours and background.
@@ -27,7 +28,8 @@ Two layouts of that work, with the same per-pixel arithmetic (`_blend`, `_unblen
   second parallel loop adds a Gaussian's slots in tile order: no atomics, no sum that depends on
   which thread ran what, so the gradients are bit-identical run to run and for any thread count
   (they differ from the serial kernel's by the order of the additions only).
-  Threads: `kernel_threads()`, i.e. torch's thread count (`--threads`), at most numba's pool.
+  Threads: `kernel_threads`: torch's thread count (`--threads`), at most numba's pool, and one
+  per 64² pixels of the call.
   Scaling is bounded by the tiles (512² has 1,024, 32² only 4), by the serial steps (the depth
   sort, the prefix sums of `_prepare`) and, on a head, by the uneven work per tile.
 
@@ -49,7 +51,7 @@ from agora_core.render.projection import ALPHA_MIN, EPS2D, EXTEND_MAX, NEAR_PLAN
 TILE_SHIFT = 4
 TILE = 1 << TILE_SHIFT  # pixels per side of the tiled kernels' tiles (one task per image and tile)
 PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
-PIXELS_PER_THREAD = 64 * 64  # smallest share of a call's pixels worth a thread of its own
+WORK_PER_THREAD = 64 * 64  # smallest share of a call's pixels (projection: Gaussians) worth a thread
 
 try:  # optional at import time: `rasterize(backend="auto")` falls back to the torch path
     import numba
@@ -436,10 +438,11 @@ if numba is not None:
                 src_k, dst_k = dst_k, src_k
             order[b, :m] = src_i
 
-    @njit(cache=True)
+    @njit(cache=True, parallel=True)
     def _project(means, quats, log_scales, opac, world2cam, ks, width, height,
                  out_means2d, out_conics, out_depths, out_radii):
-        """projection.py's `project_gaussians` (+ its footprint radii), one Gaussian at a time."""
+        """projection.py's `project_gaussians` (+ its footprint radii), one Gaussian per iteration of a
+        `prange` (each output depends on its own Gaussian only)."""
         nb, n = means.shape[0], means.shape[1]
         for b in range(nb):
             fx, fy, cx, cy = ks[b, 0, 0], ks[b, 1, 1], ks[b, 0, 2], ks[b, 1, 2]
@@ -448,8 +451,7 @@ if numba is not None:
             lim_y_pos = (height - cy) / fy + 0.3 * (0.5 * height / fy)
             lim_y_neg = cy / fy + 0.3 * (0.5 * height / fy)
             rot = world2cam[b, :3, :3]
-            m = np.empty((3, 3))
-            for i in range(n):
+            for i in prange(n):
                 qw, qx, qy, qz = quats[b, i, 0], quats[b, i, 1], quats[b, i, 2], quats[b, i, 3]
                 norm = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
                 qw, qx, qy, qz = qw / norm, qx / norm, qy / norm, qz / norm
@@ -458,22 +460,27 @@ if numba is not None:
                 r00, r01, r02 = 1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)
                 r10, r11, r12 = 2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)
                 r20, r21, r22 = 2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)
-                for a in range(3):
-                    m[a, 0] = (rot[a, 0] * r00 + rot[a, 1] * r10 + rot[a, 2] * r20) * s0
-                    m[a, 1] = (rot[a, 0] * r01 + rot[a, 1] * r11 + rot[a, 2] * r21) * s1
-                    m[a, 2] = (rot[a, 0] * r02 + rot[a, 1] * r12 + rot[a, 2] * r22) * s2
+                m00 = (rot[0, 0] * r00 + rot[0, 1] * r10 + rot[0, 2] * r20) * s0
+                m01 = (rot[0, 0] * r01 + rot[0, 1] * r11 + rot[0, 2] * r21) * s1
+                m02 = (rot[0, 0] * r02 + rot[0, 1] * r12 + rot[0, 2] * r22) * s2
+                m10 = (rot[1, 0] * r00 + rot[1, 1] * r10 + rot[1, 2] * r20) * s0
+                m11 = (rot[1, 0] * r01 + rot[1, 1] * r11 + rot[1, 2] * r21) * s1
+                m12 = (rot[1, 0] * r02 + rot[1, 1] * r12 + rot[1, 2] * r22) * s2
+                m20 = (rot[2, 0] * r00 + rot[2, 1] * r10 + rot[2, 2] * r20) * s0
+                m21 = (rot[2, 0] * r01 + rot[2, 1] * r11 + rot[2, 2] * r21) * s1
+                m22 = (rot[2, 0] * r02 + rot[2, 1] * r12 + rot[2, 2] * r22) * s2
                 tx = rot[0, 0] * means[b, i, 0] + rot[0, 1] * means[b, i, 1] + rot[0, 2] * means[b, i, 2] + world2cam[b, 0, 3]
                 ty = rot[1, 0] * means[b, i, 0] + rot[1, 1] * means[b, i, 1] + rot[1, 2] * means[b, i, 2] + world2cam[b, 1, 3]
                 tz = rot[2, 0] * means[b, i, 0] + rot[2, 1] * means[b, i, 1] + rot[2, 2] * means[b, i, 2] + world2cam[b, 2, 3]
                 jx = tz * min(max(tx / tz, -lim_x_neg), lim_x_pos)
                 jy = tz * min(max(ty / tz, -lim_y_neg), lim_y_pos)
                 # rows of J·M (J = [[fx/tz, 0, -fx jx/tz²], [0, fy/tz, -fy jy/tz²]])
-                u0 = fx / tz * m[0, 0] - fx * jx / (tz * tz) * m[2, 0]
-                u1 = fx / tz * m[0, 1] - fx * jx / (tz * tz) * m[2, 1]
-                u2 = fx / tz * m[0, 2] - fx * jx / (tz * tz) * m[2, 2]
-                v0 = fy / tz * m[1, 0] - fy * jy / (tz * tz) * m[2, 0]
-                v1 = fy / tz * m[1, 1] - fy * jy / (tz * tz) * m[2, 1]
-                v2 = fy / tz * m[1, 2] - fy * jy / (tz * tz) * m[2, 2]
+                u0 = fx / tz * m00 - fx * jx / (tz * tz) * m20
+                u1 = fx / tz * m01 - fx * jx / (tz * tz) * m21
+                u2 = fx / tz * m02 - fx * jx / (tz * tz) * m22
+                v0 = fy / tz * m10 - fy * jy / (tz * tz) * m20
+                v1 = fy / tz * m11 - fy * jy / (tz * tz) * m21
+                v2 = fy / tz * m12 - fy * jy / (tz * tz) * m22
                 c00 = u0 * u0 + u1 * u1 + u2 * u2 + EPS2D
                 c01 = u0 * v0 + u1 * v1 + u2 * v2
                 c11 = v0 * v0 + v1 * v1 + v2 * v2 + EPS2D
@@ -503,6 +510,7 @@ def project_numba(means: Tensor, quats: Tensor, log_scales: Tensor, opacities: T
     b, n = means.shape[:2]
     means2d, conics, depths = np.empty((b, n, 2)), np.empty((b, n, 3)), np.empty((b, n))
     radii = np.empty((b, n, 2), dtype=np.int64)
+    numba.set_num_threads(kernel_threads(b * n))
     _project(*[_np64(t) for t in (means, quats, log_scales, opacities, world2cam, ks)], width, height,
              means2d, conics, depths, radii)
     to = dict(dtype=means.dtype, device=means.device)
@@ -524,13 +532,13 @@ def _np64(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().to(torch.float64).numpy())
 
 
-def kernel_threads(pixels: int | None = None) -> int:
-    """Threads the tiled kernels use: torch's thread count (`--threads`, the training config), capped
-    by numba's pool (NUMBA_NUM_THREADS, by default the number of cores) and, given the number of
-    pixels of a call, by one thread per PIXELS_PER_THREAD (a 32² frame is not worth waking a thread
-    for). The results do not depend on it."""
+def kernel_threads(work: int) -> int:
+    """Threads the parallel kernels use for a call of `work` pixels (projection: Gaussians): torch's
+    thread count (`--threads`, the training config), capped by numba's pool (NUMBA_NUM_THREADS, by
+    default the number of cores) and by one thread per WORK_PER_THREAD (a 32² frame is not worth
+    waking a thread for). No result depends on it."""
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    return threads if pixels is None else max(1, min(threads, pixels // PIXELS_PER_THREAD))
+    return max(1, min(threads, work // WORK_PER_THREAD))
 
 
 def _spread_stride(tasks: int) -> int:
@@ -576,7 +584,8 @@ class _Composite(torch.autograd.Function):
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
         if tiles is not None:
             numba.set_num_threads(kernel_threads(trans.size))
-            _backward_tiles(*tiles[:2], order, counts, bg, width, height, *tiles[2:], trans, stop, g_rgb, g_alpha, *zeros)
+            _backward_tiles(*tiles[:2], order, counts, bg, width, height, *tiles[2:], trans, stop, g_rgb, g_alpha,
+                            *zeros)
         else:
             _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)
@@ -595,7 +604,7 @@ def composite_numba(
 ) -> tuple[Tensor, Tensor]:
     """`composite_sparse` with compiled kernels: rgb [B, 3, H, W] over the background, alpha [B, 1, H, W].
 
-    parallel: the tiled kernels on `kernel_threads()` threads (the default); False runs the serial
+    parallel: the tiled kernels on `kernel_threads` threads (the default); False runs the serial
     kernels, the reference the tiled ones are tested against.
     """
     b, n = opacities.shape
