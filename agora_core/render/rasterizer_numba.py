@@ -21,11 +21,10 @@ Two layouts of that work, with the same per-pixel arithmetic (`_blend`, `_unblen
   thread; the reference the tiled kernels are tested against (`composite_numba(parallel=False)`).
 - tiled (`_forward_tiles`, `_backward_tiles`, the default): the image is cut into TILE × TILE
   tiles and each (image, tile) is one task of a numba `prange`. `_prepare` (also in parallel, over
-  chunks of Gaussians) gathers the Gaussians in depth order and lists, per tile, the ones whose box
-  meets it, front to back. A task walks its list over the box ∩ tile, so every pixel meets the same
+  chunks of Gaussians) lists, per tile, the Gaussians whose box meets it, front to back. A task walks its list over the box ∩ tile, so every pixel meets the same
   Gaussians in the same order as in the serial kernel: same images. Backward, a task writes each
   Gaussian's gradient sums over its pixels to a slot of its own (one per tile-list entry), and a
-  second parallel loop adds a Gaussian's slots in tile order: no atomics, no sum that depends on
+  second parallel loop (over Gaussians) adds a Gaussian's slots in tile order: no atomics, no sum that depends on
   which thread ran what, so the gradients are bit-identical run to run and for any thread count
   (they differ from the serial kernel's by the order of the additions only).
   Threads: `kernel_threads`: torch's thread count (`--threads`), at most numba's pool, and one
@@ -214,72 +213,59 @@ if numba is not None:
     # ---- parallel: one task per (image, TILE × TILE tile) ----
 
     @njit(cache=True)
-    def _prepare_chunk(c, chunk, means2d, conics, opac, colors, order, counts, radii, width, height,
-                       packed, boxes, cursor):
-        """Chunk c of `_prepare`: ranks [r0, r1) of image b, where c = b · chunks per image + k."""
+    def _prepare_chunk(c, chunk, means2d, order, counts, radii, width, height, boxes, cursor):
+        """Chunk c of `_prepare`: the boxes of ranks [r0, r0 + chunk) of image b (c = b · chunks per
+        image + k), and how many of them each tile gets (cursor[c])."""
         n = order.shape[1]
         per_image = (n + chunk - 1) // chunk
         b = c // per_image
         r0 = (c - b * per_image) * chunk
-        tiles_x = (width + TILE - 1) >> TILE_SHIFT
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
         for r in range(r0, min(n, r0 + chunk)):
             x0, x1, y0, y1 = 1, 0, 1, 0
             if r < counts[b]:
                 g = order[b, r]
                 x0, x1, y0, y1 = _box(means2d[b, g, 0], means2d[b, g, 1], radii[b, g, 0], radii[b, g, 1], width, height)
-                packed[b, r, 0], packed[b, r, 1] = means2d[b, g, 0], means2d[b, g, 1]
-                packed[b, r, 2], packed[b, r, 3], packed[b, r, 4] = conics[b, g, 0], conics[b, g, 1], conics[b, g, 2]
-                packed[b, r, 5] = opac[b, g]
-                packed[b, r, 6], packed[b, r, 7], packed[b, r, 8] = colors[b, g, 0], colors[b, g, 1], colors[b, g, 2]
                 if x0 <= x1 and y0 <= y1:
-                    for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
-                        for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1):
-                            cursor[c, ty * tiles_x + tx] += 1
+                    for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1):
+                        for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                            cursor[c, tx * tiles_y + ty] += 1
                 else:
                     x0, x1, y0, y1 = 1, 0, 1, 0
             boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3] = x0, x1, y0, y1
 
     @njit(cache=True)
-    def _fill_chunk(c, chunk, boxes, width, cursor, gauss_start, ranks, entries):
+    def _fill_chunk(c, chunk, boxes, height, cursor, ranks):
         """Chunk c of `_prepare`'s second pass: its ranks into the tile lists, at the chunk's cursors."""
-        nb, n = boxes.shape[0], boxes.shape[1]
+        n = boxes.shape[1]
         per_image = (n + chunk - 1) // chunk
         b = c // per_image
         r0 = (c - b * per_image) * chunk
-        tiles_x = (width + TILE - 1) >> TILE_SHIFT
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
         for r in range(r0, min(n, r0 + chunk)):
             x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
-            k = gauss_start[b * n + r]
-            for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1) if x0 <= x1 else range(0):
-                for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1):
-                    t = ty * tiles_x + tx
-                    e = cursor[c, t]
-                    cursor[c, t] = e + 1
-                    ranks[e] = r
-                    entries[k] = e
-                    k += 1
+            for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1) if x0 <= x1 else range(0):
+                for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                    t = tx * tiles_y + ty
+                    ranks[cursor[c, t]] = r
+                    cursor[c, t] += 1
 
     @njit(cache=True, parallel=True)
-    def _prepare(means2d, conics, opac, colors, order, counts, radii, width, height, chunk):
-        """Depth order and tile lists for the tiled kernels, in parallel over chunks of `chunk` ranks of
-        one image (nothing returned depends on the chunking).
+    def _prepare(means2d, order, counts, radii, width, height, chunk):
+        """Tile lists for the tiled kernels, in parallel over chunks of `chunk` ranks of one image
+        (nothing returned depends on the chunking).
 
-        Returns packed [B, N, 9]: rank r's mean x, y, conic a, b, c, opacity and colour; boxes [B, N, 4]:
-        its pixel box x0, x1, y0, y1 (empty: x0 > x1); task_start [T+1] and ranks [E]: task t = b ·
-        tiles + tile (row-major) has the ranks ranks[task_start[t]:task_start[t+1]], front to back;
-        gauss_start [B·N+1] and entries [E]: (b, r)'s entries are entries[gauss_start[b·N+r]:
-        gauss_start[b·N+r+1]], in ascending task order.
+        Returns boxes [B, N, 4]: rank r's pixel box x0, x1, y0, y1 (empty: x0 > x1); task_start [T+1]
+        and ranks [E]: task t = b · tiles + column · rows + row has the ranks
+        ranks[task_start[t]:task_start[t+1]], front to back.
         """
         nb, n = order.shape[0], order.shape[1]
-        tiles_x = (width + TILE - 1) >> TILE_SHIFT
-        ntiles = tiles_x * ((height + TILE - 1) >> TILE_SHIFT)
+        ntiles = ((width + TILE - 1) >> TILE_SHIFT) * ((height + TILE - 1) >> TILE_SHIFT)
         per_image = (n + chunk - 1) // chunk
-        packed = np.empty((nb, n, 9))
         boxes = np.empty((nb, n, 4), np.int64)
         cursor = np.zeros((nb * per_image, ntiles), np.int64)  # per chunk and tile: count, then write position
         for c in prange(nb * per_image):
-            _prepare_chunk(c, chunk, means2d, conics, opac, colors, order, counts, radii, width, height,
-                           packed, boxes, cursor)
+            _prepare_chunk(c, chunk, means2d, order, counts, radii, width, height, boxes, cursor)
         task_start = np.empty(nb * ntiles + 1, np.int64)
         run = 0
         for b in range(nb):
@@ -290,40 +276,32 @@ if numba is not None:
                     cursor[c, t] = run
                     run += count
         task_start[nb * ntiles] = run
-        gauss_start = np.zeros(nb * n + 1, np.int64)
-        for b in range(nb):
-            for r in range(n):
-                x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
-                met = 0
-                if x0 <= x1:
-                    met = ((y1 >> TILE_SHIFT) - (y0 >> TILE_SHIFT) + 1) * ((x1 >> TILE_SHIFT) - (x0 >> TILE_SHIFT) + 1)
-                gauss_start[b * n + r + 1] = gauss_start[b * n + r] + met
         ranks = np.empty(run, np.int64)
-        entries = np.empty(run, np.int64)
         for c in prange(nb * per_image):
-            _fill_chunk(c, chunk, boxes, width, cursor, gauss_start, ranks, entries)
-        return packed, boxes, task_start, ranks, gauss_start, entries
+            _fill_chunk(c, chunk, boxes, height, cursor, ranks)
+        return boxes, task_start, ranks
 
     @njit(cache=True, inline="always")
-    def _tile_rect(task, ntiles, tiles_x, width, height):
-        """Image b and pixel rectangle [x0, x1] × [y0, y1] of task = b · ntiles + tile index."""
+    def _tile_rect(task, ntiles, tiles_y, width, height):
+        """Image b and pixel rectangle [x0, x1] × [y0, y1] of task = b · ntiles + tile, tiles numbered
+        column by column (tile = column · tiles_y + row)."""
         b = task // ntiles
         t = task - b * ntiles
-        y0 = (t // tiles_x) * TILE
-        x0 = (t - (t // tiles_x) * tiles_x) * TILE
+        column = t // tiles_y
+        x0 = column * TILE
+        y0 = (t - column * tiles_y) * TILE
         return b, x0, min(x0 + TILE, width) - 1, y0, min(y0 + TILE, height) - 1
 
     @njit(cache=True, parallel=True)
-    def _forward_tiles(packed, boxes, counts, background, width, height, task_start, ranks, stride,
-                       out_rgb, out_trans, out_stop):
+    def _forward_tiles(means2d, conics, opac, colors, order, counts, boxes, background, width, height,
+                       task_start, ranks, out_rgb, out_trans, out_stop):
         """`_forward`, one task per (image, tile) in parallel: each pixel meets the same Gaussians in the
         same order with the same arithmetic (`_blend`) as in the serial kernel."""
-        nb = packed.shape[0]
-        tiles_x = (width + TILE - 1) >> TILE_SHIFT
-        ntiles = tiles_x * ((height + TILE - 1) >> TILE_SHIFT)
-        for step in prange(nb * ntiles):
-            task = (step * stride) % (nb * ntiles)  # each thread's share of steps is spread over the image
-            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_x, width, height)
+        nb = means2d.shape[0]
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
+        ntiles = tiles_y * ((width + TILE - 1) >> TILE_SHIFT)
+        for task in prange(nb * ntiles):
+            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_y, width, height)
             trans, stop, acc = out_trans[b], out_stop[b], out_rgb[b]
             for y in range(ty0, ty1 + 1):
                 for x in range(tx0, tx1 + 1):
@@ -336,8 +314,9 @@ if numba is not None:
                 if live == 0:
                     break
                 r = ranks[i]
-                q = packed[b, r]
-                live -= _blend(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], r,
+                g = order[b, r]
+                live -= _blend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
+                               opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r,
                                max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
                                max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width, trans, stop, acc)
             for y in range(ty0, ty1 + 1):
@@ -347,24 +326,20 @@ if numba is not None:
                         acc[p, k] += trans[p] * background[b, k]
 
     @njit(cache=True, parallel=True)
-    def _backward_tiles(packed, boxes, order, counts, background, width, height,
-                        task_start, ranks, gauss_start, entries, stride, final_trans, stop_rank, grad_rgb, grad_alpha,
-                        g_means, g_conics, g_opac, g_colors, g_background):
+    def _backward_tiles(means2d, conics, opac, colors, order, counts, boxes, background, width, height,
+                        task_start, ranks, final_trans, stop_rank, grad_rgb, grad_alpha):
         """`_backward`, one task per (image, tile) in parallel. A task sums its pixels' gradients per
-        Gaussian into that Gaussian's entry of its tile list (a slot no other task writes); a second
-        parallel loop adds each Gaussian's entries in ascending tile order. No sum depends on which
-        thread ran what: the gradients are the same for any thread count, and differ from the serial
-        kernel's only by the order of the additions."""
-        nb, n = packed.shape[0], packed.shape[1]
-        tiles_x = (width + TILE - 1) >> TILE_SHIFT
-        ntiles = tiles_x * ((height + TILE - 1) >> TILE_SHIFT)
+        Gaussian into that Gaussian's entry of its tile list, a slot no other task writes: returns
+        part [E, 9] (`_unblend`'s sums per entry) and the background's gradient per task [T, 3]."""
+        nb = means2d.shape[0]
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
+        ntiles = tiles_y * ((width + TILE - 1) >> TILE_SHIFT)
         part = np.empty((ranks.shape[0], 9))
         bg_part = np.zeros((nb * ntiles, 3))
         trans = final_trans.copy()
         behind = np.empty((nb, width * height, 3))
-        for step in prange(nb * ntiles):
-            task = (step * stride) % (nb * ntiles)  # each thread's share of steps is spread over the image
-            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_x, width, height)
+        for task in prange(nb * ntiles):
+            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_y, width, height)
             last = 0  # no pixel of the tile reaches rank `last`
             for y in range(ty0, ty1 + 1):
                 for x in range(tx0, tx1 + 1):
@@ -378,18 +353,36 @@ if numba is not None:
                 if r >= last:  # every pixel of the tile stopped in front of it
                     part[i, :] = 0.0
                     continue
-                q = packed[b, r]
-                s = _unblend(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], r,
+                g = order[b, r]
+                s = _unblend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
+                             opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r,
                              max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
                              max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width,
                              final_trans[b], stop_rank[b], grad_rgb[b], grad_alpha[b], trans[b], behind[b])
                 for k in range(9):
                     part[i, k] = s[k]
+        return part, bg_part
+
+    @njit(cache=True, parallel=True)
+    def _reduce_tiles(part, bg_part, order, counts, boxes, height, task_start, ranks,
+                      g_means, g_conics, g_opac, g_colors, g_background):
+        """Adds, per Gaussian and in parallel over Gaussians, its entries of `part` in ascending task
+        order (its entry in a tile's list is found by bisection: the lists are sorted by rank), then
+        the tasks' background gradients in task order. No sum depends on which thread ran what: the
+        gradients are the same for any thread count, and differ from the serial kernel's only by the
+        order of the additions."""
+        nb = order.shape[0]
+        ntiles = bg_part.shape[0] // nb
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
         for b in range(nb):
             for r in prange(counts[b]):
+                x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
                 g = order[b, r]
-                for e in range(gauss_start[b * n + r], gauss_start[b * n + r + 1]):
-                    _add_grads(part[entries[e]], b, g, g_means, g_conics, g_opac, g_colors)
+                for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1) if x0 <= x1 else range(0):
+                    for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                        task = b * ntiles + tx * tiles_y + ty
+                        lo = task_start[task] + np.searchsorted(ranks[task_start[task]:task_start[task + 1]], r)
+                        _add_grads(part[lo], b, g, g_means, g_conics, g_opac, g_colors)
         for b in range(nb):
             for t in range(ntiles):
                 for k in range(3):
@@ -541,15 +534,6 @@ def kernel_threads(work: int) -> int:
     return max(1, min(threads, work // WORK_PER_THREAD))
 
 
-def _spread_stride(tasks: int) -> int:
-    """A step coprime with `tasks`, near tasks / φ: visiting task (i · step) mod tasks for i = 0, 1, …
-    gives each thread's contiguous share of i (numba's static schedule) tiles from all over the image."""
-    step = max(1, round(tasks * 0.618)) | 1
-    while math.gcd(step, tasks) != 1:
-        step += 2
-    return step
-
-
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, background, radii, order, counts, width, height, parallel):
@@ -563,11 +547,9 @@ class _Composite(torch.autograd.Function):
         tiles = None
         if parallel:
             numba.set_num_threads(kernel_threads(b * width * height))
-            packed, boxes, task_start, ranks, gauss_start, entries = _prepare(
-                *arrays, order, counts, radii_np, width, height, PREPARE_CHUNK)
-            stride = _spread_stride(len(task_start) - 1)
-            _forward_tiles(packed, boxes, counts, bg, width, height, task_start, ranks, stride, rgb, trans, stop)
-            tiles = (packed, boxes, task_start, ranks, gauss_start, entries, stride)
+            tiles = _prepare(arrays[0], order, counts, radii_np, width, height, PREPARE_CHUNK)
+            with numba.parallel_chunksize(-(-height // TILE)):  # a thread takes a column of tiles at a time
+                _forward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:], rgb, trans, stop)
         else:
             _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
         ctx.save_for_backward(means2d, conics, opacities, colors, background)
@@ -584,8 +566,10 @@ class _Composite(torch.autograd.Function):
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
         if tiles is not None:
             numba.set_num_threads(kernel_threads(trans.size))
-            _backward_tiles(*tiles[:2], order, counts, bg, width, height, *tiles[2:], trans, stop, g_rgb, g_alpha,
-                            *zeros)
+            with numba.parallel_chunksize(-(-height // TILE)):
+                part, bg_part = _backward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:],
+                                                trans, stop, g_rgb, g_alpha)
+            _reduce_tiles(part, bg_part, order, counts, tiles[0], height, *tiles[1:], *zeros)
         else:
             _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)
