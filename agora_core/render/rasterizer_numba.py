@@ -28,7 +28,7 @@ Two layouts of that work, with the same per-pixel arithmetic (`_blend`, `_unblen
   which thread ran what, so the gradients are bit-identical run to run and for any thread count
   (they differ from the serial kernel's by the order of the additions only).
   Threads: `kernel_threads`: torch's thread count (`--threads`), at most numba's pool, and one
-  per 64² pixels of the call.
+  per 128² pixels of the call.
   Scaling is bounded by the tiles (512² has 1,024, 32² only 4), by the serial steps (the depth
   sort, the prefix sums of `_prepare`) and, on a head, by the uneven work per tile.
 
@@ -50,7 +50,7 @@ from agora_core.render.projection import ALPHA_MIN, EPS2D, EXTEND_MAX, NEAR_PLAN
 TILE_SHIFT = 4
 TILE = 1 << TILE_SHIFT  # pixels per side of the tiled kernels' tiles (one task per image and tile)
 PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
-WORK_PER_THREAD = 64 * 64  # smallest share of a call's pixels (projection: Gaussians) worth a thread
+WORK_PER_THREAD = 128 * 128  # smallest share of a call's pixels (projection: Gaussians) worth a thread
 
 try:  # optional at import time: `rasterize(backend="auto")` falls back to the torch path
     import numba
@@ -388,12 +388,12 @@ if numba is not None:
                 for k in range(3):
                     g_background[b, k] += bg_part[b * ntiles + t, k]
 
-    @njit(cache=True, parallel=True)
+    @njit(cache=True)
     def _sort_visible(keys, radii, order, counts):
         """`_depth_order` in place: a stable LSD radix sort (16-bit digits) of the int64 keys of the
         Gaussians with a footprint (radii > 0), per image."""
         nb, n = keys.shape
-        for b in prange(nb):
+        for b in range(nb):
             idx = np.empty(n, np.int64)
             key = np.empty(n, np.int64)
             m = 0
@@ -528,8 +528,9 @@ def _np64(t: Tensor) -> np.ndarray:
 def kernel_threads(work: int) -> int:
     """Threads the parallel kernels use for a call of `work` pixels (projection: Gaussians): torch's
     thread count (`--threads`, the training config), capped by numba's pool (NUMBA_NUM_THREADS, by
-    default the number of cores) and by one thread per WORK_PER_THREAD (a 32² frame is not worth
-    waking a thread for). No result depends on it."""
+    default the number of cores) and by one thread per WORK_PER_THREAD (a batch of 32² frames is not
+    worth waking a thread for: on a busy machine the wait for it costs more than it saves). No
+    result depends on it."""
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     return max(1, min(threads, work // WORK_PER_THREAD))
 
