@@ -506,9 +506,8 @@ def project_numba(means: Tensor, quats: Tensor, log_scales: Tensor, opacities: T
     numba.set_num_threads(kernel_threads(b * n))
     _project(*[_np64(t) for t in (means, quats, log_scales, opacities, world2cam, ks)], width, height,
              means2d, conics, depths, radii)
-    to = dict(dtype=means.dtype, device=means.device)
-    return Projection(torch.from_numpy(means2d).to(**to), torch.from_numpy(conics).to(**to),
-                      torch.from_numpy(depths).to(**to), torch.from_numpy(radii).to(means.device))
+    return Projection(_tensor(means2d, means), _tensor(conics, means), _tensor(depths, means),
+                      torch.from_numpy(radii).to(means.device))
 
 
 def _depth_order(proj: Projection) -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +521,21 @@ def _depth_order(proj: Projection) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _np64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().to(torch.float64).numpy())
+    """A C-contiguous float64 copy (or view) of a CPU tensor. The copies here and in `_tensor` are
+    numpy's: torch would spread each over its thread pool, and on a busy machine waiting for a
+    second thread costs far more than such a copy."""
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:  # no numpy dtype
+        t = t.float()
+    return np.ascontiguousarray(t.numpy(), dtype=np.float64)
+
+
+def _tensor(a: np.ndarray, like: Tensor) -> Tensor:
+    """A kernel's float64 output as a tensor of `like`'s dtype and device (numpy's cast, see `_np64`)."""
+    np_dtype = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}.get(like.dtype)
+    if np_dtype is None:
+        return torch.from_numpy(a).to(dtype=like.dtype, device=like.device)
+    return torch.from_numpy(a.astype(np_dtype, copy=False)).to(like.device)
 
 
 def kernel_threads(work: int) -> int:
@@ -555,8 +568,7 @@ class _Composite(torch.autograd.Function):
             _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
         ctx.save_for_backward(means2d, conics, opacities, colors, background)
         ctx.numba_state = (arrays, radii_np, bg, order, counts, trans, stop, width, height, tiles)
-        to = dict(dtype=means2d.dtype, device=means2d.device)
-        return torch.from_numpy(rgb).to(**to), torch.from_numpy(1.0 - trans).to(**to)
+        return _tensor(rgb, means2d), _tensor(1.0 - trans, means2d)
 
     @staticmethod
     def backward(ctx, grad_rgb, grad_alpha):
@@ -574,7 +586,7 @@ class _Composite(torch.autograd.Function):
         else:
             _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)
-        grads = [torch.from_numpy(z).to(dtype=t.dtype, device=t.device) for z, t in zip(zeros, like)]
+        grads = [_tensor(z, t) for z, t in zip(zeros, like)]
         return (*grads, None, None, None, None, None, None)
 
 
