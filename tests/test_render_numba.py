@@ -15,8 +15,9 @@ from test_render_rasterizer import _scene, check_against_dense_reference
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
 
-def _numba(gs, cams, w, h, bg):
-    return rasterize(gs, cams, w, h, bg, backend="numba")
+def _numba_tiled(gs, cams, w, h, bg):
+    proj, colors = screen_space(gs, cams, w, h)
+    return composite_numba(proj, gs.opacities, colors, w, h, bg, parallel=True)
 
 
 def _numba_serial(gs, cams, w, h, bg):
@@ -24,7 +25,7 @@ def _numba_serial(gs, cams, w, h, bg):
     return composite_numba(proj, gs.opacities, colors, w, h, bg, parallel=False)
 
 
-@pytest.mark.parametrize("render", [_numba, _numba_serial], ids=["tiled", "serial"])
+@pytest.mark.parametrize("render", [_numba_tiled, _numba_serial], ids=["tiled", "serial"])
 @pytest.mark.parametrize("seed,opaque,sh_k", [(10, False, 4), (11, True, 4), (12, True, 1)])
 def test_numba_matches_dense_reference_values_and_gradients(render, seed, opaque, sh_k):
     check_against_dense_reference(render, seed, opaque, sh_k)
@@ -105,6 +106,21 @@ def test_tiled_kernels_are_deterministic_for_any_thread_count(monkeypatch):
         two = _composite_with_grads(scene, w, h, parallel=True)
         assert all(torch.equal(a, b) for a, b in zip(one[0] + one[1], two[0] + two[1]))
     assert numba.get_num_threads() == 2
+
+
+def test_default_layout_is_chosen_by_call_size_not_by_threads(monkeypatch):
+    calls = []
+    for name in ("_forward", "_forward_tiles"):
+        kernel = getattr(rasterizer_numba, name)
+        monkeypatch.setattr(rasterizer_numba, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    gs, cams, bg = _scene(18, b=2, n=50)
+    side = int((rasterizer_numba.TILED_MIN_PIXELS / 2) ** 0.5) + 1  # two images just over the threshold
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for w, h in ((24, 20), (side, side)):
+            with torch.no_grad():
+                rasterize(gs, cams, w, h, bg, backend="numba")
+    assert calls == ["_forward", "_forward_tiles"] * 2
 
 
 def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():

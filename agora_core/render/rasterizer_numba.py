@@ -19,7 +19,8 @@ Two layouts of that work, with the same per-pixel arithmetic (`_blend`, `_unblen
 
 - serial (`_forward`, `_backward`): one Gaussian at a time over its whole box, as above. One
   thread; the reference the tiled kernels are tested against (`composite_numba(parallel=False)`).
-- tiled (`_forward_tiles`, `_backward_tiles`, the default): the image is cut into TILE × TILE
+- tiled (`_forward_tiles`, `_backward_tiles`, the default from TILED_MIN_PIXELS pixels per call,
+  i.e. 1 × 182², 8 × 64²): the image is cut into TILE × TILE
   tiles and each (image, tile) is one task of a numba `prange`. `_prepare` (also in parallel, over
   chunks of Gaussians) lists, per tile, the Gaussians whose box meets it, front to back. A task walks its list over the box ∩ tile, so every pixel meets the same
   Gaussians in the same order as in the serial kernel: same images. Backward, a task writes each
@@ -51,6 +52,7 @@ TILE_SHIFT = 4
 TILE = 1 << TILE_SHIFT  # pixels per side of the tiled kernels' tiles (one task per image and tile)
 PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
 WORK_PER_THREAD = 128 * 128  # smallest share of a call's pixels (projection: Gaussians) worth a thread
+TILED_MIN_PIXELS = 2 * WORK_PER_THREAD  # smaller calls run the serial kernels (less set-up, one thread anyway)
 
 try:  # optional at import time: `rasterize(backend="auto")` falls back to the torch path
     import numba
@@ -597,15 +599,19 @@ def composite_numba(
     width: int,
     height: int,
     background: Tensor,  # [B, 3]
-    parallel: bool = True,
+    parallel: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
     """`composite_sparse` with compiled kernels: rgb [B, 3, H, W] over the background, alpha [B, 1, H, W].
 
-    parallel: the tiled kernels on `kernel_threads` threads (the default); False runs the serial
-    kernels, the reference the tiled ones are tested against.
+    parallel: True runs the tiled kernels (on `kernel_threads` threads), False the serial ones (the
+    reference the tiled ones are tested against); None (default) picks by size alone, tiled from
+    TILED_MIN_PIXELS pixels per call (B·H·W) -- never by thread count, so a call's gradients do not
+    depend on it.
     """
     b, n = opacities.shape
     assert colors.shape == (b, n, 3) and background.shape == (b, 3), (colors.shape, background.shape)
+    if parallel is None:
+        parallel = b * width * height >= TILED_MIN_PIXELS
     order, counts = _depth_order(proj)
     rgb, alpha = _Composite.apply(proj.means2d, proj.conics, opacities, colors, background, proj.radii,
                                   order, counts, width, height, parallel)
