@@ -2,6 +2,18 @@
 
     python benchmarks/render.py            # the full table, one subprocess per configuration
     python benchmarks/render.py --quick    # a few small configurations
+    python benchmarks/render.py --tiled    # serial vs tiled (parallel) kernels, 1 and 2 threads
+
+`--tiled` (`compare_tiled`): the compositing step (`composite_numba`: depth sort, kernels and
+tensor conversions; the projection is done once, outside the timings) with the serial kernels vs
+the tiled parallel ones, at 32², 256² and 512², on splats sampled on the demo head's surface at the
+paper configs' density (the generator's UV grid with the back of the head excluded: grid 48 for
+the 32² demo config, 256 and 512 for ffhq256 / ffhq512, i.e. ~1.9K, ~53K, ~211K Gaussians; flat
+splats of 0.6 texel, `demo_avatar.surface_gaussians`), seen from the front at the FLAME camera
+radius. Forward is timed without autograd; backward is the backward pass alone, after an untimed
+forward. Each round runs every variant once, interleaved (serial and tiled at 1 thread, then at 2
+threads); ratios are taken within a round and the median over rounds is printed, so load from
+other processes hits both sides of a ratio alike.
 
 Scene: a head-like blob -- N Gaussians on the surface of a FLAME-sized ellipsoid (semi-axes
 7.5 x 12 x 10 cm, centred at the origin), log-scales ~ N(-4.5, 0.2), opacities ~0.8, degree-1 SH,
@@ -104,6 +116,92 @@ def measure_one(batch: int, size: int, n: int) -> dict:
     }
 
 
+TILED_CONFIGS = ((1, 32, 48), (8, 32, 48), (1, 256, 256), (1, 512, 512))  # (batch, size, UV grid)
+
+
+def demo_head_splats(grid: int, batch: int):
+    """The demo head's neutral surface splats at the generator's N×N UV grid (back of the head
+    excluded, as `AgoraGenerator` samples it), repeated `batch` times."""
+    import torch
+
+    from agora_core.export.demo_avatar import surface_gaussians
+    from agora_core.head import back_head_faces, demo_head_model, sample_uv_grid
+    from agora_core.models.agora_generator import head_assets_view
+
+    head = demo_head_model().eval()
+    keep = ~torch.as_tensor(back_head_faces(head_assets_view(head)))
+    samples = sample_uv_grid(head.uv_coords, head.uv_faces, grid, face_mask=keep)
+    return surface_gaussians(head, samples, grid).map(lambda t: t.expand(batch, *t.shape[1:]).contiguous())
+
+
+def compare_tiled(configs, rounds: int, threads: tuple[int, ...] = (1, 2)) -> None:
+    """Serial vs tiled compositing kernels, interleaved (module docstring)."""
+    import numba
+    import torch
+
+    from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
+    from agora_core.render.projection import Projection
+    from agora_core.render.rasterizer_numba import composite_numba
+    from agora_core.render.rasterizer_torch import screen_space
+
+    threads = tuple(t for t in threads if t <= numba.config.NUMBA_NUM_THREADS)
+    print(f"cores: {os.cpu_count()}, numba threading layer pool: {numba.config.NUMBA_NUM_THREADS} threads; "
+          f"{rounds} rounds; load average before: {os.getloadavg()[0]:.1f}")
+    header = f"{'batch':>5} {'size':>5} {'gaussians':>9} {'thr':>3} | {'fwd serial':>10} {'fwd tiled':>9} " \
+             f"{'ratio':>6} | {'bwd serial':>10} {'bwd tiled':>9} {'ratio':>6} | {'load':>4}"  # fmt: skip
+    print(header + "\n" + "-" * len(header))
+    scaling = []
+    for batch, size, grid in configs:
+        gaussians = demo_head_splats(grid, batch)
+        yaw = torch.linspace(-0.3, 0.3, batch) if batch > 1 else torch.zeros(1)
+        cams = orbit_cameras(yaw, torch.zeros(batch), radius=FLAME_CAMERA_RADIUS)
+        with torch.no_grad():
+            proj, colors = screen_space(gaussians, cams, size, size)
+        bg = torch.ones(batch, 3)
+        leaves = [t.clone().requires_grad_() for t in (proj.means2d, proj.conics, gaussians.opacities, colors)]
+        gen = torch.Generator().manual_seed(0)
+        g_rgb, g_alpha = torch.randn(batch, 3, size, size, generator=gen), torch.randn(batch, 1, size, size, generator=gen)
+
+        def forward(parallel):
+            with torch.no_grad():
+                composite_numba(proj, gaussians.opacities, colors, size, size, bg, parallel=parallel)
+
+        def backward(parallel):
+            m, c, o, col = leaves
+            out = composite_numba(Projection(m, c, proj.depths, proj.radii), o, col, size, size, bg, parallel=parallel)
+            return _timed(lambda: torch.autograd.grad(out, leaves, (g_rgb, g_alpha)))
+
+        times = {(k, par, step): [] for k in threads for par in (False, True) for step in ("fwd", "bwd")}
+        for rnd in range(rounds + 1):  # round 0 compiles and warms up, untimed
+            for k in threads:
+                torch.set_num_threads(k)  # the tiled kernels follow torch's thread count
+                for par in (False, True):
+                    fwd = _timed(lambda: forward(par))
+                    bwd = backward(par)
+                    if rnd:
+                        times[k, par, "fwd"].append(fwd)
+                        times[k, par, "bwd"].append(bwd)
+        label = f"{batch:>5} {size:>4}² {gaussians.num_gaussians:>9}"
+        for k in threads:
+            row = []
+            for step in ("fwd", "bwd"):
+                serial, tiled = times[k, False, step], times[k, True, step]
+                ratio = statistics.median(s / t for s, t in zip(serial, tiled))
+                row.append(f"{1e3 * statistics.median(serial):>10.1f} {1e3 * statistics.median(tiled):>9.1f} "
+                           f"{ratio:>5.2f}×")
+            print(f"{label} {k:>3} | {row[0]} | {row[1]} | {os.getloadavg()[0]:>4.1f}", flush=True)
+        if len(threads) > 1:
+            lo, hi = threads[0], threads[-1]
+            scaling.append((label, *(statistics.median(a / b for a, b in zip(times[lo, True, step], times[hi, True, step]))
+                                     for step in ("fwd", "bwd"))))
+    if scaling:
+        print(f"\ntiled kernels, {threads[0]} → {threads[-1]} threads (median ratio over rounds):")
+        for label, fwd, bwd in scaling:
+            print(f"{label}  forward {fwd:.2f}×  backward {bwd:.2f}×")
+    print("ms are medians per batch; ratio = serial / tiled within a round, median over rounds; "
+          "load = 1-min load average after the row")
+
+
 def run_table(configs: list[tuple[int, int, int]]) -> None:
     repo = Path(__file__).resolve().parents[1]
     header = f"{'batch':>5} {'size':>5} {'gaussians':>9} {'pairs/frame':>11} {'fwd ms/frame':>12} " \
@@ -136,11 +234,17 @@ def run_table(configs: list[tuple[int, int, int]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small configurations only")
+    parser.add_argument("--tiled", action="store_true", help="serial vs tiled (parallel) kernels, threads 1 and 2")
+    parser.add_argument("--rounds", type=int, default=7, help="--tiled: interleaved rounds (default 7)")
     parser.add_argument("--one", nargs=3, type=int, metavar=("BATCH", "SIZE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         print(json.dumps(measure_one(*args.one)))
+        return
+    if args.tiled:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        compare_tiled(TILED_CONFIGS, args.rounds)
         return
     if args.quick:
         configs = [(1, 32, 1024), (1, 64, 4096), (8, 32, 2048)]

@@ -1,24 +1,149 @@
-"""The compiled CPU backend (render/rasterizer_numba.py) against the dense reference and the torch path."""
+"""The compiled CPU backend (render/rasterizer_numba.py) against the dense reference and the torch path;
+its tiled parallel kernels against its serial ones."""
 
+import numpy as np
 import pytest
 import torch
 
 from agora_core.render import Camera, rasterize
+from agora_core.render import rasterizer_numba
 from agora_core.render.rasterization import screen_space_numba
-from agora_core.render.rasterizer_numba import composite_numba, numba_available
+from agora_core.render.rasterizer_numba import TILE, composite_numba, numba, numba_available
 from agora_core.render.rasterizer_torch import screen_space
 from test_render_rasterizer import _scene, check_against_dense_reference
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
 
-def _numba(gs, cams, w, h, bg):
-    return rasterize(gs, cams, w, h, bg, backend="numba")
+def _numba_tiled(gs, cams, w, h, bg):
+    proj, colors = screen_space(gs, cams, w, h)
+    return composite_numba(proj, gs.opacities, colors, w, h, bg, parallel=True)
 
 
+def _numba_serial(gs, cams, w, h, bg):
+    proj, colors = screen_space(gs, cams, w, h)
+    return composite_numba(proj, gs.opacities, colors, w, h, bg, parallel=False)
+
+
+@pytest.mark.parametrize("render", [_numba_tiled, _numba_serial], ids=["tiled", "serial"])
 @pytest.mark.parametrize("seed,opaque,sh_k", [(10, False, 4), (11, True, 4), (12, True, 1)])
-def test_numba_matches_dense_reference_values_and_gradients(seed, opaque, sh_k):
-    check_against_dense_reference(_numba, seed, opaque, sh_k)
+def test_numba_matches_dense_reference_values_and_gradients(render, seed, opaque, sh_k):
+    check_against_dense_reference(render, seed, opaque, sh_k)
+
+
+def test_depth_order_is_a_stable_sort_of_the_visible_gaussians():
+    from agora_core.render.projection import Projection
+    from agora_core.render.rasterizer_numba import _depth_order
+
+    g = torch.Generator().manual_seed(3)
+    depths = torch.randint(1, 40, (3, 5000), generator=g).double() / 7 + 0.5  # many ties
+    depths[1] = torch.rand(5000, generator=g, dtype=torch.float64) * 1e3  # all 64 bits of the key matter
+    radii = torch.randint(0, 3, (3, 5000, 2), generator=g)
+    radii[2] = 0  # nothing visible
+    order, counts = _depth_order(Projection(torch.zeros(3, 5000, 2), torch.zeros(3, 5000, 3), depths, radii))
+    visible = (radii > 0).any(-1)
+    expected = torch.sort(torch.where(visible, depths, torch.inf), dim=1, stable=True).indices
+    assert counts.tolist() == visible.sum(1).tolist() and counts[0] > 1000 and counts[2] == 0
+    for b in range(3):
+        assert np.array_equal(order[b, :counts[b]], expected[b, :counts[b]].numpy())
+        assert np.array_equal(order[b, counts[b]:], np.nonzero(~visible[b].numpy())[0])
+
+
+def _composite_with_grads(scene, w, h, parallel):
+    """rgb, alpha and the gradients of a fixed random loss w.r.t. means2d, conics, opacities, colours, bg."""
+    proj, opacities, colors, bg = scene
+    leaves = [t.detach().clone().requires_grad_() for t in (proj.means2d, proj.conics, opacities, colors, bg)]
+    rgb, alpha = composite_numba(type(proj)(leaves[0], leaves[1], proj.depths, proj.radii), leaves[2], leaves[3],
+                                 w, h, leaves[4], parallel=parallel)
+    g = torch.Generator().manual_seed(7)
+    loss = (rgb * torch.randn(rgb.shape, generator=g, dtype=rgb.dtype)).sum() + \
+        (alpha * torch.randn(alpha.shape, generator=g, dtype=alpha.dtype)).sum()
+    return (rgb, alpha), torch.autograd.grad(loss, leaves)
+
+
+def _tiled_scene(w, h):
+    """Batch 2, 900 Gaussians, a third nearly opaque (pixels stop), sizes from sub-pixel to several tiles wide."""
+    gs, cams, bg = _scene(17, b=2, n=900, opaque=True, log_scale=-5.5)
+    gs.log_scales[:, :30] += 2.5  # a few wide ones: each spans many tiles
+    with torch.no_grad():
+        proj, colors = screen_space(gs, cams, w, h)
+    radius = proj.radii.amax(-1)[proj.radii.amax(-1) > 0]
+    assert radius.max() > 2 * TILE and radius.min() <= 2  # boxes from one pixel to several tiles
+    return proj, gs.opacities, colors, bg
+
+
+def test_tiled_kernels_match_serial_kernels_in_float64():
+    # Forward: every pixel meets the same Gaussians in the same order with the same arithmetic, so
+    # only rounding-level differences are allowed. Backward: each Gaussian's gradient is the same
+    # per-pixel terms summed in another order (per tile, then over tiles): rounding of a sum of at
+    # most H·W terms, bounded by H·W·eps of the largest gradient.
+    w, h = 70, 45  # not a multiple of the tile: partial tiles on the right and bottom edges
+    scene = _tiled_scene(w, h)
+    (rgb, alpha), grads = _composite_with_grads(scene, w, h, parallel=True)
+    (rgb_s, alpha_s), grads_s = _composite_with_grads(scene, w, h, parallel=False)
+    eps = torch.finfo(torch.float64).eps
+    assert 0.2 < alpha.mean() < 0.95 and alpha.max() > 1 - 1e-3  # covered, and some pixels stop
+    torch.testing.assert_close(rgb, rgb_s, rtol=0, atol=16 * eps)
+    torch.testing.assert_close(alpha, alpha_s, rtol=0, atol=16 * eps)
+    for name, g, g_s in zip(("means2d", "conics", "opacities", "colors", "background"), grads, grads_s):
+        scale = g_s.abs().max().item()
+        assert scale > 0 and (g_s != 0).float().mean() > 0.5, name  # most Gaussians get a gradient
+        torch.testing.assert_close(g, g_s, rtol=0, atol=w * h * eps * scale, msg=name)
+
+
+def test_tiled_kernels_are_deterministic_for_any_thread_count(monkeypatch):
+    # Each tile is one task; its gradient sums go to slots of its own and are added in tile order,
+    # so the result is the same bits for two runs and for 1 or 2 threads (the code path is the same).
+    monkeypatch.setattr(rasterizer_numba, "WORK_PER_THREAD", 1)  # small images get every thread too
+    w, h = 70, 45
+    scene = _tiled_scene(w, h)
+    torch.set_num_threads(1)  # the kernels follow torch's thread count (conftest restores it)
+    one = _composite_with_grads(scene, w, h, parallel=True)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread here: nothing to compare against")
+    torch.set_num_threads(2)
+    for _ in range(2):
+        two = _composite_with_grads(scene, w, h, parallel=True)
+        assert all(torch.equal(a, b) for a, b in zip(one[0] + one[1], two[0] + two[1]))
+    assert numba.get_num_threads() == 2
+
+
+def test_default_layout_is_chosen_by_call_size_not_by_threads(monkeypatch):
+    calls = []
+    for name in ("_forward", "_forward_tiles"):
+        kernel = getattr(rasterizer_numba, name)
+        monkeypatch.setattr(rasterizer_numba, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    gs, cams, bg = _scene(18, b=2, n=50)
+    side = int((rasterizer_numba.TILED_MIN_PIXELS / 2) ** 0.5) + 1  # two images just over the threshold
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for w, h in ((24, 20), (side, side)):
+            with torch.no_grad():
+                rasterize(gs, cams, w, h, bg, backend="numba")
+    assert calls == ["_forward", "_forward_tiles"] * 2
+
+
+def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
+    from agora_core.render.rasterizer_numba import PREPARE_CHUNK, _depth_order, _np64, _prepare
+
+    w, h = 70, 45
+    proj, opacities, colors, _ = _tiled_scene(w, h)
+    order, counts = _depth_order(proj)
+    radii = proj.radii.numpy().astype(np.float64)
+    args = (_np64(proj.means2d), order, counts, radii, w, h)
+    boxes, task_start, ranks = _prepare(*args, PREPARE_CHUNK)
+    tiles_y, ntiles = -(-h // TILE), -(-w // TILE) * -(-h // TILE)
+    for b in range(2):
+        for t in range(ntiles):  # numbered column by column
+            x0, y0 = (t // tiles_y) * TILE, (t % tiles_y) * TILE
+            listed = ranks[task_start[b * ntiles + t]:task_start[b * ntiles + t + 1]]
+            bx = boxes[b, :counts[b]]
+            meets = (bx[:, 0] <= bx[:, 1]) & (bx[:, 0] < x0 + TILE) & (bx[:, 1] >= x0) & \
+                (bx[:, 2] < y0 + TILE) & (bx[:, 3] >= y0)
+            assert np.array_equal(listed, np.nonzero(meets)[0])  # exactly these ranks, front to back
+    assert len(ranks) > 1.5 * counts.sum()  # many Gaussians span several tiles
+    same = _prepare(*args, 97)  # other chunking, same lists
+    assert all(np.array_equal(x, y) for x, y in zip(same, (boxes, task_start, ranks)))
 
 
 def test_background_gradient_is_final_transmittance():

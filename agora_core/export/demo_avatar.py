@@ -102,6 +102,17 @@ def _surface_splats(head: HeadModel, samples, grid: int) -> tuple[Tensor, Tensor
     return torch.stack([t1, t2, normal], dim=2), log_scales
 
 
+@torch.no_grad()
+def surface_gaussians(head: HeadModel, samples, grid: int) -> GaussianSet:
+    """The neutral splats (module docstring) at the UV samples of an N×N grid (`grid` = N): batch 1,
+    SH degree 0, opacity 0.92, coloured by the head's regions (`head.extras`)."""
+    points0 = sample_points(head, samples, torch.zeros(1, NUM_PARAMS))
+    colours = interpolate(_vertex_colours(head, head.extras)[None], head.faces, samples)[0]
+    frame, log_scales = _surface_splats(head, samples, grid)
+    return GaussianSet(points0, log_scales[None], rotmat_to_quat(frame)[None], rgb_to_sh0(colours)[None],
+                       torch.full((1, samples.num_samples), 0.92))
+
+
 def _orthonormal_rows(k: int, dim: int, g: torch.Generator) -> Tensor:
     q, _ = torch.linalg.qr(torch.randn(dim, k, generator=g))
     return q.T.contiguous()
@@ -116,11 +127,8 @@ def build_demo_agora_m(grid: int = 48, k: int = 16, w_dim: int = 8, extra_hidden
     samples = sample_uv_grid(head.uv_coords, head.uv_faces, grid)
     m = samples.num_samples
     with torch.no_grad():
-        points0 = sample_points(head, samples, torch.zeros(1, NUM_PARAMS))
-        colours = interpolate(_vertex_colours(head, assets.extras)[None], head.faces, samples)[0]
-        frame, log_scales = _surface_splats(head, samples, grid)
-        neutral = GaussianSet(points0, log_scales[None], rotmat_to_quat(frame)[None], rgb_to_sh0(colours)[None],
-                              torch.full((1, m), 0.92))
+        neutral = surface_gaussians(head, samples, grid)
+        points0 = neutral.means
         params = _random_params(num_tuples, g)
         residual = (sample_points(head, samples, params) - points0).reshape(num_tuples, -1)
     _, _, vh = torch.linalg.svd(residual, full_matrices=False)

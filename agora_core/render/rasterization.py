@@ -32,7 +32,8 @@ def rasterize(
         cameras:    B cameras (or 1 camera, used for each of B sets).
         width, height: image size in pixels.
         background: scalar grey, RGB triple, [3] or [B, 3]; default white (GGHEAD's matted FFHQ).
-        backend:    "gsplat" (CUDA), "numba" (compiled CPU kernels), "torch" (pure PyTorch, any
+        backend:    "gsplat" (CUDA), "numba" (compiled CPU kernels, tiled, on torch's thread
+                    count: rasterizer_numba.py), "torch" (pure PyTorch, any
                     device) or "auto" (gsplat for CUDA tensors, numba for CPU tensors when numba
                     imports, else torch). All four give the same images and gradients.
     Returns:
