@@ -23,7 +23,7 @@ BROWSER_SIZE = 512  # default canvas side of --device browser
 def bench(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, or browser (the web viewer in headless Chromium).")] = "cpu",
     bundle: Annotated[Optional[Path], typer.Option("--bundle", help="--device browser: a site written by agora export web (default: a temporary bundle of --ckpt / --config).")] = None,
-    ckpt: Annotated[Optional[Path], typer.Option("--ckpt", help="Training checkpoint (default: a randomly initialised model of --config).")] = None,
+    ckpt: Annotated[Optional[Path], typer.Option("--ckpt", help="Training checkpoint, or an imported run (agora import; AGORA-M from its imported pair) (default: a randomly initialised model of --config).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Model config YAML used without --ckpt.")] = None,
     resolution: Annotated[Optional[int], typer.Option("--resolution", min=8, help="Render side in pixels (default: the model's training resolution; browser: 512).")] = None,
     gaussians: Annotated[Optional[int], typer.Option("--gaussians", min=16, help="Pick the UV grid giving about this many Gaussians (default: the model's grid).")] = None,

@@ -403,3 +403,24 @@ def test_importer_readers_survive_damaged_files(official_pkl, imported_run, tmp_
         (run / "imported.json").write_text(json.dumps(doc))
         _run(load_imported_run, run, f"imported.json mutation {i}", failures)
     assert not failures, "\n".join(failures[:10])
+
+
+def test_bench_runs_on_an_imported_run_with_its_agora_m_pair(imported_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.importer import import_official_agora_m
+
+    run = tmp_path / "run"
+    shutil.copytree(imported_run, run)
+    for name in ("basis.safetensors", "mlp.safetensors"):
+        (run / name).unlink(missing_ok=True)
+    res = CliRunner().invoke(app, ["bench", "--ckpt", str(run), "--device", "cpu", "--frames", "2", "--warmup", "1",
+                                   "--resolution", "32"])
+    assert res.exit_code == 2 and "agora import svd_basis.pt" in res.output  # the pair is missing: says how
+    import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt", run)
+    from agora_core.bench.bench_setup import run_bench
+    from agora_core.bench.reenactment import BenchConfig
+
+    result = run_bench(run, None, "cpu", BenchConfig(frames=2, warmup=1, batch_sizes=(1,), resolution=32))
+    assert result.model["gaussians"] == 2789 and result.model["k"] == 8 and result.speedup["batch1"] > 0

@@ -58,6 +58,8 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AgoraError("--device cuda: no CUDA device is available; use --device cpu")
+    if checkpoint is not None and (Path(checkpoint) / "imported.json").is_file():
+        return _run_bench_imported(Path(checkpoint), dev, bench, gaussians, basis_path, mlp_path)
     model = load_agora_model(checkpoint, config, device=dev, gaussians=gaussians, seed=bench.seed)
     g = model.generator
     if bench.resolution is None:
@@ -91,3 +93,34 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
     result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info)
     result.notes.extend(notes)
     return result
+
+
+def _run_bench_imported(run: Path, dev: torch.device, bench: BenchConfig, gaussians: int | None,
+                        basis_path: str | Path | None, mlp_path: str | Path | None) -> BenchResult:
+    """`agora bench --ckpt RUN` on an imported run: its seed identity (`inference.draw_identity`) at its
+    framing, AGORA-M from the run's imported pair (RUN/basis.safetensors, RUN/mlp.safetensors)."""
+    from agora_core.inference import draw_identity, load_model
+
+    if gaussians is not None:
+        raise AgoraError(f"--gaussians: {run} is an imported run, whose Gaussians sit on the file's own UV grid")
+    basis_path = basis_path or run / "basis.safetensors"
+    mlp_path = mlp_path or run / "mlp.safetensors"
+    for path in (basis_path, mlp_path):
+        if not Path(path).is_file():
+            raise AgoraError(f"{path}: no such file; import the authors' pair with `agora import svd_basis.pt "
+                             f"mlp_regressor.pt --run {run}` or pass --basis/--mlp")
+    model = load_model(run, dev)
+    g = model.generator
+    if bench.resolution is None:
+        bench = dataclasses.replace(bench, resolution=model.resolution)
+    basis, (mlp, _) = GaussianBasis.load(basis_path), CoefficientMLP.load(mlp_path)
+    if basis.num_gaussians != g.num_gaussians or mlp.k != basis.k:
+        raise AgoraError(f"{basis_path}: basis of {basis.num_gaussians} Gaussians and K = {basis.k} does not fit "
+                         f"{run} ({g.num_gaussians} Gaussians) and {mlp_path} (K = {mlp.k})")
+    cache, shape = draw_identity(model, bench.seed, 1, bench.truncation_psi)
+    with torch.no_grad():
+        avatar = BlendshapeAvatar.from_generator(g, cache, basis.to(dev), mlp.to(dev))
+    info = {"source": str(run), "random_init": False, "config": None, "gaussians": g.num_gaussians,
+            "uv_grid": g.config.gaussian_grid, "resolution": bench.resolution, "k": basis.k,
+            "mlp_hidden": list(mlp.hidden_sizes), "parameters": g.parameter_counts()}
+    return benchmark_reenactment(g, cache, avatar, model.cameras(shape.to(dev)), bench, dev, info)
