@@ -3,8 +3,9 @@
 Random weights in the exact tensor layout of `shared/fixtures/official/full_size_state_schema.json`
 (the released checkpoint-20500 architecture), the FLAME/template arrays of the fixture checkpoint,
 the UV grid by their rule at n = 512. Measures, in one run on this machine: conversion time and
-peak memory of the import, the identity branch once, and the per-frame AGORA path (FLAME +
-deformation branch + lifting) with and without rasterisation at 512² on the CPU.
+peak memory of the import, the identity branch once, and per frame AGORA (FLAME + deformation
+branch + lifting) vs AGORA-M (their regressor shape (256, 512), K = 64 random blendshapes in their
+attribute spaces: the cost of a frame, not its pixels), each with rasterisation at 512² on the CPU.
 
     .venv/bin/python benchmarks/import_full_size.py [--frames 5] [--threads N]
 """
@@ -89,7 +90,13 @@ def main() -> None:
         expr, jaw, eyelids = neutral_flame(G, 1)
         _, joints = G.head.forward_with_joints(torch.zeros(1, 300), expr, jaw, torch.zeros(1, 3), torch.zeros(1, 6), eyelids)
         camera = deca_camera(cam, joints[:, 0])
-        animate, render = [], []
+        from agora_core.bench.bench_setup import random_basis, random_regressor
+        from agora_core.models.blendshape_avatar import BlendshapeAvatar
+
+        basis = random_basis(G.num_gaussians, 64, 0)
+        basis.extra["attribute_space"] = "authors"
+        avatar = BlendshapeAvatar.from_generator(G, cache, basis, random_regressor(512, 50, 64, (256, 512), 0))
+        animate, render, mobile, mobile_render = [], [], [], []
         for i in range(args.frames + 1):
             e = 0.5 * torch.randn(1, 50, generator=gen)
             t0 = time.perf_counter()
@@ -97,14 +104,23 @@ def main() -> None:
             t1 = time.perf_counter()
             rasterize(out, camera, 512, 512, background=1.0)
             t2 = time.perf_counter()
+            out_m = avatar.animate(e, jaw, eyelids)
+            t3 = time.perf_counter()
+            rasterize(out_m, camera, 512, 512, background=1.0)
+            t4 = time.perf_counter()
             if i:  # the first frame warms up
                 animate.append(t1 - t0)
                 render.append(t2 - t1)
+                mobile.append(t3 - t2)
+                mobile_render.append(t4 - t3)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     a, r = statistics.median(animate), statistics.median(render)
     print(f"identity branch once: {identity_s:.2f} s")
     print(f"AGORA per frame (median of {args.frames}, threads {torch.get_num_threads()}): "
           f"animate {a * 1000:.0f} ms, rasterise 512² {r * 1000:.0f} ms, total {(a + r) * 1000:.0f} ms")
+    m, mr = statistics.median(mobile), statistics.median(mobile_render)
+    print(f"AGORA-M per frame: blend {m * 1000:.1f} ms, rasterise 512² {mr * 1000:.0f} ms, total {(m + mr) * 1000:.0f} ms")
+    print(f"AGORA-M / AGORA speed-up (this run): {(a + r) / (m + mr):.2f}× with rasterisation, {a / m:.1f}× without")
     print(f"peak RSS {peak_mb:.0f} MB")
 
 

@@ -32,7 +32,7 @@ def random_basis(num_gaussians: int, k: int, seed: int) -> GaussianBasis:
     return GaussianBasis(basis, ones, ones, num_gaussians, source_checkpoint="random")
 
 
-def random_regressor(w_dim: int, expr_dim: int, k: int, hidden: int, seed: int) -> CoefficientMLP:
+def random_regressor(w_dim: int, expr_dim: int, k: int, hidden: int | tuple[int, ...], seed: int) -> CoefficientMLP:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mlp = CoefficientMLP(w_dim, expr_dim, k, hidden)
