@@ -23,7 +23,14 @@ from gsplat.cuda._torch_impl import (  # noqa: E402  (pure torch, compiles nothi
 from tolerances import assert_within, eps, rounding_tol  # noqa: E402
 
 from agora_core.render import sample_ffhq_like_cameras  # noqa: E402
-from agora_core.render.projection import EXTEND_MAX, covariance_3d, project_gaussians, quat_to_rotmat  # noqa: E402
+from agora_core.render.projection import (  # noqa: E402
+    ALPHA_MIN,
+    EXTEND_MAX,
+    NEAR_PLANE,
+    covariance_3d,
+    project_gaussians,
+    quat_to_rotmat,
+)
 
 W, H = 48, 40
 
@@ -66,15 +73,16 @@ def _gsplat_projection(means, covars, world2cam, ks):
     return radii[:, 0], means2d[:, 0], depths[:, 0], conics[:, 0]
 
 
-def _projection_tolerances(means, quats, scales, world2cam, ks, dtype):
-    """What two evaluations of the projection in `dtype` may differ by, per Gaussian, from the scene in
+def projection_tolerances(means, quats, scales, world2cam, ks, dtype, width=W, height=H, opacities=None):
+    """What two evaluations of `project_gaussians` in `dtype` may differ by, per Gaussian, from the scene in
     float64: (depth [B,N], means2d [B,N,2], conic [B,N,1], box decided [B,N]). Depth and the camera-space
     position are 3-term dot products plus a translation, of size M = Σ|mean| + Σ|translation|; means2d
     divides by the depth, adding x/z times z's error; the conic C = Σ2d⁻¹ moves by κ(Σ2d) · ‖C‖ times
-    Σ2d's relative rounding. A box size ceil(3.33 σ) or a cull test is decided (rounding cannot flip
-    it) when its float64 value is farther from the integer or the image border than its own rounding."""
+    Σ2d's relative rounding. A box size ceil(extend · σ) or a cull test is decided (rounding cannot flip
+    it) when its float64 value is farther from the integer, the image border or the near plane than its
+    own rounding; a Gaussian culled as faint or well behind the near plane is decided too."""
     means, quats, scales, world2cam, ks = (t.double() for t in (means, quats, scales, world2cam, ks))
-    exact = project_gaussians(means, covariance_3d(quats, scales), world2cam, ks, W, H)
+    exact = project_gaussians(means, covariance_3d(quats, scales), world2cam, ks, width, height)
     means_c = (world2cam[:, None, :3, :3] @ means[..., None])[..., 0] + world2cam[:, None, :3, 3]
     size = means.abs().sum(-1) + world2cam[:, None, :3, 3].abs().sum(-1)
     depth_tol = rounding_tol(dtype, size, 2 * 4)
@@ -87,13 +95,19 @@ def _projection_tolerances(means, quats, scales, world2cam, ks, dtype):
     eig = torch.linalg.eigvalsh(conic)  # 1/λ of Σ2d, ascending
     conic_tol = rounding_tol(dtype, eig[..., 1] ** 2 / eig[..., 0], 2 * PROJECTION_STEPS)[..., None]  # κ ‖C‖
     sigma = torch.stack([c, a], -1) / (a * c - b * b)[..., None]  # Σ2d's diagonal
-    box = EXTEND_MAX * sigma.sqrt()
+    extend = torch.full_like(a, EXTEND_MAX)
+    if opacities is not None:  # the opacity-aware box (agora_core/render/projection.py)
+        extend = torch.sqrt(2 * torch.log((opacities.double() / ALPHA_MIN).clamp_min(1))).clamp_max(EXTEND_MAX)
+    box = extend[..., None] * sigma.sqrt()
     box_tol = rounding_tol(dtype, box, 2 * PROJECTION_STEPS)
     radius = box.ceil()
-    edges = torch.stack([exact.means2d + radius, exact.means2d - radius - torch.tensor([W, H])], -1)
+    edges = torch.stack([exact.means2d + radius, exact.means2d - radius - torch.tensor([width, height])], -1)
+    near = exact.depths - NEAR_PLANE
     decided = (((box - box.round()).abs() > box_tol).all(-1)
-               & ((edges.abs() > (means2d_tol + box_tol)[..., None]).flatten(-2).all(-1)))
-    return depth_tol, means2d_tol, conic_tol, decided
+               & ((edges.abs() > (means2d_tol + box_tol)[..., None]).flatten(-2).all(-1)) & (near > depth_tol))
+    if opacities is not None:
+        decided |= opacities < ALPHA_MIN  # culled as faint whatever the rounding
+    return depth_tol, means2d_tol, conic_tol, decided | (near < -depth_tol)  # behind the near plane
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -105,7 +119,7 @@ def test_projection_matches_gsplat(seed, dtype):
     radii, means2d, depths, conics = _gsplat_projection(means, covars, world2cam, ks)
     visible = (radii > 0).any(-1)
     assert 0.2 < visible.float().mean() < 1.0  # the scene has both visible and culled Gaussians
-    depth_tol, means2d_tol, conic_tol, decided = _projection_tolerances(means, quats, scales, world2cam, ks, dtype)
+    depth_tol, means2d_tol, conic_tol, decided = projection_tolerances(means, quats, scales, world2cam, ks, dtype)
     assert decided.float().mean() > 0.99  # (every box, for these seeds)
     assert torch.equal(ours.radii[decided], radii[decided].long())  # same culling, same integer boxes
     assert_within(ours.depths, depths, depth_tol, "depths")
