@@ -42,6 +42,24 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+def _chromium() -> str | None:
+    from agora_core.export.browser import find_chromium  # the lookup the browser code itself uses
+
+    return find_chromium()
+
+
+# Optional system components (not pip-installable): marker -> (locator, how to get it). Without the
+# component a marked test skips with that line; with $CI set it fails instead, so CI keeps running it.
+OPTIONAL_COMPONENTS = {
+    "chromium": (_chromium, "needs Chromium: apt install chromium (Debian/Ubuntu) or set AGORA_CHROMIUM=/path"),
+}
+
+
+def pytest_configure(config):
+    for name in OPTIONAL_COMPONENTS:
+        config.addinivalue_line("markers", f"{name}: needs {name} (skipped without it; fails instead when $CI is set)")
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
@@ -49,3 +67,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures are built: skip (or, under $CI, fail) when a marked component is missing."""
+    for name, (locate, how) in OPTIONAL_COMPONENTS.items():
+        if item.get_closest_marker(name) is None or locate() is not None:
+            continue
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"{how} ($CI is set: CI must run this test, not skip it)", pytrace=False)
+        pytest.skip(how)

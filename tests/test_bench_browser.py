@@ -1,7 +1,7 @@
 """`agora bench --device browser`: the web viewer's animated vs static frame time, table and JSON.
 
-Runs headless Chromium like tests/test_export_browser.py: without /usr/bin/chromium the browser tests
-FAIL, unless AGORA_ALLOW_NO_BROWSER=1 is set (a local machine without a browser): then they skip.
+Runs headless Chromium like tests/test_export_browser.py (the `chromium` marker: skipped without it,
+failed when $CI is set; tests/conftest.py).
 Timings are never asserted (a shared machine), only what is reported.
 """
 
@@ -12,7 +12,6 @@ import json
 import pytest
 import typer
 from test_bench_reenactment import TINY_YAML
-from test_export_browser import _require_browser
 from typer.testing import CliRunner
 
 from agora_cli.bench import bench
@@ -28,8 +27,8 @@ def app() -> typer.Typer:
     return app
 
 
+@pytest.mark.chromium
 def test_bench_browser_on_a_bundle_prints_the_table_and_writes_json(app, tmp_path):
-    _require_browser()
     site = write_demo_bundle(tmp_path / "site", grid=16, k=4)
     out = tmp_path / "bench.json"
     args = ["--device", "browser", "--bundle", str(site), "--frames", "3", "--warmup", "1", "--resolution", "96",
@@ -50,8 +49,8 @@ def test_bench_browser_on_a_bundle_prints_the_table_and_writes_json(app, tmp_pat
     assert data["ratio"] == pytest.approx(data["animated"]["median_ms"] / data["static"]["median_ms"])
 
 
+@pytest.mark.chromium
 def test_bench_browser_without_a_bundle_builds_one_and_says_so(app, tmp_path):
-    _require_browser()
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)
     out = tmp_path / "bench.json"

@@ -1,21 +1,20 @@
 """The AGORA-M WebGL2 viewer in headless Chromium (SwiftShader) against the PyTorch AGORA-M render.
 
-Needs /usr/bin/chromium (CI installs Debian's `chromium`). Without it the tests FAIL, unless
-AGORA_ALLOW_NO_BROWSER=1 is set (a local machine without a browser): then they skip.
+Needs Chromium (CI installs Debian's `chromium`): the `chromium` marker skips these tests without it,
+or fails them when $CI is set (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 
 from agora_core.export.agora_m_files import read_basis, read_mlp, write_basis, write_mlp
-from agora_core.export.browser import HeadlessBrowser, find_chromium
+from agora_core.export.browser import HeadlessBrowser
 from agora_core.export.browser_bench import run_browser_benchmark
 from agora_core.export.demo_avatar import build_demo_agora_m
 from agora_core.export.web_bundle import write_web_bundle
@@ -24,16 +23,10 @@ from agora_core.mobile import CoefficientMLP, GaussianBasis
 from agora_core.models.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras, rasterize
 
+pytestmark = pytest.mark.chromium
+
 WIDTH, HEIGHT = 192, 160
 MIN_PSNR = 28.0  # dB; the two renderers differ only by fp16 blendshapes, depth-bin ties and float order
-
-
-def _require_browser() -> None:
-    if find_chromium() is not None:
-        return
-    if os.environ.get("AGORA_ALLOW_NO_BROWSER") == "1":
-        pytest.skip("no chromium and AGORA_ALLOW_NO_BROWSER=1")
-    pytest.fail("chromium not found (apt-get install chromium); set AGORA_ALLOW_NO_BROWSER=1 to skip locally")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,6 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(demo):
-    _require_browser()
     site = demo[0]
     with serve_bundle(site) as server, HeadlessBrowser() as browser:
         page = browser.open(server.url + "index.html?autoplay=0&ui=0", WIDTH, HEIGHT)
@@ -160,7 +152,6 @@ def test_frame_stats_and_sequence_playback(page):
 
 
 def test_browser_benchmark_reports_animated_and_static(demo):
-    _require_browser()
     result = run_browser_benchmark(demo[0], frames=6, width=128, height=128, warmup=2)
     print(json.dumps({k: result[k] for k in ("ratio", "sorts", "renderer")}),
           result["animated"]["median_ms"], result["static"]["median_ms"])

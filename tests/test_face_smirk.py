@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from face_helpers import SMIRK_FIXTURE, SMIRK_FIXTURE_IO, astronaut, smirk_estimator
+from tolerances import assert_within, rounding_tol
 
 from agora_core.errors import AgoraError
 from agora_core.face.crop import crop_face
@@ -19,11 +22,15 @@ def _assert_reproduces_fixture(encoder: SmirkEncoder) -> None:
     io = torch.load(SMIRK_FIXTURE_IO, weights_only=True)
     with torch.no_grad():
         out = encoder(io["input"])
+        exact = copy.deepcopy(encoder).double()(io["input"].double())
     for key in OUTPUT_KEYS:
-        # same timm graph and weights: only float32 summation order can differ (it depends on the
-        # thread count); values reach ~2.5e3, so the tolerance is relative to each output's scale
-        scale = io[key].abs().max().item()
-        torch.testing.assert_close(out[key], io[key], rtol=1e-5, atol=1e-6 * scale, msg=key)
+        # Same timm graph and weights; the fixture's outputs are another float32 evaluation (another
+        # machine's kernels and summation order). This network's float32 rounding, measured against its
+        # float64 evaluation here (values reach ~2.5e3), bounds both: |ours - fixture| <= |ours - exact|
+        # + |fixture - exact|, the fixture's own error allowed up to 3x ours (a few ulps of the output floor it).
+        ours_error = (out[key].double() - exact[key]).abs().max().item()
+        tol = 4 * ours_error + rounding_tol(torch.float32, io[key].abs().max(), steps=4)
+        assert_within(out[key], io[key], tol, key)
 
 
 def test_official_layout_reproduces_the_fixture_outputs():

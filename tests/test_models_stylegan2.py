@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -331,7 +332,6 @@ class _DeformationLike(nn.Module):
 # The tracer warns about every shape assert (a Python bool); they only check, they carry no data.
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_onnx_export_dynamic_batch_matches_onnxruntime(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
     model = _DeformationLike().eval()
 
     def inputs(b):

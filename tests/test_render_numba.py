@@ -8,11 +8,11 @@ import torch
 from agora_core.render import Camera, rasterize
 from agora_core.render import rasterizer_numba
 from agora_core.render.rasterization import screen_space_numba
-from agora_core.render.rasterizer_numba import TILE, composite_numba, numba, numba_available
+from agora_core.render.rasterizer_numba import TILE, composite_numba, numba
 from agora_core.render.rasterizer_torch import screen_space
+from test_render_projection import projection_tolerances
 from test_render_rasterizer import _scene, check_against_dense_reference
-
-pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+from tolerances import assert_within
 
 
 def _numba_tiled(gs, cams, w, h, bg):
@@ -165,10 +165,14 @@ def test_inference_projection_equals_torch_projection():
         fast, fast_colors = screen_space_numba(gs, cams, 40, 32)
     culled = (ref.radii == 0).all(-1)
     assert culled.sum() >= 20 and (~culled).sum() > 500
-    assert torch.equal(fast.radii, ref.radii)
+    depth_tol, means2d_tol, conic_tol, decided = projection_tolerances(
+        gs.means, gs.quats, gs.scales(), cams.world2cam(), cams.pixel_intrinsics(40, 32), torch.float64, 40, 32,
+        gs.opacities)
+    assert decided.float().mean() > 0.99
+    assert torch.equal(fast.radii[decided], ref.radii[decided])
     keep = ~culled
-    for name in ("means2d", "conics", "depths"):
-        torch.testing.assert_close(getattr(fast, name)[keep], getattr(ref, name)[keep], rtol=1e-12, atol=1e-12, msg=name)
+    for name, tol in (("means2d", means2d_tol), ("conics", conic_tol), ("depths", depth_tol)):
+        assert_within(getattr(fast, name)[keep], getattr(ref, name)[keep], tol[keep], name)
     torch.testing.assert_close(fast_colors, ref_colors)
 
 
