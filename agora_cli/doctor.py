@@ -23,6 +23,10 @@ def doctor(
         Optional[Path],
         typer.Option("--head-sheet", help="Also render the head model's contact sheet (neutral, jaw, expressions, shapes) to this PNG."),
     ] = None,
+    run: Annotated[
+        Optional[Path],
+        typer.Option("--run", help="Also load this model (training checkpoint or run folder, or an imported run) and say what it is."),
+    ] = None,
 ) -> None:
     """Report what this installation can do and which real assets are present.
 
@@ -59,6 +63,16 @@ def doctor(
 
     status = "[green]ready[/]" if report.demo_ready else "[red]not ready[/]"
     console.print(f"demo: {status} — {report.demo_detail}")
+
+    if run is not None:
+        from agora_core.inference import describe_model, load_model
+
+        table = Table(title=f"model {run}", show_header=False)
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for field, value in describe_model(load_model(run)):
+            table.add_row(field, value)
+        console.print(table)
 
     if head_sheet is not None:
         from agora_core.head.demo_head import demo_head_assets

@@ -424,3 +424,13 @@ def test_bench_runs_on_an_imported_run_with_its_agora_m_pair(imported_run, tmp_p
 
     result = run_bench(run, None, "cpu", BenchConfig(frames=2, warmup=1, batch_sizes=(1,), resolution=32))
     assert result.model["gaussians"] == 2789 and result.model["k"] == 8 and result.speedup["batch1"] > 0
+
+
+def test_doctor_shows_an_imported_run(imported_run):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+
+    res = CliRunner().invoke(app, ["doctor", "--run", str(imported_run)])
+    assert res.exit_code in (0, 1), res.output  # 1 only when this machine cannot run the demo
+    assert "imported run" in res.output and "2,789" in res.output and "DECA" in res.output

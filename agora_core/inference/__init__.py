@@ -7,10 +7,11 @@
 
 from agora_core.inference.model_source import (
     InferenceModel,
+    describe_model,
     draw_identity,
     load_model,
     neutral_flame,
     neutral_gaussians,
 )
 
-__all__ = ["InferenceModel", "load_model", "draw_identity", "neutral_flame", "neutral_gaussians"]
+__all__ = ["InferenceModel", "describe_model", "load_model", "draw_identity", "neutral_flame", "neutral_gaussians"]

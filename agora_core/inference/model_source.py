@@ -137,3 +137,25 @@ def neutral_flame(generator: AgoraGenerator, batch: int = 1) -> tuple[Tensor, Te
 def neutral_gaussians(generator: AgoraGenerator, cache: IdentityCache) -> GaussianSet:
     """𝒜(w, β, ψ0 = 0, θ0 = 0): the full model's neutral Gaussians (constant noise)."""
     return generator.animate(cache, *neutral_flame(generator, cache.batch_size), noise_mode="const").gaussians
+
+
+def describe_model(model: InferenceModel) -> list[tuple[str, str]]:
+    """(field, value) rows that say what a loaded model is (`agora doctor --run`)."""
+    g, cfg = model.generator, model.generator.config
+    counts = g.parameter_counts()
+    rows = [("kind", "imported run (agora import)" if model.kind == "imported" else "training checkpoint"),
+            ("source", model.source), ("head model", model.head_model),
+            ("Gaussians", f"{g.num_gaussians:,}"), ("render size", f"{model.resolution}²"),
+            ("UV planes", f"{cfg.uv_resolution}², tap {cfg.tap_resolution}²"),
+            ("parameters", f"{counts['total']:,} (identity {counts['identity_branch']:,}, "
+                           f"deformation {counts['deformation_branch']:,})"),
+            ("cameras", "DECA (axis-angle, s, tx, ty), orbiting the root joint" if model.camera_convention == "deca"
+             else "EG3D labels (cam2world + normalised intrinsics)"),
+            ("variant", "the authors' code (attribute_layout authors, position-map anchors, column-normalised "
+                        "quaternions)" if cfg.attribute_layout == "authors" else "the paper's (agora defaults)")]
+    if model.kind == "imported":
+        folder = Path(model.source)
+        pair = [name for name in ("basis.safetensors", "mlp.safetensors") if (folder / name).is_file()]
+        rows.append(("AGORA-M", ", ".join(pair) if len(pair) == 2 else
+                     "not imported (agora import svd_basis.pt mlp_regressor.pt --run RUN)"))
+    return rows
