@@ -434,3 +434,18 @@ def test_doctor_shows_an_imported_run(imported_run):
     res = CliRunner().invoke(app, ["doctor", "--run", str(imported_run)])
     assert res.exit_code in (0, 1), res.output  # 1 only when this machine cannot run the demo
     assert "imported run" in res.output and "2,789" in res.output and "DECA" in res.output
+
+
+def test_web_export_refuses_an_imported_agora_m_pair_in_one_line(imported_run, tmp_path):
+    from agora_core.export.agora_m_files import read_basis, read_mlp
+    from agora_core.importer import import_official_agora_m
+
+    run = tmp_path / "run"
+    shutil.copytree(imported_run, run)
+    for name in ("basis.safetensors", "mlp.safetensors"):
+        (run / name).unlink(missing_ok=True)
+    import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt", run)
+    with pytest.raises(AgoraError, match="authors' attribute spaces"):
+        read_basis(run / "basis.safetensors")
+    with pytest.raises(AgoraError, match="several hidden layers"):
+        read_mlp(run / "mlp.safetensors")

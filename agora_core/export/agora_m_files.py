@@ -128,6 +128,9 @@ def read_basis(path: str | Path) -> Basis:
     shapes = {g: tuple(b.shape[:2]) for g, b in bases.items()}
     if len(set(shapes.values())) != 1:
         raise AgoraError(f"{path}: groups disagree on [K, M]: {shapes}")
+    if meta.get("attribute_space", "paper") != "paper":
+        raise AgoraError(f"{path}: a basis in the authors' attribute spaces (imported); the web viewer blends "
+                         "log-scales and unit quaternions, so it cannot show it yet")
     return Basis(bases, svals, meta)
 
 
@@ -140,6 +143,9 @@ def read_mlp(path: str | Path) -> CoefficientMlp:
     missing = [n for n in names if n not in t]
     if missing:
         raise AgoraError(f"{path}: missing tensors {missing}")
+    if "layers.2.weight" in t:
+        raise AgoraError(f"{path}: a regressor with several hidden layers (e.g. imported from the authors' "
+                         "release); the web viewer runs one hidden layer, so it cannot use it yet")
     try:
         w_dim = int(meta["w_dim"])
     except (KeyError, ValueError):
