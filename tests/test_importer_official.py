@@ -449,3 +449,34 @@ def test_web_export_refuses_an_imported_agora_m_pair_in_one_line(imported_run, t
         read_basis(run / "basis.safetensors")
     with pytest.raises(AgoraError, match="several hidden layers"):
         read_mlp(run / "mlp.safetensors")
+
+
+def test_extract_basis_and_fit_mlp_run_on_an_imported_run(official, imported_run, tmp_path):
+    """AGORA-M distilled from an imported model lives in the authors' residual spaces (linear scale,
+    their quaternions), so `BlendshapeAvatar` blends it as theirs; K = 2 from 12 tuples (a smoke size)."""
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.inference import draw_identity, load_model
+    from agora_core.mobile.basis_file import GaussianBasis
+    from agora_core.mobile.coefficient_mlp import CoefficientMLP
+    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["extract-basis", str(imported_run), "--n", "12", "--k", "2", "--out", str(tmp_path / "b.safetensors")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["fit-mlp", str(imported_run), str(tmp_path / "b.safetensors"), "--out",
+                              str(tmp_path / "m.safetensors"), "--n", "12", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    basis = GaussianBasis.load(tmp_path / "b.safetensors")
+    mlp, _ = CoefficientMLP.load(tmp_path / "m.safetensors")
+    assert basis.extra["attribute_space"] == "authors" and basis.num_gaussians == 2789
+    model = load_model(imported_run)
+    cache, _ = draw_identity(model, 0)
+    avatar = BlendshapeAvatar.from_generator(model.generator, cache, basis, mlp)
+    assert avatar.authors
+    zero = {g: torch.zeros(1, basis.k) for g in basis.basis}
+    with torch.no_grad():
+        out = avatar.blend(zero)  # zero coefficients: the neutral, through their constraints
+    clamped = avatar.neutral.log_scales.exp().clamp_min(1e-5).log()  # their scale floor (random weights reach it)
+    assert rel(out.means, avatar.neutral.means) < TOL and rel(out.log_scales, clamped) < TOL

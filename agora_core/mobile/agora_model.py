@@ -67,6 +67,8 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
     from agora_core.train.checkpoint import load_checkpoint
     from agora_core.train.config import config_from_dict, load_config
 
+    if checkpoint is not None and (Path(checkpoint) / "imported.json").is_file():
+        return _imported_model(Path(checkpoint), device, dataset, gaussians)
     state = None
     if checkpoint is not None:
         state = load_checkpoint(checkpoint)
@@ -90,3 +92,20 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
     prior = IdentityPrior.from_checkpoint(state) if state is not None else IdentityPrior()
     pool = ConditionPool.from_dataset(dataset, head.model_id) if dataset is not None else None
     return AgoraModel(generator, source, prior, pool, train_config.resolution)
+
+
+def _imported_model(run: Path, device, dataset, gaussians) -> AgoraModel:
+    """An imported run (agora import) as AgoraModel: identities at its framing's mapping label with the
+    mean shape (the file holds no shape statistics), expressions from the synthetic prior."""
+    import numpy as np
+
+    from agora_core.inference import load_model
+
+    if gaussians is not None:
+        raise AgoraError(f"--gaussians: {run} is an imported run, whose Gaussians sit on the file's own UV grid")
+    if dataset is not None:
+        raise AgoraError(f"--dataset: {run} is an imported run (DECA cameras); datasets hold EG3D cameras")
+    model = load_model(run, device)
+    zeros = np.zeros(model.generator.head.num_shape)
+    prior = IdentityPrior(model.mapping_labels(1)[0].cpu().double().numpy(), zeros, zeros.copy())
+    return AgoraModel(model.generator, str(run), prior, None, model.resolution)

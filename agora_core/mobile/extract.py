@@ -20,7 +20,7 @@ from torch import Tensor
 from agora_core.errors import AgoraWarning
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.residual_source import GeneratorResiduals, RowSource
-from agora_core.mobile.residuals import RESIDUAL_GROUPS
+from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_space
 from agora_core.mobile.streaming_svd import Method, Progress, StreamPlan, chunk_ranges, plan_stream, stream_basis
 from agora_core.mobile.tuples import EXTRACT, HELDOUT, ConditionPool, IdentityPrior, TupleSampler
 from agora_core.models.agora_generator import AgoraGenerator
@@ -130,7 +130,8 @@ def extract_basis(generator: AgoraGenerator, config: ExtractConfig, *, pool: Con
     basis = GaussianBasis.from_groups(
         groups, source.num_gaussians, n=config.n, seed=config.seed, source_checkpoint=source_checkpoint,
         extra={"method": plan.method, "passes": str(plan.passes), "expressions_per_identity":
-               str(config.expressions_per_identity), "truncation_psi": str(config.truncation_psi)})
+               str(config.expressions_per_identity), "truncation_psi": str(config.truncation_psi),
+               "attribute_space": attribute_space(generator)})
     report = ExtractReport(plan.describe(), plan.method, plan.passes, plan.chunk_rows)
     ks = report_ks(config.k)
     errors = heldout_errors(basis, heldout, plan.chunk_rows, ks, progress) if heldout is not None else None

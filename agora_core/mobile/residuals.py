@@ -23,16 +23,25 @@ from agora_core.gaussians import GaussianSet
 RESIDUAL_GROUPS: dict[str, int] = {"xyz": 3, "scale": 3, "rotation": 4, "opacity": 1}
 
 
-def attribute_groups(gaussians: GaussianSet) -> dict[str, Tensor]:
+def attribute_space(generator) -> str:
+    """The residual spaces of a generator's AGORA-M: "authors" for imported models (linear scale,
+    their column-normalised quaternions), else "paper" (log-scale, unit quaternions)."""
+    return "authors" if generator.config.attribute_layout == "authors" else "paper"
+
+
+def attribute_groups(gaussians: GaussianSet, space: str = "paper") -> dict[str, Tensor]:
     """The animated attributes 𝒜 of a Gaussian set, flattened per group.
 
     Args:
         gaussians: B sets of M Gaussians.
+        space: "paper" (scale as log-scale) or "authors" (linear scale, as their AGORA-M).
     Returns:
-        {"xyz": [B, M·3], "scale": [B, M·3] (log), "rotation": [B, M·4], "opacity": [B, M]}.
+        {"xyz": [B, M·3], "scale": [B, M·3], "rotation": [B, M·4], "opacity": [B, M]}.
     """
+    assert space in ("paper", "authors"), space
     b = gaussians.batch_size
-    return {"xyz": gaussians.means.reshape(b, -1), "scale": gaussians.log_scales.reshape(b, -1),
+    scale = gaussians.log_scales.exp() if space == "authors" else gaussians.log_scales
+    return {"xyz": gaussians.means.reshape(b, -1), "scale": scale.reshape(b, -1),
             "rotation": gaussians.quats.reshape(b, -1), "opacity": gaussians.opacities.reshape(b, -1)}
 
 

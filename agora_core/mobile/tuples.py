@@ -42,7 +42,7 @@ class TupleBatch:
 
     identity: Tensor  # [B] int64 identity index (tuple i -> i // expressions_per_identity)
     z: Tensor  # [B, z_dim]
-    camera: Tensor  # [B, 25] camera label fed to the mapping network
+    camera: Tensor  # [B, c_dim] camera label fed to the mapping network (25: EG3D; imported: 12)
     shape: Tensor  # [B, S] FLAME shape β
     expression: Tensor  # [B, E] FLAME expression ψ (entries past expr_dim are zero)
     jaw: Tensor  # [B, 3] jaw axis-angle θ
@@ -76,7 +76,7 @@ class ConditionPool:
 class IdentityPrior:
     """Where identities come from without a dataset: a training checkpoint's `sampling` entry."""
 
-    camera: np.ndarray | None = None  # [25] fixed mapping camera (None: FFHQ-like random cameras)
+    camera: np.ndarray | None = None  # [c_dim] fixed mapping label (None: FFHQ-like random EG3D cameras)
     shape_mean: np.ndarray | None = None  # [S] β mean (None: 0)
     shape_std: np.ndarray | None = None  # [S] β std (None: 1)
 
@@ -115,7 +115,7 @@ class TupleSampler:
         if self.prior.shape_mean is not None:
             shape = shape + _fit(self.prior.shape_mean, self.num_shape)
         if self.prior.camera is not None:
-            return z, self.prior.camera.reshape(25), shape
+            return z, self.prior.camera.reshape(-1), shape
         from agora_core.data.synthetic import sample_cameras
 
         return z, sample_cameras(rng, 1).to_label()[0].double().numpy(), shape
