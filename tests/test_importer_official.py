@@ -283,8 +283,7 @@ def test_sample_and_ply_splat_exports_run_on_an_imported_run(imported_run, tmp_p
     assert res.exit_code == 2 and "not supported yet" in res.output and not (tmp_path / "a.onnx").exists()
 
 
-@pytest.mark.parametrize("argv", [["extract-basis", "{run}", "--out", "{tmp}/b.safetensors"],
-                                  ["invert", "{tmp}/x.png", "--ckpt", "{run}", "--out", "{tmp}/a.pt"],
+@pytest.mark.parametrize("argv", [["invert", "{tmp}/x.png", "--ckpt", "{run}", "--out", "{tmp}/a.pt"],
                                   ["eval", "{run}", "--data", "{tmp}"]])
 def test_stages_without_imported_support_say_so_in_one_line(imported_run, tmp_path, argv):
     from typer.testing import CliRunner
