@@ -28,10 +28,12 @@ def parse_smooth(smooth: str, no_smooth: bool) -> tuple[int, int] | None:
 
 @user_errors
 def reenact(
-    avatar: Annotated[Path, typer.Argument(help="Avatar file from `agora invert`.")],
+    avatar: Annotated[Path, typer.Argument(help="Avatar file from `agora invert`, or an imported run (agora import) with --seed.")],
     driving: Annotated[Optional[Path], typer.Argument(help="Driving video (omit with --params).", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="mp4 to write.")] = Path("reenact.mp4"),
-    params: Annotated[Optional[Path], typer.Option("--params", help="Drive from a parameter file instead: .npz (agora) or the authors' driving_sequence.json.")] = None,
+    params: Annotated[Optional[Path], typer.Option("--params", help="Drive from parameters instead: .npz (agora), the authors' driving_sequence.json, or a folder of their per-frame SMIRK outputs (<clip>/smirk/<frame>/exp.npy, …).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="With an imported run: the identity to drive (as agora sample --seed).")] = None,
+    truncation: Annotated[float, typer.Option("--truncation", help="With an imported run: truncation ψ of the identity.")] = 0.7,
     save_params: Annotated[Optional[Path], typer.Option("--save-params", help="Write the tracked (unsmoothed) parameters (.npz or .json).")] = None,
     smooth: Annotated[str, typer.Option("--smooth", help="Savitzky–Golay WINDOW,ORDER over time.")] = "5,3",
     no_smooth: Annotated[bool, typer.Option("--no-smooth", help="Do not smooth the parameters.")] = False,
@@ -62,8 +64,17 @@ def reenact(
         raise AgoraError("reenact needs a driving video or --params FILE (exactly one)")
     if save_params is not None and driving is None:
         raise AgoraError("--save-params writes what was tracked from a video; it does not apply to --params")
+    imported = avatar.is_dir() and (avatar / "imported.json").is_file()
+    if imported and seed is None:
+        raise AgoraError(f"{avatar} is an imported run: add --seed N to choose the identity (as agora sample --seed N)")
+    if not imported and seed is not None:
+        raise AgoraError("--seed chooses the identity of an imported run; an avatar file has its own")
+    if imported and mobile and basis is None and mlp is None:  # the run's imported AGORA-M pair
+        basis, mlp = avatar / "basis.safetensors", avatar / "mlp.safetensors"
     if mobile and (basis is None or mlp is None):
         raise AgoraError("--mobile needs --basis basis.safetensors and --mlp mlp.safetensors")
+    if imported and ground_truth is not None:
+        raise AgoraError("--ground-truth renders a demo-dataset person; it does not apply to an imported run")
     if not mobile and (basis is not None or mlp is not None):
         raise AgoraError("--basis/--mlp apply to --mobile; add --mobile")
     if side_by_side and driving is None and ground_truth is None:
@@ -78,8 +89,13 @@ def reenact(
     window = parse_smooth(smooth, no_smooth)
     setup_runtime(threads or None)
     dev = resolve_device(device)
-    loaded = AvatarFile.load(avatar)  # fail on a bad avatar before tracking a long video
-    res = resolution or loaded.resolution
+    if imported:  # fail on a bad run before tracking a long video
+        from agora_core.importer import load_imported_run
+
+        loaded, res = None, resolution or load_imported_run(avatar).resolution
+    else:
+        loaded = AvatarFile.load(avatar)  # fail on a bad avatar before tracking a long video
+        res = resolution or loaded.resolution
     left = None
     if driving is not None:
         from rich.progress import Progress
@@ -107,9 +123,16 @@ def reenact(
         sequence = DrivingSequence.load(params)
     if window is not None:
         sequence = sequence.smoothed(*window)
-    result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
-                         ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
-                         flame_eyelids=flame_eyelids, progress=progress)
+    if imported:
+        from agora_core.reenact.run import reenact_imported
+
+        result = reenact_imported(avatar, seed, sequence, out, truncation=truncation, resolution=res,
+                                  mobile=(basis, mlp) if mobile else None, left=left, batch=batch, device=dev,
+                                  progress=progress)
+    else:
+        result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
+                             ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
+                             flame_eyelids=flame_eyelids, progress=progress)
     console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps "
                   f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)
 

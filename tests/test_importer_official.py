@@ -479,3 +479,63 @@ def test_extract_basis_and_fit_mlp_run_on_an_imported_run(official, imported_run
         out = avatar.blend(zero)  # zero coefficients: the neutral, through their constraints
     clamped = avatar.neutral.log_scales.exp().clamp_min(1e-5).log()  # their scale floor (random weights reach it)
     assert rel(out.means, avatar.neutral.means) < TOL and rel(out.log_scales, clamped) < TOL
+
+
+# --- reenactment of an imported run --------------------------------------------------------------------
+def _smirk_clip(root, frames: int = 5):
+    """A clip in the authors' per-frame SMIRK layout (<clip>/smirk/<frame>/*.npy)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = {"exp": rng.normal(0, 0.5, (frames, 50)), "jawpose": np.c_[np.linspace(0, 0.2, frames), np.zeros((frames, 2))],
+            "eyelid": rng.uniform(0, 1, (frames, 2)), "globalpose": np.c_[np.zeros(frames), np.linspace(-0.2, 0.2, frames),
+                                                                            np.zeros(frames)],
+            "shape": rng.normal(size=(frames, 300)), "cam": np.tile([8.0, 0.01, -0.02], (frames, 1))}
+    for i in range(frames):
+        d = root / "smirk" / f"{i:06d}"
+        d.mkdir(parents=True)
+        for name, values in rows.items():
+            np.save(d / f"{name}.npy", values[i : i + 1].astype(np.float32))
+    return rows
+
+
+def test_smirk_clip_folders_are_read_as_driving_parameters(tmp_path):
+    from agora_core.reenact.driving import DrivingSequence
+
+    rows = _smirk_clip(tmp_path / "clip")
+    seq = DrivingSequence.load(tmp_path / "clip")
+    assert seq.num_frames == 5
+    for ours, theirs in (("expression", "exp"), ("jaw", "jawpose"), ("eyelids", "eyelid"), ("global_pose", "globalpose")):
+        assert torch.equal(torch.as_tensor(getattr(seq, ours)), torch.as_tensor(rows[theirs]).float())  # copies
+    (tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy").unlink()
+    with pytest.raises(AgoraError, match="jawpose.npy: missing"):
+        DrivingSequence.load(tmp_path / "clip")
+
+
+def test_reenact_drives_an_imported_run_with_their_camera_convention(imported_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.inference import load_model
+    from agora_core.invert.video_io import VideoReader
+    from agora_core.reenact.run import deca_driving_cameras
+
+    _smirk_clip(tmp_path / "clip")
+    res = CliRunner().invoke(app, ["reenact", str(imported_run), "--params", str(tmp_path / "clip"), "--seed", "0",
+                                   "--out", str(tmp_path / "a.mp4"), "--resolution", "32", "--no-smooth"])
+    assert res.exit_code == 0, res.output
+    assert len(VideoReader(tmp_path / "a.mp4").read_all()) == 5
+    res = CliRunner().invoke(app, ["reenact", str(imported_run), "--params", str(tmp_path / "clip"),
+                                   "--out", str(tmp_path / "b.mp4")])
+    assert res.exit_code == 2 and "--seed" in res.output
+    # the cameras: the framing's DECA camera rotated by each frame's head pose about its root joint
+    model = load_model(imported_run)
+    head, n = model.generator.head, 3
+    zeros = lambda k: torch.zeros(n, k)  # noqa: E731
+    pose = torch.tensor([[0.0, -0.2, 0.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.0]])
+    flame = {"expression": zeros(50), "jaw": zeros(3), "neck": zeros(3), "eyes": zeros(6), "eyelids": zeros(2)}
+    cams = deca_driving_cameras(head, torch.zeros(1, 300), model.framing, pose, flame)
+    _, joints = head.forward_with_joints(zeros(300), zeros(50), zeros(3), zeros(3), zeros(6), zeros(2))
+    expected = deca_camera(torch.cat([pose, model.framing[3:].expand(n, 3)], 1), joints[:, 0])
+    assert rel(cams.cam2world, expected.cam2world) < TOL and rel(cams.intrinsics, expected.intrinsics) < TOL
+    assert rel(cams.intrinsics[:, 0, 0], torch.full((n,), 0.5 * 8 * 2.28)) < TOL  # s = 8 framing

@@ -15,6 +15,9 @@ Files (`DrivingSequence.load` picks the reader by suffix):
 - `.json`: the AGORA authors' web-demo `driving_sequence.json`,
     {"num_frames": T, "params_dim": 55, "fps": 25.0, "frames": [[50 expression, 3 jaw, 2 eyelids], …]}
   (no head pose: the camera stays frontal). `save` writes it too for a `.json` path.
+- a folder: the authors' per-frame SMIRK outputs, `<clip>/smirk/<frame>/{exp,jawpose,eyelid,
+  globalpose}.npy` (also `shape`, `cam`, which are not used: the avatar keeps its shape and the
+  camera its framing), frames in name order; `<clip>` or `<clip>/smirk` may be given.
 
 Smoothing (`smoothed`): Savitzky–Golay over time on every parameter (authors: window 5, order 3).
 """
@@ -116,13 +119,16 @@ class DrivingSequence:
     @staticmethod
     def load(path: str | Path) -> "DrivingSequence":
         path = Path(path)
+        if path.is_dir():
+            return _load_smirk_folder(path)
         if not path.is_file():
             raise file_error(path, "no such file")
         if path.suffix == ".json":
             return _load_json(path)
         if path.suffix == ".npz":
             return _load_npz(path)
-        raise file_error(path, "--params takes a .npz (agora) or .json (authors' driving_sequence.json) file")
+        raise file_error(path, "--params takes a .npz (agora) or .json (authors' driving_sequence.json) file, "
+                               "or a folder of SMIRK outputs (<clip>/smirk/<frame>/exp.npy, …)")
 
 
 def _rows(path: Path, name: str, value, t: int | None, dim: int | None) -> np.ndarray:
@@ -216,3 +222,42 @@ def _load_json(path: Path) -> DrivingSequence:
     zeros = np.zeros((t, 3), np.float32)
     return _in_range(path, DrivingSequence(frames[:, :e].copy(), frames[:, e:e + 3].copy(), frames[:, e + 3:].copy(),
                                            zeros, zeros.copy(), fps, None))
+
+
+SMIRK_FILES = {"expression": ("exp", None), "jaw": ("jawpose", 3), "eyelids": ("eyelid", 2),
+               "global_pose": ("globalpose", 3)}  # our field -> (their file stem, size; None: any)
+
+
+def _load_smirk_folder(path: Path) -> DrivingSequence:
+    """Frames of the authors' SMIRK clip layout (module docstring), at the default frame rate."""
+    root = path / "smirk" if (path / "smirk").is_dir() else path
+    frames = sorted(d for d in root.iterdir() if d.is_dir() and (d / "exp.npy").is_file())
+    if not frames:
+        raise file_error(path, "no SMIRK frames: expected <clip>/smirk/<frame>/exp.npy (with jawpose, eyelid, "
+                               "globalpose .npy)")
+    values: dict[str, list[np.ndarray]] = {k: [] for k in SMIRK_FILES}
+    for frame in frames:
+        for key, (stem, dim) in SMIRK_FILES.items():
+            file = frame / f"{stem}.npy"
+            if not file.is_file():
+                if key in ("eyelids", "global_pose"):  # optional: zeros
+                    values[key].append(np.zeros(dim, np.float32))
+                    continue
+                raise file_error(file, "missing (every SMIRK frame folder holds exp.npy and jawpose.npy)")
+            try:
+                a = np.load(file, allow_pickle=False)
+            except ARCHIVE_ERRORS as exc:
+                raise file_error(file, f"not a readable .npy ({type(exc).__name__})") from None
+            if not np.issubdtype(a.dtype, np.number):
+                raise file_error(file, f"holds {a.dtype}, not numbers")
+            a = np.asarray(a, np.float32).reshape(-1)
+            if dim is not None and a.size != dim:
+                raise file_error(file, f"holds {a.size} values, expected {dim}")
+            values[key].append(a)
+    sizes = {a.size for a in values["expression"]}
+    if len(sizes) != 1:
+        raise file_error(root, f"exp.npy sizes differ between frames: {sorted(sizes)}")
+    rows = {k: _rows(root, k, np.stack(v), len(frames), None) for k, v in values.items()}
+    t = len(frames)
+    return _in_range(root, DrivingSequence(rows["expression"], rows["jaw"], rows["eyelids"], rows["global_pose"],
+                                           np.zeros((t, 3), np.float32), DEFAULT_FPS, None))

@@ -27,15 +27,22 @@ from agora_core.render.images import to_uint8_hwc
 
 
 class FullAvatar:
-    """The tuned AGORA generator with the avatar's identity cached (identity branch once)."""
+    """The AGORA generator with one identity cached (identity branch once): an avatar's tuned
+    generator (`from_avatar`) or an imported run's seed identity."""
 
-    def __init__(self, avatar: AvatarFile, where: str | Path, device, flame_pkl=None, flame_uv=None, flame_eyelids=None):
-        self.G = build_avatar_generator(avatar, where, device, flame_pkl, flame_uv, flame_eyelids)
+    def __init__(self, generator, cache):
+        self.G, self.cache = generator, cache
+        self.num_expr = self.G.head.num_expr
+
+    @staticmethod
+    def from_avatar(avatar: AvatarFile, where: str | Path, device, flame_pkl=None, flame_uv=None,
+                    flame_eyelids=None) -> "FullAvatar":
+        G = build_avatar_generator(avatar, where, device, flame_pkl, flame_uv, flame_eyelids)
         dev = torch.device(device)
         with torch.no_grad():
-            ws = broadcast_w(avatar.w.to(dev).float(), self.G.num_ws)
-            self.cache = self.G.identity(None, None, avatar.shape.to(dev).float(), ws=ws, noise_mode="const")
-        self.num_expr = self.G.head.num_expr
+            ws = broadcast_w(avatar.w.to(dev).float(), G.num_ws)
+            cache = G.identity(None, None, avatar.shape.to(dev).float(), ws=ws, noise_mode="const")
+        return FullAvatar(G, cache)
 
     @torch.no_grad()
     def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
@@ -47,24 +54,36 @@ class FullAvatar:
 class MobileAvatar:
     """AGORA-M: `BlendshapeAvatar(neutral, basis, mlp, w)` (sec. 3.7); neck and eyes are not animated."""
 
-    def __init__(self, avatar: AvatarFile, basis_path: str | Path, mlp_path: str | Path, device):
-        from agora_core.mobile.basis_file import GaussianBasis
-        from agora_core.mobile.coefficient_mlp import CoefficientMLP
+    def __init__(self, avatar):
+        self.avatar = avatar
+
+    @staticmethod
+    def from_avatar(avatar: AvatarFile, basis_path: str | Path, mlp_path: str | Path, device) -> "MobileAvatar":
         from agora_core.models.blendshape_avatar import BlendshapeAvatar
 
-        basis = GaussianBasis.load(basis_path)
-        mlp, _ = CoefficientMLP.load(mlp_path)
+        basis, mlp = _agora_m_pair(basis_path, mlp_path)
         neutral = avatar.neutral_gaussians(device)
         if basis.num_gaussians != neutral.num_gaussians:
             raise file_error(basis_path, f"basis of {basis.num_gaussians} Gaussians, but the avatar has "
                                          f"{neutral.num_gaussians}; extract the basis from the avatar's base model")
         if mlp.w_dim != avatar.w.shape[1]:
             raise file_error(mlp_path, f"regressor for w_dim {mlp.w_dim}, but the avatar's w has {avatar.w.shape[1]}")
-        self.avatar = BlendshapeAvatar(neutral, basis.to(device), mlp.to(device), avatar.w.to(device).float())
+        return MobileAvatar(BlendshapeAvatar(neutral, basis.to(device), mlp.to(device), avatar.w.to(device).float()))
 
     @torch.no_grad()
     def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
         return self.avatar.animate(flame["expression"], flame["jaw"], flame["eyelids"])
+
+
+def _agora_m_pair(basis_path: str | Path, mlp_path: str | Path):
+    from agora_core.mobile.basis_file import GaussianBasis
+    from agora_core.mobile.coefficient_mlp import CoefficientMLP
+
+    basis = GaussianBasis.load(basis_path)
+    mlp, _ = CoefficientMLP.load(mlp_path)
+    if mlp.k != basis.k:
+        raise file_error(mlp_path, f"regressor for K = {mlp.k}, but the basis {basis_path} has K = {basis.k}")
+    return basis, mlp
 
 
 def _fit(x: Tensor, n: int) -> Tensor:
@@ -101,8 +120,72 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
     res = resolution or avatar.resolution
     if res < 8 or res % 2:
         raise AgoraError(f"--resolution {res}: an even number of pixels >= 8")
-    model = (MobileAvatar(avatar, *mobile, device) if mobile
-             else FullAvatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids))
+    model = (MobileAvatar.from_avatar(avatar, *mobile, device) if mobile
+             else FullAvatar.from_avatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids))
+    cameras = driving.cameras()
+    return _write_video(model, lambda idx, flame: Camera(cameras.cam2world[idx], cameras.intrinsics[idx]),
+                        driving, out, res, left, ground_truth, batch, device, progress)
+
+
+def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: str | Path, *,
+                     truncation: float = 0.7, resolution: int | None = None,
+                     mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
+                     batch: int = 8, device: str | torch.device = "cpu", progress: bool = True) -> ReenactResult:
+    """Render `driving` with an imported run's seed identity (`inference.draw_identity`) into `out`.
+
+    The authors' reenactment convention: the head stays unrotated and a DECA camera orbits the posed
+    root joint by the driving head rotation, at the run's framing (s = 8). `mobile`: an AGORA-M pair,
+    e.g. the run's imported `basis.safetensors` / `mlp.safetensors`.
+    """
+    from agora_core.inference import draw_identity, load_model
+    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise AgoraError(f"--out {out}: the video must end in .mp4")
+    model = load_model(run, device)
+    res = resolution or model.resolution
+    if res < 8 or res % 2:
+        raise AgoraError(f"--resolution {res}: an even number of pixels >= 8")
+    G = model.generator
+    cache, shape = draw_identity(model, seed, 1, truncation)
+    if mobile:
+        basis, mlp = _agora_m_pair(*mobile)
+        if basis.num_gaussians != G.num_gaussians:
+            raise file_error(mobile[0], f"basis of {basis.num_gaussians} Gaussians, but {run} has {G.num_gaussians}")
+        animator = MobileAvatar(BlendshapeAvatar.from_generator(G, cache, basis.to(device), mlp.to(device)))
+    else:
+        animator = FullAvatar(G, cache)
+    pose = torch.as_tensor(driving.global_pose, dtype=torch.float32)
+    framing = model.framing.float()
+
+    def cameras_of(idx: Tensor, flame: dict[str, Tensor]) -> Camera:
+        return deca_driving_cameras(G.head, shape, framing, pose[idx], flame)
+
+    return _write_video(animator, cameras_of, driving, out, res, left, None, batch, device, progress)
+
+
+def deca_driving_cameras(head, shape: Tensor, framing: Tensor, global_pose: Tensor, flame: dict[str, Tensor]) -> Camera:
+    """Cameras of driven frames in the authors' convention: DECA cameras [head rotation, s, tx, ty]
+    with the framing's (s, tx, ty), orbiting each frame's posed root joint.
+
+    Args:
+        shape: [1, S] the identity's β; framing: [6] DECA camera; global_pose: [B, 3] head rotations;
+        flame: the frames' expression [B, E], jaw, neck, eyes, eyelids.
+    """
+    from agora_core.render.cameras import deca_camera
+
+    b = global_pose.shape[0]
+    dev = flame["jaw"].device
+    _, joints = head.forward_with_joints(shape.expand(b, -1).to(dev), _fit(flame["expression"], head.num_expr),
+                                         flame["jaw"], flame["neck"], flame["eyes"], flame["eyelids"])
+    cam = torch.cat([global_pose.to(dev), framing[3:].to(dev).expand(b, 3)], dim=1)
+    return deca_camera(cam.to(joints.dtype), joints[:, 0])
+
+
+def _write_video(model, cameras_of, driving: DrivingSequence, out: Path, res: int, left, ground_truth, batch: int,
+                 device, progress: bool) -> ReenactResult:
+    """The frame loop: animate a batch, render it with `cameras_of(indices, flame)`, encode."""
     person = None
     if ground_truth is not None:
         from agora_core.invert.demo_data import demo_identity_from_dataset
@@ -111,7 +194,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
     if left is not None and len(left) != driving.num_frames:
         raise AgoraError(f"internal: {len(left)} side frames for {driving.num_frames} driving frames")
     flame = driving.flame()
-    cameras = driving.cameras()
+    cameras = driving.cameras() if ground_truth is not None else None
     total = driving.num_frames
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -124,7 +207,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
         for s in range(0, total, batch):
             idx = torch.arange(s, min(total, s + batch))
             f = {k: v[idx].to(device) for k, v in flame.items()}
-            cams = Camera(cameras.cam2world[idx].to(device), cameras.intrinsics[idx].to(device))
+            cams = cameras_of(idx, f).to(device)
             rgb, _ = rasterize(model.animate(f), cams, res, res, background=1.0)
             frames = to_uint8_hwc(rgb)
             if person is not None:

@@ -69,7 +69,7 @@ def resolve_checkpoint_path(path: str | Path, no_checkpoints: str, not_found: st
     path = Path(path)
     if path.is_dir() and (path / "imported.json").is_file():
         raise AgoraError(f"{path}: an imported run (agora import); this command does not read imported runs yet "
-                         "(sample, export ply/splat, bench, extract-basis and fit-mlp do)")
+                         "(sample, reenact --seed, export ply/splat, bench, extract-basis and fit-mlp do)")
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is None:
