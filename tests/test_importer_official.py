@@ -500,6 +500,8 @@ def _smirk_clip(root, frames: int = 5):
 
 
 def test_smirk_clip_folders_are_read_as_driving_parameters(tmp_path):
+    import numpy as np
+
     from agora_core.reenact.driving import DrivingSequence
 
     rows = _smirk_clip(tmp_path / "clip")
@@ -509,6 +511,13 @@ def test_smirk_clip_folders_are_read_as_driving_parameters(tmp_path):
         assert torch.equal(torch.as_tensor(getattr(seq, ours)), torch.as_tensor(rows[theirs]).float())  # copies
     (tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy").unlink()
     with pytest.raises(AgoraError, match="jawpose.npy: missing"):
+        DrivingSequence.load(tmp_path / "clip")
+    for bad in (b"", b"\x93NUMPY junk", np.zeros(7, np.float32).tobytes()):
+        (tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy").write_bytes(bad)
+        with pytest.raises(AgoraError, match="jawpose.npy"):
+            DrivingSequence.load(tmp_path / "clip")
+    np.save(tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy", np.zeros(4, np.float32))
+    with pytest.raises(AgoraError, match="holds 4 values, expected 3"):
         DrivingSequence.load(tmp_path / "clip")
 
 
