@@ -548,3 +548,21 @@ def test_reenact_drives_an_imported_run_with_their_camera_convention(imported_ru
     expected = deca_camera(torch.cat([pose, model.framing[3:].expand(n, 3)], 1), joints[:, 0])
     assert rel(cams.cam2world, expected.cam2world) < TOL and rel(cams.intrinsics, expected.intrinsics) < TOL
     assert rel(cams.intrinsics[:, 0, 0], torch.full((n,), 0.5 * 8 * 2.28)) < TOL  # s = 8 framing
+
+
+def test_reenact_an_imported_run_from_a_video(imported_run, tmp_path):
+    """The video path (face tracking through the SMIRK-format fixture) drives an imported identity."""
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.invert.video_io import VideoReader
+    from face_helpers import SMIRK_FIXTURE, write_astronaut_video, write_mean_sigmoid_onnx
+
+    video = write_astronaut_video(tmp_path / "astronaut.mp4", frames=4, dx=4, dy=2)
+    modnet = write_mean_sigmoid_onnx(tmp_path / "modnet.onnx")
+    res = CliRunner().invoke(app, ["reenact", str(imported_run), str(video), "--seed", "1", "--out",
+                                   str(tmp_path / "v.mp4"), "--smirk", str(SMIRK_FIXTURE), "--modnet", str(modnet),
+                                   "--side-by-side", "--resolution", "32", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    frames = VideoReader(tmp_path / "v.mp4").read_all()
+    assert len(frames) == 4 and frames[0].shape == (32, 64, 3)  # driving crop | avatar
