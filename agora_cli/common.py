@@ -56,19 +56,3 @@ def setup_runtime(threads: int | None = None) -> None:
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-def resolve_device(device: str | None):
-    """The one default-device rule of the CLI: None or "auto" -> CUDA when available, else the CPU;
-    an explicit device must exist here (one-line error otherwise)."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise AgoraError(f"--device {device!r}: not a torch device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AgoraError(f"--device {device}: no CUDA device on this machine; use --device cpu")
-    return dev

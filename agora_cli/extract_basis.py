@@ -9,7 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from agora_cli.common import console, resolve_device, setup_runtime, user_errors
+from agora_cli.common import console, setup_runtime, user_errors
+from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 CkptArg = Annotated[Optional[Path], typer.Argument(metavar="[CKPT]", help="Training checkpoint (or run folder: its newest). Omit to use a randomly initialised model of --config.", show_default=False)]

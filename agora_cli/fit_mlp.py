@@ -9,8 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from agora_cli.common import console, resolve_device, setup_runtime, user_errors
+from agora_cli.common import console, setup_runtime, user_errors
 from agora_cli.extract_basis import CkptArg
+from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 

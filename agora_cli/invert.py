@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from agora_cli.common import console, err_console, resolve_device, setup_runtime, user_errors
+from agora_cli.common import console, err_console, setup_runtime, user_errors
 from agora_cli.options import DeviceOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
+from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 

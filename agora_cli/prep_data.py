@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from agora_cli.common import console, resolve_device, setup_runtime, user_errors
+from agora_cli.common import console, setup_runtime, user_errors
 from agora_cli.options import ModnetOpt, SmirkOpt
+from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 USAGE = "prep-data takes DIR OUT (a folder of photos, the dataset folder to write), or OUT alone with --synthetic N"

@@ -1,6 +1,6 @@
 """The dependency rule of docs/architecture.md, checked on the import statements of agora_core.
 
-Building blocks (errors, assets, torch_files, gaussians, render, head, models) never import a
+Building blocks (errors, assets, torch_files, devices, gaussians, render, head, models) never import a
 pipeline stage; `importer` (the authors' files) is reached only through `inference` and the CLI;
 the generator does not know the importer exists. Imports under `if TYPE_CHECKING:` do not count
 (they never run).
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "agora_core"
-BUILDING_BLOCKS = {"errors", "assets", "torch_files", "gaussians", "render", "head", "models"}
+BUILDING_BLOCKS = {"errors", "assets", "torch_files", "devices", "gaussians", "render", "head", "models"}
 STAGES = {"data", "face", "train", "mobile", "invert", "reenact", "export", "bench", "metrics", "inference",
           "importer", "doctor"}
 

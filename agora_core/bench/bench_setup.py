@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from agora_core.bench.reenactment import BenchConfig, BenchResult, benchmark_reenactment
+from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 from agora_core.mobile import CoefficientMLP, GaussianBasis, load_agora_model
 from agora_core.mobile.residuals import RESIDUAL_GROUPS
@@ -55,9 +56,7 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
               gaussians: int | None = None, basis_path: str | Path | None = None, mlp_path: str | Path | None = None,
               k: int = 64, hidden: int = 256) -> BenchResult:
     """Build (module docstring) and time `benchmark_reenactment`."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AgoraError("--device cuda: no CUDA device is available; use --device cpu")
+    dev = resolve_device(device)
     if checkpoint is not None and (Path(checkpoint) / "imported.json").is_file():
         return _run_bench_imported(Path(checkpoint), dev, bench, gaussians, basis_path, mlp_path)
     model = load_agora_model(checkpoint, config, device=dev, gaussians=gaussians, seed=bench.seed)

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -57,6 +56,7 @@ from agora_core.data.prep_records import (
     start_output_folder,
     write_png_atomic,
 )
+from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError, file_error
 from agora_core.face.crop import SMIRK_CROP_SIZE
 from agora_core.face.detect import FaceDetector, NoFaceError, default_detector
@@ -196,7 +196,7 @@ def prepare_dataset(
     names = check_inputs(Path(input_dir), Path(out), config)  # the paths first: no weights needed to get them wrong
     smirk_path = require_asset("smirk_ckpt", smirk)
     modnet_path = require_asset("modnet_onnx", modnet)
-    _check_device(config.device)
+    resolve_device(config.device)  # an unknown or absent device is one line, before any work
     estimator = SmirkEstimator(smirk_path, config.device)
     matter = ModnetMatter(modnet_path)
     if detector is None and not config.aligned:
@@ -267,15 +267,6 @@ def _run(
         out=out, found=len(names), resumed=len(names) - len(todo), processed=len(todo), written=written,
         rejected=dict(sorted(rejected.items())), dataset_images=dataset_images, seconds=seconds,
     )
-
-
-def _check_device(device: str) -> None:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise AgoraError(f"--device {device}: not a torch device; use cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AgoraError(f"--device {device}: CUDA is not available here; use --device cpu")
 
 
 class _RateColumn(ProgressColumn):

@@ -1,11 +1,11 @@
-"""The CLI's one default-device rule (`agora_cli.common.resolve_device`)."""
+"""The one default-device rule (`agora_core.devices.resolve_device`)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from agora_cli.common import resolve_device
+from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 
