@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agora_cli.app import app
+from agora_core.errors import AgoraError
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -63,3 +64,18 @@ def test_synthetic_into_a_folder_it_did_not_make_is_refused_before_writing(tmp_p
     assert result.exit_code == 2, result.output
     assert "choose another OUT" in result.output and "Traceback" not in result.output
     assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "{not json"])
+def test_run_state_files_that_are_not_json_objects_are_one_line(tmp_path, content):
+    """prep-data's state and the synthetic settings are read by one reader (`data.format.read_run_state`)."""
+    from agora_core.data.prep_records import STATE_FILE, check_output_folder
+    from agora_core.data.synthetic import SETTINGS_FILE, check_synthetic_output
+
+    for name, check in ((STATE_FILE, lambda out: check_output_folder(out, {})),
+                        (SETTINGS_FILE, lambda out: check_synthetic_output(out, {"n": 1}))):
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        (out / name).write_text(content)
+        with pytest.raises(AgoraError, match=name):
+            check(out)

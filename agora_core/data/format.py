@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agora_core.errors import ARCHIVE_ERRORS, AgoraError, check_finite
+from agora_core.errors import ARCHIVE_ERRORS, AgoraError, check_finite, file_error
 from agora_core.gaussians.files import atomic_write_bytes
 
 FORMAT_NAME = "agora-dataset"
@@ -51,6 +51,18 @@ class DatasetHeader:
     resolution: int  # square image side in pixels
     source: str  # "synthetic" or "prep-data"
     extra: dict = field(default_factory=dict)  # free-form provenance (seed, config, ...)
+
+
+def read_run_state(path: Path) -> dict:
+    """A JSON object a run keeps beside its output (prep-data's state, the synthetic settings);
+    anything else is one line naming the file."""
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise file_error(path, "not valid JSON; delete the output folder and rerun") from None
+    if not isinstance(doc, dict):
+        raise file_error(path, "not a JSON object; delete the output folder and rerun")
+    return doc
 
 
 def _stack_flame(dicts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

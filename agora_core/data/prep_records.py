@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agora_core.data.format import FLAME_KEYS, DatasetHeader, DatasetRecord, write_dataset_index
+from agora_core.data.format import FLAME_KEYS, DatasetHeader, DatasetRecord, read_run_state, write_dataset_index
 from agora_core.errors import file_error
 
 STATE_FILE = "prep.json"
@@ -137,10 +137,7 @@ def check_output_folder(out: Path, state: dict) -> None:
         raise file_error(out, "exists and is not a folder; choose another OUT")
     state_path = out / STATE_FILE
     if state_path.is_file():
-        try:
-            before = json.loads(state_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise file_error(state_path, "not valid JSON; delete the output folder and rerun") from None
+        before = read_run_state(state_path)
         if before.get("format") != STATE_FORMAT or before.get("format_version") != STATE_VERSION:
             raise file_error(state_path, "not a prep-data state file of this version; choose another OUT")
         for key, flag in STATE_FLAGS.items():

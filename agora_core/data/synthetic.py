@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from agora_core.data.appearance import Identity, sample_identity, shade, vertex_albedo, vertex_normals
-from agora_core.data.format import DatasetHeader, DatasetRecord, write_dataset_index
+from agora_core.data.format import DatasetHeader, DatasetRecord, read_run_state, write_dataset_index
 from agora_core.errors import AgoraError, file_error
 from agora_core.gaussians import GaussianSet, rgb_to_sh0
 from agora_core.gaussians.files import atomic_write
@@ -211,11 +211,7 @@ def check_synthetic_output(out: Path, settings: dict) -> bool:
         raise file_error(out, "exists and is not a folder; choose another OUT")
     path = out / SETTINGS_FILE
     if path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise file_error(path, "not valid JSON; delete the output folder and rerun") from None
-        before = before if isinstance(before, dict) else {}
+        before = read_run_state(path)
         changed = [f"{k}={before.get(k)!r} (this run: {v!r})" for k, v in settings.items() if before.get(k) != v]
         if changed:
             raise file_error(out, f"holds a synthetic dataset made with {', '.join(changed)}; pass the same "
