@@ -61,13 +61,10 @@ def test_a_checkpoint_without_g_ema_warns_and_uses_g(tmp_path):
 
 
 def test_asking_for_more_frames_than_a_clip_has_warns(tmp_path):
-    from agora_core.invert.video_io import Mp4Writer, select_sharp_frames
+    from agora_core.invert.video_io import select_sharp_frames
+    from face_helpers import write_astronaut_video
 
-    path = tmp_path / "clip.mp4"
-    with Mp4Writer(path, 10) as writer:
-        for i in range(3):
-            writer.append(np.full((16, 16, 3), 60 * i, np.uint8))
-        writer.finish()
+    path = write_astronaut_video(tmp_path / "clip.mp4", frames=3, dx=4)
     with pytest.warns(AgoraWarning, match="clip.mp4: 8 frames asked for but the video has 3; using all 3"):
         chosen, frames = select_sharp_frames(path, 8)
     assert chosen == [0, 1, 2] and len(frames) == 3
