@@ -18,6 +18,7 @@ import torch
 from agora_core.errors import AgoraError
 from test_export_fixtures import tiny_generator, write_random_agora_m, write_tiny_checkpoint
 from test_train_fixtures import cached_build_head, write_tiny_dataset
+from user_file_readers import READERS
 
 SWAPS = [None, True, -1, 1.5e300, "x", [], [1, "a"], {}, {"a": None}]  # JSON values of every type
 
@@ -118,53 +119,18 @@ def valid(tmp_path_factory, fixtures_dir) -> dict[str, Path]:
     return files
 
 
+def _both(*names: str) -> Callable[[Path], object]:
+    return lambda p: tuple(READERS[n](p) for n in names)
+
+
 def _reader(name: str) -> Callable[[Path], object]:
-    """Each user-file reader, as the CLI calls it."""
-    if name == "checkpoint":
-        from agora_core.train.checkpoint import load_checkpoint
-        return load_checkpoint
-    if name == "export source":
-        from agora_core.export.sources import load_avatar_source
-        return lambda p: load_avatar_source(p, seed=0)
-    if name == "avatar":
-        from agora_core.invert.avatar_file import AvatarFile
-        return AvatarFile.load
-    if name == "basis":
-        from agora_core.export.agora_m_files import read_basis
-        from agora_core.mobile.basis_file import GaussianBasis
-        return lambda p: (read_basis(p), GaussianBasis.load(p))
-    if name == "mlp":
-        from agora_core.export.agora_m_files import read_mlp
-        from agora_core.mobile.coefficient_mlp import CoefficientMLP
-        return lambda p: (read_mlp(p), CoefficientMLP.load(p))
-    if name.startswith("driving"):
-        from agora_core.reenact.driving import DrivingSequence
-        return DrivingSequence.load
-    if name == "config":
-        from agora_core.train.config import load_config
-        return load_config
-    if name == "ply":
-        from agora_core.gaussians import read_ply
-        return read_ply
-    if name == "splat":
-        from agora_core.gaussians import read_splat
-        return read_splat
-    if name == "flame_pkl":
-        from agora_core.head.flame_io import load_flame_pickle
-        return load_flame_pickle
-    if name == "smirk":
-        from agora_core.face.smirk import load_smirk_encoder
-        return load_smirk_encoder
-    if name == "eyelids":
-        from agora_core.head.flame_io import load_eyelid_blendshapes
-        return load_eyelid_blendshapes
-    if name == "vgg":
-        from agora_core.invert.perceptual import VGGPerceptualDistance
-        return VGGPerceptualDistance.from_file
-    if name == "inception":
-        from agora_core.metrics.features import load_inception
-        return load_inception
-    raise KeyError(name)
+    """Each user-file reader, as the CLI calls it (`user_file_readers.READERS`); basis and MLP files
+    go through both their readers (AGORA-M and export)."""
+    special = {"basis": _both("basis (export)", "basis"), "mlp": _both("mlp (export)", "mlp"),
+               "flame_pkl": READERS["flame pickle"], "vgg": READERS["vgg16"]}
+    if name in special:
+        return special[name]
+    return READERS["driving" if name.startswith("driving") else name]
 
 
 BYTE_READERS = {  # reader -> its valid file

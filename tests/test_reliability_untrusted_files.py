@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from agora_core.errors import AgoraError
+from user_file_readers import READERS as ALL_READERS
 
 
 class _CreatesMarker:
@@ -46,99 +47,14 @@ def _torchscript_archive(path: Path, marker: Path) -> Path:
     return path
 
 
-def _fit_state(path: Path) -> None:
-    from agora_core.mobile.regressor_fit import FitConfig, _load_state
-
-    _load_state(path, "key", FitConfig())
-
-
-def _avatar_source(path: Path) -> None:
-    from agora_core.export.sources import load_avatar_source
-
-    load_avatar_source(path, seed=0)
-
-
-def _checkpoint(path: Path) -> None:
-    from agora_core.train.checkpoint import load_checkpoint
-
-    load_checkpoint(path)
-
-
-def _avatar(path: Path) -> None:
-    from agora_core.invert.avatar_file import AvatarFile
-
-    AvatarFile.load(path)
-
-
-def _vgg(path: Path) -> None:
-    from agora_core.invert.perceptual import VGGPerceptualDistance
-
-    VGGPerceptualDistance.from_file(path)
-
-
-def _smirk(path: Path) -> None:
-    from agora_core.face.smirk import load_smirk_encoder
-
-    load_smirk_encoder(path)
-
-
-def _tracker(path: Path) -> None:
-    from agora_core.metrics.tracking import load_tracker
-
-    load_tracker(path)
-
-
-def _inception(path: Path) -> None:
-    from agora_core.metrics.features import load_inception
-
-    load_inception(path)
-
-
-def _flame_pickle(path: Path) -> None:
-    from agora_core.head.flame_io import load_flame_pickle
-
-    load_flame_pickle(path)
-
-
-def _basis(path: Path) -> None:
-    from agora_core.mobile.basis_file import GaussianBasis
-
-    GaussianBasis.load(path)
-
-
-def _mlp(path: Path) -> None:
-    from agora_core.mobile.coefficient_mlp import CoefficientMLP
-
-    CoefficientMLP.load(path)
-
-
-def _arcface(path: Path) -> None:
-    from agora_core.metrics.identity import ArcFaceEmbedder
-
-    ArcFaceEmbedder(path)
-
-
-def _modnet(path: Path) -> None:
-    from agora_core.face.matting import ModnetMatter
-
-    ModnetMatter(path)
-
-
-READERS = {  # name -> (reader, file name it is given)
-    "checkpoint": (_checkpoint, "kimg000001.pt"),
-    "avatar": (_avatar, "avatar.pt"),
-    "export source": (_avatar_source, "avatar.pt"),
-    "fit-mlp state": (_fit_state, "mlp.safetensors.state.pt"),
-    "vgg16": (_vgg, "vgg16.pth"),
-    "smirk": (_smirk, "SMIRK_em1.pt"),
-    "tracker": (_tracker, "tracker.pt"),
-    "inception": (_inception, "weights-inception-2015-12-05-6726825d.pth"),
-    "flame pickle": (_flame_pickle, "generic_model.pkl"),
-    "basis": (_basis, "basis.safetensors"),
-    "mlp": (_mlp, "mlp.safetensors"),
-    "arcface": (_arcface, "w600k_r50.onnx"),
-    "modnet": (_modnet, "modnet.onnx"),
+FILE_NAMES = {  # reader (user_file_readers.READERS) -> the file name it is given
+    "checkpoint": "kimg000001.pt", "avatar": "avatar.pt", "export source": "avatar.pt",
+    "fit-mlp state": "mlp.safetensors.state.pt", "vgg16": "vgg16.pth", "smirk": "SMIRK_em1.pt",
+    "tracker": "tracker.pt", "inception": "weights-inception-2015-12-05-6726825d.pth",
+    "flame pickle": "generic_model.pkl", "basis": "basis.safetensors", "mlp": "mlp.safetensors",
+    "arcface": "w600k_r50.onnx", "modnet": "modnet.onnx",
 }
+READERS = {name: (ALL_READERS[name], file) for name, file in FILE_NAMES.items()}
 MAKERS = {"torch.save pickle": _malicious_torch_file, "raw pickle": _malicious_raw_pickle,
           "TorchScript": _torchscript_archive}
 
@@ -176,7 +92,7 @@ def test_driving_npz_with_a_pickled_object_array_is_refused_without_running_it(t
 
 
 def test_dataset_flame_npz_with_a_pickled_object_array_is_refused_without_running_it(tmp_path):
-    from agora_core.data.format import FLAME_KEYS, FORMAT_NAME, FORMAT_VERSION, read_dataset_index
+    from agora_core.data.format import FORMAT_NAME, FORMAT_VERSION, read_dataset_index
 
     marker = tmp_path / "marker"
     doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "num_images": 1, "resolution": 64,
