@@ -78,3 +78,13 @@ def pytest_runtest_setup(item):
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
             pytest.fail(f"{how} ($CI is set: CI must run this test, not skip it)", pytrace=False)
         pytest.skip(how)
+
+
+# The authors' released-model fixtures, shared by the importer tests (decompressed once per run).
+from official_fixtures import (  # noqa: E402, F401
+    imported_run,
+    official,
+    official_agora_m_io,
+    official_io,
+    official_pkl,
+)

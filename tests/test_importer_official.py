@@ -1,18 +1,12 @@
 """The authors' released-model format: inert reading, the import, and an exact forward.
 
-The fixtures (`shared/fixtures/official`) were written by the authors' own code with random
-weights; `*_io.pt` holds what their forward computed. Tolerances: float32 forward passes of ~20
-layers along different kernels (grouped vs batched convs, another summation order) agree to a few
-hundred ulps relative to each tensor's largest value, hence 2e-5. Quaternions are unit while the
-raw rotation channels reach |raw| ≈ 20 here, and the activation multiplies their absolute errors
-by up to π; the renderer's quaternions are also divided by per-component norms over all Gaussians
-(~0.04) before the per-quaternion normalisation: hence 1e-4 for quaternions.
+The fixtures were written by the authors' own code with random weights; `*_io.pt` holds what their
+forward computed. Tolerances: `official_fixtures.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import lzma
 import os
 import pickle
 import shutil
@@ -36,39 +30,7 @@ from agora_core.importer import (
 )
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render.cameras import deca_camera, deca_mapping_label
-from format_fixtures import FIXTURES
-
-OFFICIAL = FIXTURES / "official"
-TOL, QUAT_TOL = 2e-5, 1e-4
-
-
-def _unxz(src, dst):
-    with lzma.open(src) as f, open(dst, "wb") as g:
-        shutil.copyfileobj(f, g)
-    return dst
-
-
-@pytest.fixture(scope="session")
-def official_pkl(tmp_path_factory):
-    return _unxz(OFFICIAL / "agora_official_format_random.pkl.xz", tmp_path_factory.mktemp("official") / "ckpt.pkl")
-
-
-@pytest.fixture(scope="session")
-def official_io(tmp_path_factory):
-    path = _unxz(OFFICIAL / "agora_official_format_random_io.pt.xz", tmp_path_factory.mktemp("official_io") / "io.pt")
-    return torch.load(path, weights_only=True)
-
-
-@pytest.fixture(scope="session")
-def official(official_pkl):
-    ckpt = read_official_checkpoint(official_pkl)
-    generator = AgoraGenerator(official_generator_config(ckpt), HeadModel(official_head_assets(ckpt)))
-    generator.load_state_dict(convert_official_state(ckpt, generator))
-    return ckpt, generator.eval().requires_grad_(False)
-
-
-def rel(a, b):
-    return float((a - b).abs().max() / b.abs().max())
+from official_fixtures import OFFICIAL, QUAT_TOL, TOL, rel
 
 
 def _flame(case):
@@ -186,6 +148,14 @@ def test_unsupported_flag_and_missing_tensor_are_named(official_pkl):
         convert_official_state(ckpt, G)
 
 
+def test_their_uv_grid_rule_gives_the_files_grid(official):
+    from agora_core.importer.official_checkpoint import official_uv_grid
+
+    ckpt, _ = official
+    grid = official_uv_grid(ckpt.state["_barim"], int(ckpt.config["n_uniform_flame_vertices"]))
+    assert torch.equal(grid, ckpt.state["_uv_grid"][0, :, 0])  # same float ops in the same order
+
+
 # --- hostile files: the side effect must never happen -------------------------------------------------
 class _RunsCommand:
     def __init__(self, marker):
@@ -249,121 +219,6 @@ def test_getattr_trick_stays_inert(tmp_path):
     assert isinstance(record, InertRecord) and not marker.exists()
 
 
-# --- stages on an imported run ------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def imported_run(official_pkl, tmp_path_factory):
-    return import_official_checkpoint(official_pkl, tmp_path_factory.mktemp("imported") / "run")
-
-
-def test_sample_and_ply_splat_exports_run_on_an_imported_run(imported_run, tmp_path):
-    from typer.testing import CliRunner
-
-    from agora_cli.app import app
-    from agora_core.gaussians import read_ply, read_splat
-
-    runner = CliRunner()
-    res = runner.invoke(app, ["sample", str(imported_run), "--n", "2", "--out", str(tmp_path / "g.png"),
-                              "--ply", str(tmp_path / "ply"), "--resolution", "64"])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "g.png").is_file() and len(list((tmp_path / "ply").glob("*.ply"))) == 2
-    ply = read_ply(tmp_path / "ply" / "avatar_000.ply")
-    assert ply.means.shape[1] == 2789 and torch.isfinite(ply.means).all()
-    for kind in ("ply", "splat"):
-        res = runner.invoke(app, ["export", kind, str(imported_run), "--seed", "0", "--out", str(tmp_path / f"a.{kind}")])
-        assert res.exit_code == 0, res.output
-    # the exported avatar is seed 0's identity: what `agora sample --seed 0 --n 1` draws (same batch,
-    # same computation: equal to float32 rounding of the .ply round trip)
-    res = runner.invoke(app, ["sample", str(imported_run), "--n", "1", "--out", str(tmp_path / "one.png"),
-                              "--ply", str(tmp_path / "one"), "--resolution", "32"])
-    assert res.exit_code == 0, res.output
-    assert torch.allclose(read_ply(tmp_path / "a.ply").means, read_ply(tmp_path / "one" / "avatar_000.ply").means,
-                          atol=1e-6)
-    assert read_splat(tmp_path / "a.splat") is not None
-    res = runner.invoke(app, ["export", "onnx", str(imported_run), "--seed", "0", "--out", str(tmp_path / "a.onnx")])
-    assert res.exit_code == 2 and "not supported yet" in res.output and not (tmp_path / "a.onnx").exists()
-
-
-@pytest.mark.parametrize("argv", [["invert", "{tmp}/x.png", "--ckpt", "{run}", "--out", "{tmp}/a.pt"],
-                                  ["eval", "{run}", "--data", "{tmp}"]])
-def test_stages_without_imported_support_say_so_in_one_line(imported_run, tmp_path, argv):
-    from typer.testing import CliRunner
-
-    from agora_cli.app import app
-
-    (tmp_path / "x.png").write_bytes(b"")
-    args = [a.format(run=imported_run, tmp=tmp_path) for a in argv]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2, res.output
-    assert "imported run" in res.output and "Traceback" not in res.output
-
-
-def test_their_uv_grid_rule_gives_the_files_grid(official):
-    from agora_core.importer.official_checkpoint import official_uv_grid
-
-    ckpt, _ = official
-    grid = official_uv_grid(ckpt.state["_barim"], int(ckpt.config["n_uniform_flame_vertices"]))
-    assert torch.equal(grid, ckpt.state["_uv_grid"][0, :, 0])  # same float ops in the same order
-
-
-# --- AGORA-M ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def official_agora_m_io(tmp_path_factory):
-    path = _unxz(OFFICIAL / "agora_m" / "agora_m_reference_io.pt.xz", tmp_path_factory.mktemp("agm") / "io.pt")
-    return torch.load(path, weights_only=True)
-
-
-@pytest.mark.parametrize("index", [0, 1])
-@torch.no_grad()
-def test_imported_agora_m_reproduces_the_authors_reference(official, official_agora_m_io, imported_run, index):
-    """Their AGORA-M pair, converted into the run folder and read back by our loaders: the regressor's
-    coefficients and the blended Gaussians their renderer receives."""
-    from agora_core.importer import import_official_agora_m
-    from agora_core.mobile.basis_file import GaussianBasis
-    from agora_core.mobile.coefficient_mlp import CoefficientMLP
-    from agora_core.models.blendshape_avatar import BlendshapeAvatar
-
-    _, G = official
-    if not (imported_run / "basis.safetensors").exists():
-        import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt",
-                                imported_run)
-    basis = GaussianBasis.load(imported_run / "basis.safetensors")
-    mlp, _ = CoefficientMLP.load(imported_run / "mlp.safetensors")
-    assert mlp.hidden_sizes == (256, 512) and basis.extra["attribute_space"] == "authors"
-    case = official_agora_m_io["cases"][index]
-    inp = case["inputs"]
-    ws = G.mapping(inp["z"], deca_mapping_label(inp["c_front"]), inp["truncation_psi"])
-    assert rel(ws[:, 0], case["w_code"]) < TOL
-    cache = G.identity(None, None, inp["fixed_shape"][None], ws=ws, noise_mode="const")
-    avatar = BlendshapeAvatar.from_generator(G, cache, basis, mlp)
-    base = case["base_gaussians_physical"]
-    assert rel(avatar.neutral.means, base["xyz"]) < TOL and rel(avatar.neutral.quats, base["rotation"]) < QUAT_TOL
-    f = inp["flame_55"]
-    c = avatar.coefficients(f[:, :50], f[:, 50:53], f[:, 53:])
-    assert rel(torch.cat([c[g] for g in ("xyz", "scale", "rotation", "opacity")], 1), case["mlp_output_coefficients"]) < TOL
-    out = avatar.blend(c)
-    blended, ri = case["blended_physical"], case["rasterizer_inputs"]
-    assert rel(out.means, blended["xyz"]) < TOL and rel(out.means, ri["means"]) < TOL
-    assert rel(out.log_scales.exp(), blended["scale"]) < TOL
-    assert rel(out.opacities, ri["opacities"]) < TOL
-    assert rel(out.quats, ri["quats"]) < QUAT_TOL
-
-
-def test_agora_m_import_errors_name_the_file(imported_run, tmp_path):
-    from agora_core.importer import import_official_agora_m
-
-    bad = tmp_path / "svd_basis.pt"
-    d = torch.load(OFFICIAL / "agora_m" / "svd_basis.pt", weights_only=True)
-    d["G"] = 1234
-    torch.save(d, bad)
-    with pytest.raises(AgoraError, match=f"{bad}: a basis for 1234 Gaussians"):
-        import_official_agora_m(bad, OFFICIAL / "agora_m" / "mlp_regressor.pt", imported_run)
-    m = torch.load(OFFICIAL / "agora_m" / "mlp_regressor.pt", weights_only=True)
-    del m["state_dict"]["net.4.bias"]
-    torch.save(m, tmp_path / "mlp.pt")
-    with pytest.raises(AgoraError, match="net.4.bias"):
-        import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", tmp_path / "mlp.pt", imported_run)
-
-
 # --- damaged files: one AgoraError line, never a traceback --------------------------------------------
 def test_importer_readers_survive_damaged_files(official_pkl, imported_run, tmp_path):
     import json
@@ -402,167 +257,3 @@ def test_importer_readers_survive_damaged_files(official_pkl, imported_run, tmp_
         (run / "imported.json").write_text(json.dumps(doc))
         _run(load_imported_run, run, f"imported.json mutation {i}", failures)
     assert not failures, "\n".join(failures[:10])
-
-
-def test_bench_runs_on_an_imported_run_with_its_agora_m_pair(imported_run, tmp_path):
-    from typer.testing import CliRunner
-
-    from agora_cli.app import app
-    from agora_core.importer import import_official_agora_m
-
-    run = tmp_path / "run"
-    shutil.copytree(imported_run, run)
-    for name in ("basis.safetensors", "mlp.safetensors"):
-        (run / name).unlink(missing_ok=True)
-    res = CliRunner().invoke(app, ["bench", "--ckpt", str(run), "--device", "cpu", "--frames", "2", "--warmup", "1",
-                                   "--resolution", "32"])
-    assert res.exit_code == 2 and "agora import svd_basis.pt" in res.output  # the pair is missing: says how
-    import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt", run)
-    from agora_core.bench.bench_setup import run_bench
-    from agora_core.bench.reenactment import BenchConfig
-
-    result = run_bench(run, None, "cpu", BenchConfig(frames=2, warmup=1, batch_sizes=(1,), resolution=32))
-    assert result.model["gaussians"] == 2789 and result.model["k"] == 8 and result.speedup["batch1"] > 0
-
-
-def test_doctor_shows_an_imported_run(imported_run):
-    from typer.testing import CliRunner
-
-    from agora_cli.app import app
-
-    res = CliRunner().invoke(app, ["doctor", "--run", str(imported_run)])
-    assert res.exit_code in (0, 1), res.output  # 1 only when this machine cannot run the demo
-    assert "imported run" in res.output and "2,789" in res.output and "DECA" in res.output
-
-
-def test_web_export_refuses_an_imported_agora_m_pair_in_one_line(imported_run, tmp_path):
-    from agora_core.export.agora_m_files import read_basis, read_mlp
-    from agora_core.importer import import_official_agora_m
-
-    run = tmp_path / "run"
-    shutil.copytree(imported_run, run)
-    for name in ("basis.safetensors", "mlp.safetensors"):
-        (run / name).unlink(missing_ok=True)
-    import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt", run)
-    with pytest.raises(AgoraError, match="authors' attribute spaces"):
-        read_basis(run / "basis.safetensors")
-    with pytest.raises(AgoraError, match="several hidden layers"):
-        read_mlp(run / "mlp.safetensors")
-
-
-def test_extract_basis_and_fit_mlp_run_on_an_imported_run(official, imported_run, tmp_path):
-    """AGORA-M distilled from an imported model lives in the authors' residual spaces (linear scale,
-    their quaternions), so `BlendshapeAvatar` blends it as theirs; K = 2 from 12 tuples (a smoke size)."""
-    from typer.testing import CliRunner
-
-    from agora_cli.app import app
-    from agora_core.inference import draw_identity, load_model
-    from agora_core.mobile.basis_file import GaussianBasis
-    from agora_core.mobile.coefficient_mlp import CoefficientMLP
-    from agora_core.models.blendshape_avatar import BlendshapeAvatar
-
-    runner = CliRunner()
-    res = runner.invoke(app, ["extract-basis", str(imported_run), "--n", "12", "--k", "2", "--out", str(tmp_path / "b.safetensors")])
-    assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["fit-mlp", str(imported_run), str(tmp_path / "b.safetensors"), "--out",
-                              str(tmp_path / "m.safetensors"), "--n", "12", "--epochs", "2"])
-    assert res.exit_code == 0, res.output
-    basis = GaussianBasis.load(tmp_path / "b.safetensors")
-    mlp, _ = CoefficientMLP.load(tmp_path / "m.safetensors")
-    assert basis.extra["attribute_space"] == "authors" and basis.num_gaussians == 2789
-    model = load_model(imported_run)
-    cache, _ = draw_identity(model, 0)
-    avatar = BlendshapeAvatar.from_generator(model.generator, cache, basis, mlp)
-    assert avatar.authors
-    zero = {g: torch.zeros(1, basis.k) for g in basis.basis}
-    with torch.no_grad():
-        out = avatar.blend(zero)  # zero coefficients: the neutral, through their constraints
-    clamped = avatar.neutral.log_scales.exp().clamp_min(1e-5).log()  # their scale floor (random weights reach it)
-    assert rel(out.means, avatar.neutral.means) < TOL and rel(out.log_scales, clamped) < TOL
-
-
-# --- reenactment of an imported run --------------------------------------------------------------------
-def _smirk_clip(root, frames: int = 5):
-    """A clip in the authors' per-frame SMIRK layout (<clip>/smirk/<frame>/*.npy)."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    rows = {"exp": rng.normal(0, 0.5, (frames, 50)), "jawpose": np.c_[np.linspace(0, 0.2, frames), np.zeros((frames, 2))],
-            "eyelid": rng.uniform(0, 1, (frames, 2)), "globalpose": np.c_[np.zeros(frames), np.linspace(-0.2, 0.2, frames),
-                                                                            np.zeros(frames)],
-            "shape": rng.normal(size=(frames, 300)), "cam": np.tile([8.0, 0.01, -0.02], (frames, 1))}
-    for i in range(frames):
-        d = root / "smirk" / f"{i:06d}"
-        d.mkdir(parents=True)
-        for name, values in rows.items():
-            np.save(d / f"{name}.npy", values[i : i + 1].astype(np.float32))
-    return rows
-
-
-def test_smirk_clip_folders_are_read_as_driving_parameters(tmp_path):
-    import numpy as np
-
-    from agora_core.reenact.driving import DrivingSequence
-
-    rows = _smirk_clip(tmp_path / "clip")
-    seq = DrivingSequence.load(tmp_path / "clip")
-    assert seq.num_frames == 5
-    for ours, theirs in (("expression", "exp"), ("jaw", "jawpose"), ("eyelids", "eyelid"), ("global_pose", "globalpose")):
-        assert torch.equal(torch.as_tensor(getattr(seq, ours)), torch.as_tensor(rows[theirs]).float())  # copies
-    (tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy").unlink()
-    with pytest.raises(AgoraError, match="jawpose.npy: missing"):
-        DrivingSequence.load(tmp_path / "clip")
-    for bad in (b"", b"\x93NUMPY junk", np.zeros(7, np.float32).tobytes()):
-        (tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy").write_bytes(bad)
-        with pytest.raises(AgoraError, match="jawpose.npy"):
-            DrivingSequence.load(tmp_path / "clip")
-    np.save(tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy", np.zeros(4, np.float32))
-    with pytest.raises(AgoraError, match="holds 4 values, expected 3"):
-        DrivingSequence.load(tmp_path / "clip")
-
-
-def test_reenact_drives_an_imported_run_with_their_camera_convention(imported_run, tmp_path):
-    from typer.testing import CliRunner
-
-    from agora_cli.app import app
-    from agora_core.inference import load_model
-    from agora_core.invert.video_io import VideoReader
-    from agora_core.reenact.run import deca_driving_cameras
-
-    _smirk_clip(tmp_path / "clip")
-    res = CliRunner().invoke(app, ["reenact", str(imported_run), "--params", str(tmp_path / "clip"), "--seed", "0",
-                                   "--out", str(tmp_path / "a.mp4"), "--resolution", "32", "--no-smooth"])
-    assert res.exit_code == 0, res.output
-    assert len(VideoReader(tmp_path / "a.mp4").read_all()) == 5
-    res = CliRunner().invoke(app, ["reenact", str(imported_run), "--params", str(tmp_path / "clip"),
-                                   "--out", str(tmp_path / "b.mp4")])
-    assert res.exit_code == 2 and "--seed" in res.output
-    # the cameras: the framing's DECA camera rotated by each frame's head pose about its root joint
-    model = load_model(imported_run)
-    head, n = model.generator.head, 3
-    zeros = lambda k: torch.zeros(n, k)  # noqa: E731
-    pose = torch.tensor([[0.0, -0.2, 0.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.0]])
-    flame = {"expression": zeros(50), "jaw": zeros(3), "neck": zeros(3), "eyes": zeros(6), "eyelids": zeros(2)}
-    cams = deca_driving_cameras(head, torch.zeros(1, 300), model.framing, pose, flame)
-    _, joints = head.forward_with_joints(zeros(300), zeros(50), zeros(3), zeros(3), zeros(6), zeros(2))
-    expected = deca_camera(torch.cat([pose, model.framing[3:].expand(n, 3)], 1), joints[:, 0])
-    assert rel(cams.cam2world, expected.cam2world) < TOL and rel(cams.intrinsics, expected.intrinsics) < TOL
-    assert rel(cams.intrinsics[:, 0, 0], torch.full((n,), 0.5 * 8 * 2.28)) < TOL  # s = 8 framing
-
-
-def test_reenact_an_imported_run_from_a_video(imported_run, tmp_path):
-    """The video path (face tracking through the SMIRK-format fixture) drives an imported identity."""
-    from typer.testing import CliRunner
-
-    from agora_cli.app import app
-    from agora_core.invert.video_io import VideoReader
-    from face_helpers import SMIRK_FIXTURE, write_astronaut_video, write_mean_sigmoid_onnx
-
-    video = write_astronaut_video(tmp_path / "astronaut.mp4", frames=4, dx=4, dy=2)
-    modnet = write_mean_sigmoid_onnx(tmp_path / "modnet.onnx")
-    res = CliRunner().invoke(app, ["reenact", str(imported_run), str(video), "--seed", "1", "--out",
-                                   str(tmp_path / "v.mp4"), "--smirk", str(SMIRK_FIXTURE), "--modnet", str(modnet),
-                                   "--side-by-side", "--resolution", "32", "--no-progress"])
-    assert res.exit_code == 0, res.output
-    frames = VideoReader(tmp_path / "v.mp4").read_all()
-    assert len(frames) == 4 and frames[0].shape == (32, 64, 3)  # driving crop | avatar

@@ -1,0 +1,133 @@
+"""The authors' AGORA-M files imported (their reference reproduced), and AGORA-M stages on an
+imported run: bench, extract-basis + fit-mlp, and the web export's refusal. Tolerances:
+`official_fixtures.py`."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from agora_core.errors import AgoraError
+from agora_core.render.cameras import deca_mapping_label
+from official_fixtures import OFFICIAL, QUAT_TOL, TOL, rel
+
+
+@pytest.mark.parametrize("index", [0, 1])
+@torch.no_grad()
+def test_imported_agora_m_reproduces_the_authors_reference(official, official_agora_m_io, imported_run, index):
+    """Their AGORA-M pair, converted into the run folder and read back by our loaders: the regressor's
+    coefficients and the blended Gaussians their renderer receives."""
+    from agora_core.importer import import_official_agora_m
+    from agora_core.mobile.basis_file import GaussianBasis
+    from agora_core.mobile.coefficient_mlp import CoefficientMLP
+    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+
+    _, G = official
+    if not (imported_run / "basis.safetensors").exists():
+        import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt",
+                                imported_run)
+    basis = GaussianBasis.load(imported_run / "basis.safetensors")
+    mlp, _ = CoefficientMLP.load(imported_run / "mlp.safetensors")
+    assert mlp.hidden_sizes == (256, 512) and basis.extra["attribute_space"] == "authors"
+    case = official_agora_m_io["cases"][index]
+    inp = case["inputs"]
+    ws = G.mapping(inp["z"], deca_mapping_label(inp["c_front"]), inp["truncation_psi"])
+    assert rel(ws[:, 0], case["w_code"]) < TOL
+    cache = G.identity(None, None, inp["fixed_shape"][None], ws=ws, noise_mode="const")
+    avatar = BlendshapeAvatar.from_generator(G, cache, basis, mlp)
+    base = case["base_gaussians_physical"]
+    assert rel(avatar.neutral.means, base["xyz"]) < TOL and rel(avatar.neutral.quats, base["rotation"]) < QUAT_TOL
+    f = inp["flame_55"]
+    c = avatar.coefficients(f[:, :50], f[:, 50:53], f[:, 53:])
+    assert rel(torch.cat([c[g] for g in ("xyz", "scale", "rotation", "opacity")], 1), case["mlp_output_coefficients"]) < TOL
+    out = avatar.blend(c)
+    blended, ri = case["blended_physical"], case["rasterizer_inputs"]
+    assert rel(out.means, blended["xyz"]) < TOL and rel(out.means, ri["means"]) < TOL
+    assert rel(out.log_scales.exp(), blended["scale"]) < TOL
+    assert rel(out.opacities, ri["opacities"]) < TOL
+    assert rel(out.quats, ri["quats"]) < QUAT_TOL
+
+
+def test_agora_m_import_errors_name_the_file(imported_run, tmp_path):
+    from agora_core.importer import import_official_agora_m
+
+    bad = tmp_path / "svd_basis.pt"
+    d = torch.load(OFFICIAL / "agora_m" / "svd_basis.pt", weights_only=True)
+    d["G"] = 1234
+    torch.save(d, bad)
+    with pytest.raises(AgoraError, match=f"{bad}: a basis for 1234 Gaussians"):
+        import_official_agora_m(bad, OFFICIAL / "agora_m" / "mlp_regressor.pt", imported_run)
+    m = torch.load(OFFICIAL / "agora_m" / "mlp_regressor.pt", weights_only=True)
+    del m["state_dict"]["net.4.bias"]
+    torch.save(m, tmp_path / "mlp.pt")
+    with pytest.raises(AgoraError, match="net.4.bias"):
+        import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", tmp_path / "mlp.pt", imported_run)
+
+
+def test_bench_runs_on_an_imported_run_with_its_agora_m_pair(imported_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.importer import import_official_agora_m
+
+    run = tmp_path / "run"
+    shutil.copytree(imported_run, run)
+    for name in ("basis.safetensors", "mlp.safetensors"):
+        (run / name).unlink(missing_ok=True)
+    res = CliRunner().invoke(app, ["bench", "--ckpt", str(run), "--device", "cpu", "--frames", "2", "--warmup", "1",
+                                   "--resolution", "32"])
+    assert res.exit_code == 2 and "agora import svd_basis.pt" in res.output  # the pair is missing: says how
+    import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt", run)
+    from agora_core.bench.bench_setup import run_bench
+    from agora_core.bench.reenactment import BenchConfig
+
+    result = run_bench(run, None, "cpu", BenchConfig(frames=2, warmup=1, batch_sizes=(1,), resolution=32))
+    assert result.model["gaussians"] == 2789 and result.model["k"] == 8 and result.speedup["batch1"] > 0
+
+
+def test_web_export_refuses_an_imported_agora_m_pair_in_one_line(imported_run, tmp_path):
+    from agora_core.export.agora_m_files import read_basis, read_mlp
+    from agora_core.importer import import_official_agora_m
+
+    run = tmp_path / "run"
+    shutil.copytree(imported_run, run)
+    for name in ("basis.safetensors", "mlp.safetensors"):
+        (run / name).unlink(missing_ok=True)
+    import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt", run)
+    with pytest.raises(AgoraError, match="authors' attribute spaces"):
+        read_basis(run / "basis.safetensors")
+    with pytest.raises(AgoraError, match="several hidden layers"):
+        read_mlp(run / "mlp.safetensors")
+
+
+def test_extract_basis_and_fit_mlp_run_on_an_imported_run(official, imported_run, tmp_path):
+    """AGORA-M distilled from an imported model lives in the authors' residual spaces (linear scale,
+    their quaternions), so `BlendshapeAvatar` blends it as theirs; K = 2 from 12 tuples (a smoke size)."""
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.inference import draw_identity, load_model
+    from agora_core.mobile.basis_file import GaussianBasis
+    from agora_core.mobile.coefficient_mlp import CoefficientMLP
+    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["extract-basis", str(imported_run), "--n", "12", "--k", "2", "--out", str(tmp_path / "b.safetensors")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["fit-mlp", str(imported_run), str(tmp_path / "b.safetensors"), "--out",
+                              str(tmp_path / "m.safetensors"), "--n", "12", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    basis = GaussianBasis.load(tmp_path / "b.safetensors")
+    mlp, _ = CoefficientMLP.load(tmp_path / "m.safetensors")
+    assert basis.extra["attribute_space"] == "authors" and basis.num_gaussians == 2789
+    model = load_model(imported_run)
+    cache, _ = draw_identity(model, 0)
+    avatar = BlendshapeAvatar.from_generator(model.generator, cache, basis, mlp)
+    assert avatar.authors
+    zero = {g: torch.zeros(1, basis.k) for g in basis.basis}
+    with torch.no_grad():
+        out = avatar.blend(zero)  # zero coefficients: the neutral, through their constraints
+    clamped = avatar.neutral.log_scales.exp().clamp_min(1e-5).log()  # their scale floor (random weights reach it)
+    assert rel(out.means, avatar.neutral.means) < TOL and rel(out.log_scales, clamped) < TOL

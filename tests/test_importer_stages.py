@@ -1,0 +1,151 @@
+"""The stages on an imported run (sample, export, doctor, reenact with the authors' driving files),
+and the one-line refusal of those that do not read imported runs yet. Tolerances:
+`official_fixtures.py`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agora_core.errors import AgoraError
+from agora_core.render.cameras import deca_camera
+from official_fixtures import TOL, rel
+
+
+def test_sample_and_ply_splat_exports_run_on_an_imported_run(imported_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.gaussians import read_ply, read_splat
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["sample", str(imported_run), "--n", "2", "--out", str(tmp_path / "g.png"),
+                              "--ply", str(tmp_path / "ply"), "--resolution", "64"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "g.png").is_file() and len(list((tmp_path / "ply").glob("*.ply"))) == 2
+    ply = read_ply(tmp_path / "ply" / "avatar_000.ply")
+    assert ply.means.shape[1] == 2789 and torch.isfinite(ply.means).all()
+    for kind in ("ply", "splat"):
+        res = runner.invoke(app, ["export", kind, str(imported_run), "--seed", "0", "--out", str(tmp_path / f"a.{kind}")])
+        assert res.exit_code == 0, res.output
+    # the exported avatar is seed 0's identity: what `agora sample --seed 0 --n 1` draws (same batch,
+    # same computation: equal to float32 rounding of the .ply round trip)
+    res = runner.invoke(app, ["sample", str(imported_run), "--n", "1", "--out", str(tmp_path / "one.png"),
+                              "--ply", str(tmp_path / "one"), "--resolution", "32"])
+    assert res.exit_code == 0, res.output
+    assert torch.allclose(read_ply(tmp_path / "a.ply").means, read_ply(tmp_path / "one" / "avatar_000.ply").means,
+                          atol=1e-6)
+    assert read_splat(tmp_path / "a.splat") is not None
+    res = runner.invoke(app, ["export", "onnx", str(imported_run), "--seed", "0", "--out", str(tmp_path / "a.onnx")])
+    assert res.exit_code == 2 and "not supported yet" in res.output and not (tmp_path / "a.onnx").exists()
+
+
+@pytest.mark.parametrize("argv", [["invert", "{tmp}/x.png", "--ckpt", "{run}", "--out", "{tmp}/a.pt"],
+                                  ["eval", "{run}", "--data", "{tmp}"]])
+def test_stages_without_imported_support_say_so_in_one_line(imported_run, tmp_path, argv):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+
+    (tmp_path / "x.png").write_bytes(b"")
+    args = [a.format(run=imported_run, tmp=tmp_path) for a in argv]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "imported run" in res.output and "Traceback" not in res.output
+
+
+def test_doctor_shows_an_imported_run(imported_run):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+
+    res = CliRunner().invoke(app, ["doctor", "--run", str(imported_run)])
+    assert res.exit_code in (0, 1), res.output  # 1 only when this machine cannot run the demo
+    assert "imported run" in res.output and "2,789" in res.output and "DECA" in res.output
+
+
+# --- reenactment of an imported run --------------------------------------------------------------------
+def _smirk_clip(root, frames: int = 5):
+    """A clip in the authors' per-frame SMIRK layout (<clip>/smirk/<frame>/*.npy)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = {"exp": rng.normal(0, 0.5, (frames, 50)), "jawpose": np.c_[np.linspace(0, 0.2, frames), np.zeros((frames, 2))],
+            "eyelid": rng.uniform(0, 1, (frames, 2)), "globalpose": np.c_[np.zeros(frames), np.linspace(-0.2, 0.2, frames),
+                                                                            np.zeros(frames)],
+            "shape": rng.normal(size=(frames, 300)), "cam": np.tile([8.0, 0.01, -0.02], (frames, 1))}
+    for i in range(frames):
+        d = root / "smirk" / f"{i:06d}"
+        d.mkdir(parents=True)
+        for name, values in rows.items():
+            np.save(d / f"{name}.npy", values[i : i + 1].astype(np.float32))
+    return rows
+
+
+def test_smirk_clip_folders_are_read_as_driving_parameters(tmp_path):
+    import numpy as np
+
+    from agora_core.reenact.driving import DrivingSequence
+
+    rows = _smirk_clip(tmp_path / "clip")
+    seq = DrivingSequence.load(tmp_path / "clip")
+    assert seq.num_frames == 5
+    for ours, theirs in (("expression", "exp"), ("jaw", "jawpose"), ("eyelids", "eyelid"), ("global_pose", "globalpose")):
+        assert torch.equal(torch.as_tensor(getattr(seq, ours)), torch.as_tensor(rows[theirs]).float())  # copies
+    (tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy").unlink()
+    with pytest.raises(AgoraError, match="jawpose.npy: missing"):
+        DrivingSequence.load(tmp_path / "clip")
+    for bad in (b"", b"\x93NUMPY junk", np.zeros(7, np.float32).tobytes()):
+        (tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy").write_bytes(bad)
+        with pytest.raises(AgoraError, match="jawpose.npy"):
+            DrivingSequence.load(tmp_path / "clip")
+    np.save(tmp_path / "clip" / "smirk" / "000002" / "jawpose.npy", np.zeros(4, np.float32))
+    with pytest.raises(AgoraError, match="holds 4 values, expected 3"):
+        DrivingSequence.load(tmp_path / "clip")
+
+
+def test_reenact_drives_an_imported_run_with_their_camera_convention(imported_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.inference import load_model
+    from agora_core.invert.video_io import VideoReader
+    from agora_core.reenact.run import deca_driving_cameras
+
+    _smirk_clip(tmp_path / "clip")
+    res = CliRunner().invoke(app, ["reenact", str(imported_run), "--params", str(tmp_path / "clip"), "--seed", "0",
+                                   "--out", str(tmp_path / "a.mp4"), "--resolution", "32", "--no-smooth"])
+    assert res.exit_code == 0, res.output
+    assert len(VideoReader(tmp_path / "a.mp4").read_all()) == 5
+    res = CliRunner().invoke(app, ["reenact", str(imported_run), "--params", str(tmp_path / "clip"),
+                                   "--out", str(tmp_path / "b.mp4")])
+    assert res.exit_code == 2 and "--seed" in res.output
+    # the cameras: the framing's DECA camera rotated by each frame's head pose about its root joint
+    model = load_model(imported_run)
+    head, n = model.generator.head, 3
+    zeros = lambda k: torch.zeros(n, k)  # noqa: E731
+    pose = torch.tensor([[0.0, -0.2, 0.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.0]])
+    flame = {"expression": zeros(50), "jaw": zeros(3), "neck": zeros(3), "eyes": zeros(6), "eyelids": zeros(2)}
+    cams = deca_driving_cameras(head, torch.zeros(1, 300), model.framing, pose, flame)
+    _, joints = head.forward_with_joints(zeros(300), zeros(50), zeros(3), zeros(3), zeros(6), zeros(2))
+    expected = deca_camera(torch.cat([pose, model.framing[3:].expand(n, 3)], 1), joints[:, 0])
+    assert rel(cams.cam2world, expected.cam2world) < TOL and rel(cams.intrinsics, expected.intrinsics) < TOL
+    assert rel(cams.intrinsics[:, 0, 0], torch.full((n,), 0.5 * 8 * 2.28)) < TOL  # s = 8 framing
+
+
+def test_reenact_an_imported_run_from_a_video(imported_run, tmp_path):
+    """The video path (face tracking through the SMIRK-format fixture) drives an imported identity."""
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.invert.video_io import VideoReader
+    from face_helpers import SMIRK_FIXTURE, write_astronaut_video, write_mean_sigmoid_onnx
+
+    video = write_astronaut_video(tmp_path / "astronaut.mp4", frames=4, dx=4, dy=2)
+    modnet = write_mean_sigmoid_onnx(tmp_path / "modnet.onnx")
+    res = CliRunner().invoke(app, ["reenact", str(imported_run), str(video), "--seed", "1", "--out",
+                                   str(tmp_path / "v.mp4"), "--smirk", str(SMIRK_FIXTURE), "--modnet", str(modnet),
+                                   "--side-by-side", "--resolution", "32", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    frames = VideoReader(tmp_path / "v.mp4").read_all()
+    assert len(frames) == 4 and frames[0].shape == (32, 64, 3)  # driving crop | avatar
