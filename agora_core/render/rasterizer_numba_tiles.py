@@ -1,0 +1,197 @@
+"""The tiled, parallel layout of the compiled CPU compositing (numba): one `prange` task per (image,
+TILE × TILE tile), the same per-pixel arithmetic as the serial kernels (`_blend`, `_unblend` of
+rasterizer_numba_serial.py), so the same images; gradients through per-tile slots reduced in tile
+order (`_reduce_tiles`), so bit-identical for any thread count. rasterizer_numba.py says when it is
+used and how many threads it gets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agora_core.render.rasterizer_numba_serial import numba
+
+TILE_SHIFT = 4
+TILE = 1 << TILE_SHIFT  # pixels per side of the tiled kernels' tiles (one task per image and tile)
+PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
+
+if numba is not None:
+    from numba import njit, prange
+
+    from agora_core.render.rasterizer_numba_serial import _add_grads, _blend, _box, _unblend
+
+    @njit(cache=True)
+    def _prepare_chunk(c, chunk, means2d, order, counts, radii, width, height, boxes, cursor):
+        """Chunk c of `_prepare`: the boxes of ranks [r0, r0 + chunk) of image b (c = b · chunks per
+        image + k), and how many of them each tile gets (cursor[c])."""
+        n = order.shape[1]
+        per_image = (n + chunk - 1) // chunk
+        b = c // per_image
+        r0 = (c - b * per_image) * chunk
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
+        for r in range(r0, min(n, r0 + chunk)):
+            x0, x1, y0, y1 = 1, 0, 1, 0
+            if r < counts[b]:
+                g = order[b, r]
+                x0, x1, y0, y1 = _box(means2d[b, g, 0], means2d[b, g, 1], radii[b, g, 0], radii[b, g, 1], width, height)
+                if x0 <= x1 and y0 <= y1:
+                    for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1):
+                        for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                            cursor[c, tx * tiles_y + ty] += 1
+                else:
+                    x0, x1, y0, y1 = 1, 0, 1, 0
+            boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3] = x0, x1, y0, y1
+
+    @njit(cache=True)
+    def _fill_chunk(c, chunk, boxes, height, cursor, ranks):
+        """Chunk c of `_prepare`'s second pass: its ranks into the tile lists, at the chunk's cursors."""
+        n = boxes.shape[1]
+        per_image = (n + chunk - 1) // chunk
+        b = c // per_image
+        r0 = (c - b * per_image) * chunk
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
+        for r in range(r0, min(n, r0 + chunk)):
+            x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
+            for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1) if x0 <= x1 else range(0):
+                for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                    t = tx * tiles_y + ty
+                    ranks[cursor[c, t]] = r
+                    cursor[c, t] += 1
+
+    @njit(cache=True, parallel=True)
+    def _prepare(means2d, order, counts, radii, width, height, chunk):
+        """Tile lists for the tiled kernels, in parallel over chunks of `chunk` ranks of one image
+        (nothing returned depends on the chunking).
+
+        Returns boxes [B, N, 4]: rank r's pixel box x0, x1, y0, y1 (empty: x0 > x1); task_start [T+1]
+        and ranks [E]: task t = b · tiles + column · rows + row has the ranks
+        ranks[task_start[t]:task_start[t+1]], front to back.
+        """
+        nb, n = order.shape[0], order.shape[1]
+        ntiles = ((width + TILE - 1) >> TILE_SHIFT) * ((height + TILE - 1) >> TILE_SHIFT)
+        per_image = (n + chunk - 1) // chunk
+        boxes = np.empty((nb, n, 4), np.int64)
+        cursor = np.zeros((nb * per_image, ntiles), np.int64)  # per chunk and tile: count, then write position
+        for c in prange(nb * per_image):
+            _prepare_chunk(c, chunk, means2d, order, counts, radii, width, height, boxes, cursor)
+        task_start = np.empty(nb * ntiles + 1, np.int64)
+        run = 0
+        for b in range(nb):
+            for t in range(ntiles):
+                task_start[b * ntiles + t] = run
+                for c in range(b * per_image, (b + 1) * per_image):
+                    count = cursor[c, t]
+                    cursor[c, t] = run
+                    run += count
+        task_start[nb * ntiles] = run
+        ranks = np.empty(run, np.int64)
+        for c in prange(nb * per_image):
+            _fill_chunk(c, chunk, boxes, height, cursor, ranks)
+        return boxes, task_start, ranks
+
+    @njit(cache=True, inline="always")
+    def _tile_rect(task, ntiles, tiles_y, width, height):
+        """Image b and pixel rectangle [x0, x1] × [y0, y1] of task = b · ntiles + tile, tiles numbered
+        column by column (tile = column · tiles_y + row)."""
+        b = task // ntiles
+        t = task - b * ntiles
+        column = t // tiles_y
+        x0 = column * TILE
+        y0 = (t - column * tiles_y) * TILE
+        return b, x0, min(x0 + TILE, width) - 1, y0, min(y0 + TILE, height) - 1
+
+    @njit(cache=True, parallel=True)
+    def _forward_tiles(means2d, conics, opac, colors, order, counts, boxes, background, width, height,
+                       task_start, ranks, out_rgb, out_trans, out_stop):
+        """`_forward`, one task per (image, tile) in parallel: each pixel meets the same Gaussians in the
+        same order with the same arithmetic (`_blend`) as in the serial kernel."""
+        nb = means2d.shape[0]
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
+        ntiles = tiles_y * ((width + TILE - 1) >> TILE_SHIFT)
+        for task in prange(nb * ntiles):
+            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_y, width, height)
+            trans, stop, acc = out_trans[b], out_stop[b], out_rgb[b]
+            for y in range(ty0, ty1 + 1):
+                for x in range(tx0, tx1 + 1):
+                    p = y * width + x
+                    trans[p] = 1.0
+                    stop[p] = counts[b]
+                    acc[p, 0] = acc[p, 1] = acc[p, 2] = 0.0
+            live = (tx1 - tx0 + 1) * (ty1 - ty0 + 1)  # pixels not stopped yet
+            for i in range(task_start[task], task_start[task + 1]):
+                if live == 0:
+                    break
+                r = ranks[i]
+                g = order[b, r]
+                live -= _blend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
+                               opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r,
+                               max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
+                               max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width, trans, stop, acc)
+            for y in range(ty0, ty1 + 1):
+                for x in range(tx0, tx1 + 1):
+                    p = y * width + x
+                    for k in range(3):
+                        acc[p, k] += trans[p] * background[b, k]
+
+    @njit(cache=True, parallel=True)
+    def _backward_tiles(means2d, conics, opac, colors, order, counts, boxes, background, width, height,
+                        task_start, ranks, final_trans, stop_rank, grad_rgb, grad_alpha):
+        """`_backward`, one task per (image, tile) in parallel. A task sums its pixels' gradients per
+        Gaussian into that Gaussian's entry of its tile list, a slot no other task writes: returns
+        part [E, 9] (`_unblend`'s sums per entry) and the background's gradient per task [T, 3]."""
+        nb = means2d.shape[0]
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
+        ntiles = tiles_y * ((width + TILE - 1) >> TILE_SHIFT)
+        part = np.empty((ranks.shape[0], 9))
+        bg_part = np.zeros((nb * ntiles, 3))
+        trans = final_trans.copy()
+        behind = np.empty((nb, width * height, 3))
+        for task in prange(nb * ntiles):
+            b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, tiles_y, width, height)
+            last = 0  # no pixel of the tile reaches rank `last`
+            for y in range(ty0, ty1 + 1):
+                for x in range(tx0, tx1 + 1):
+                    p = y * width + x
+                    last = max(last, stop_rank[b, p])
+                    for k in range(3):
+                        behind[b, p, k] = background[b, k]
+                        bg_part[task, k] += final_trans[b, p] * grad_rgb[b, p, k]
+            for i in range(task_start[task + 1] - 1, task_start[task] - 1, -1):
+                r = ranks[i]
+                if r >= last:  # every pixel of the tile stopped in front of it
+                    part[i, :] = 0.0
+                    continue
+                g = order[b, r]
+                s = _unblend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
+                             opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r,
+                             max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
+                             max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width,
+                             final_trans[b], stop_rank[b], grad_rgb[b], grad_alpha[b], trans[b], behind[b])
+                for k in range(9):
+                    part[i, k] = s[k]
+        return part, bg_part
+
+    @njit(cache=True, parallel=True)
+    def _reduce_tiles(part, bg_part, order, counts, boxes, height, task_start, ranks,
+                      g_means, g_conics, g_opac, g_colors, g_background):
+        """Adds, per Gaussian and in parallel over Gaussians, its entries of `part` in ascending task
+        order (its entry in a tile's list is found by bisection: the lists are sorted by rank), then
+        the tasks' background gradients in task order. No sum depends on which thread ran what: the
+        gradients are the same for any thread count, and differ from the serial kernel's only by the
+        order of the additions."""
+        nb = order.shape[0]
+        ntiles = bg_part.shape[0] // nb
+        tiles_y = (height + TILE - 1) >> TILE_SHIFT
+        for b in range(nb):
+            for r in prange(counts[b]):
+                x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
+                g = order[b, r]
+                for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1) if x0 <= x1 else range(0):
+                    for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                        task = b * ntiles + tx * tiles_y + ty
+                        lo = task_start[task] + np.searchsorted(ranks[task_start[task]:task_start[task + 1]], r)
+                        _add_grads(part[lo], b, g, g_means, g_conics, g_opac, g_colors)
+        for b in range(nb):
+            for t in range(ntiles):
+                for k in range(3):
+                    g_background[b, k] += bg_part[b * ntiles + t, k]
