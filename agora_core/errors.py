@@ -13,7 +13,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
-# what reading a damaged (truncated, bit-flipped, foreign) zip-based file such as .npz can raise
+# What reading a damaged (truncated, bit-flipped, foreign) zip-based file such as .npz can raise.
+# NotImplementedError is not a placeholder here: zipfile raises it for a member whose header names
+# a compression method it does not know ("That compression method is not supported"), which a
+# flipped byte produces (tests/test_reliability_fuzz.py found it).
 ARCHIVE_ERRORS = (OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 
 
