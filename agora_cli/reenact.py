@@ -65,7 +65,9 @@ def reenact(
         raise AgoraError("reenact needs a driving video or --params FILE (exactly one)")
     if save_params is not None and driving is None:
         raise AgoraError("--save-params writes what was tracked from a video; it does not apply to --params")
-    imported = avatar.is_dir() and (avatar / "imported.json").is_file()
+    from agora_core.inference import is_imported_run
+
+    imported = is_imported_run(avatar)
     if imported and seed is None:
         raise AgoraError(f"{avatar} is an imported run: add --seed N to choose the identity (as agora sample --seed N)")
     if not imported and seed is not None:

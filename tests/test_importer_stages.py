@@ -110,7 +110,6 @@ def test_reenact_drives_an_imported_run_with_their_camera_convention(imported_ru
     from agora_cli.app import app
     from agora_core.inference import load_model
     from agora_core.invert.video_io import VideoReader
-    from agora_core.reenact.run import deca_driving_cameras
 
     _smirk_clip(tmp_path / "clip")
     res = CliRunner().invoke(app, ["reenact", str(imported_run), "--params", str(tmp_path / "clip"), "--seed", "0",
@@ -126,7 +125,7 @@ def test_reenact_drives_an_imported_run_with_their_camera_convention(imported_ru
     zeros = lambda k: torch.zeros(n, k)  # noqa: E731
     pose = torch.tensor([[0.0, -0.2, 0.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.0]])
     flame = {"expression": zeros(50), "jaw": zeros(3), "neck": zeros(3), "eyes": zeros(6), "eyelids": zeros(2)}
-    cams = deca_driving_cameras(head, torch.zeros(1, 300), model.framing, pose, flame)
+    cams = model.cameras(torch.zeros(1, 300), pose, flame)
     _, joints = head.forward_with_joints(zeros(300), zeros(50), zeros(3), zeros(3), zeros(6), zeros(2))
     expected = deca_camera(torch.cat([pose, model.framing[3:].expand(n, 3)], 1), joints[:, 0])
     assert rel(cams.cam2world, expected.cam2world) < TOL and rel(cams.intrinsics, expected.intrinsics) < TOL

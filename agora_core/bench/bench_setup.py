@@ -57,7 +57,9 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
               k: int = 64, hidden: int = 256) -> BenchResult:
     """Build (module docstring) and time `benchmark_reenactment`."""
     dev = resolve_device(device)
-    if checkpoint is not None and (Path(checkpoint) / "imported.json").is_file():
+    from agora_core.inference import is_imported_run
+
+    if is_imported_run(checkpoint):
         return _run_bench_imported(Path(checkpoint), dev, bench, gaussians, basis_path, mlp_path)
     model = load_agora_model(checkpoint, config, device=dev, gaussians=gaussians, seed=bench.seed)
     g = model.generator

@@ -9,9 +9,10 @@ from agora_core.inference.model_source import (
     InferenceModel,
     describe_model,
     draw_identity,
+    is_imported_run,
     load_model,
     neutral_flame,
     neutral_gaussians,
 )
 
-__all__ = ["InferenceModel", "describe_model", "load_model", "draw_identity", "neutral_flame", "neutral_gaussians"]
+__all__ = ["InferenceModel", "describe_model", "load_model", "draw_identity", "is_imported_run", "neutral_flame", "neutral_gaussians"]

@@ -53,25 +53,44 @@ class InferenceModel:
         label = deca_mapping_label(f[None]) if self.camera_convention == "deca" else f[None]
         return label.expand(n, label.shape[1]).clone()
 
-    def cameras(self, shape: Tensor) -> Camera:
-        """Render cameras of the framing for avatars of FLAME shapes [n, S] (deca: the camera orbits
-        each posed root joint, so it depends on the shape)."""
-        n = shape.shape[0]
+    def cameras(self, shape: Tensor, global_pose: Tensor | None = None,
+                flame: dict[str, Tensor] | None = None) -> Camera:
+        """Render cameras of the framing for avatars of FLAME shapes [n, S] (or [1, S] for driven frames).
+
+        deca (the authors' convention): a DECA camera [head rotation, s, tx, ty] with the framing's
+        (s, tx, ty) orbits each frame's posed root joint, so it depends on the shape and the pose;
+        `global_pose` [n, 3] are the frames' head rotations (default: the framing's) and `flame` their
+        expression, jaw, neck, eyes, eyelids (default: neutral). eg3d: the framing label, unposed.
+        """
+        n = shape.shape[0] if global_pose is None else global_pose.shape[0]
         f = self.framing.to(shape.device)
         if self.camera_convention == "eg3d":
+            assert global_pose is None, "EG3D framings take their head pose from the driving cameras"
             return Camera.from_label(f[None].expand(n, 25).clone())
         head = self.generator.head
         params = head.zeros_like_params(n)
-        params["shape"] = shape.to(params["shape"].dtype)
+        params.update({"shape": shape.to(params["shape"].dtype).expand(n, -1)})
+        if flame is not None:
+            params.update({"expr": flame["expression"], "jaw": flame["jaw"], "neck": flame["neck"],
+                           "eyes": flame["eyes"], "eyelids": flame["eyelids"]})
         _, joints = head.forward_with_joints(params["shape"], params["expr"], params["jaw"], params["neck"],
                                              params["eyes"], params["eyelids"])
-        return deca_camera(f[None].expand(n, 6).to(joints.dtype).clone(), joints[:, 0])
+        rotation = f[:3].expand(n, 3) if global_pose is None else global_pose.to(f.device)
+        cam = torch.cat([rotation, f[3:].expand(n, 3)], dim=1)
+        return deca_camera(cam.to(joints.dtype), joints[:, 0])
+
+
+def is_imported_run(path: str | Path | None) -> bool:
+    """Whether `path` is a run folder written by `agora import` (it holds the import manifest)."""
+    from agora_core.importer.run_folder import MANIFEST
+
+    return path is not None and Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
     """The model at `path`: an imported run folder, else a training checkpoint or run folder."""
     path = Path(path)
-    if path.is_dir() and (path / "imported.json").is_file():
+    if is_imported_run(path):
         return _imported(path, device)
     return _checkpoint(path, device)
 

@@ -67,7 +67,9 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
     from agora_core.train.checkpoint import load_checkpoint
     from agora_core.train.config import config_from_dict, load_config
 
-    if checkpoint is not None and (Path(checkpoint) / "imported.json").is_file():
+    from agora_core.inference import is_imported_run
+
+    if is_imported_run(checkpoint):
         return _imported_model(Path(checkpoint), device, dataset, gaussians)
     state = None
     if checkpoint is not None:

@@ -157,30 +157,8 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
     else:
         animator = FullAvatar(G, cache)
     pose = torch.as_tensor(driving.global_pose, dtype=torch.float32)
-    framing = model.framing.float()
-
-    def cameras_of(idx: Tensor, flame: dict[str, Tensor]) -> Camera:
-        return deca_driving_cameras(G.head, shape, framing, pose[idx], flame)
-
-    return _write_video(animator, cameras_of, driving, out, res, left, None, batch, device, progress)
-
-
-def deca_driving_cameras(head, shape: Tensor, framing: Tensor, global_pose: Tensor, flame: dict[str, Tensor]) -> Camera:
-    """Cameras of driven frames in the authors' convention: DECA cameras [head rotation, s, tx, ty]
-    with the framing's (s, tx, ty), orbiting each frame's posed root joint.
-
-    Args:
-        shape: [1, S] the identity's β; framing: [6] DECA camera; global_pose: [B, 3] head rotations;
-        flame: the frames' expression [B, E], jaw, neck, eyes, eyelids.
-    """
-    from agora_core.render.cameras import deca_camera
-
-    b = global_pose.shape[0]
-    dev = flame["jaw"].device
-    _, joints = head.forward_with_joints(shape.expand(b, -1).to(dev), _fit(flame["expression"], head.num_expr),
-                                         flame["jaw"], flame["neck"], flame["eyes"], flame["eyelids"])
-    cam = torch.cat([global_pose.to(dev), framing[3:].to(dev).expand(b, 3)], dim=1)
-    return deca_camera(cam.to(joints.dtype), joints[:, 0])
+    return _write_video(animator, lambda idx, flame: model.cameras(shape, pose[idx], flame), driving, out, res,
+                        left, None, batch, device, progress)
 
 
 def _write_video(model, cameras_of, driving: DrivingSequence, out: Path, res: int, left, ground_truth, batch: int,

@@ -67,7 +67,9 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 def resolve_checkpoint_path(path: str | Path, no_checkpoints: str, not_found: str) -> Path:
     """A file path, or a run folder's newest checkpoint; AgoraError "PATH: <reason>" otherwise."""
     path = Path(path)
-    if path.is_dir() and (path / "imported.json").is_file():
+    from agora_core.inference import is_imported_run
+
+    if is_imported_run(path):
         raise AgoraError(f"{path}: an imported run (agora import); this command does not read imported runs yet "
                          "(sample, reenact --seed, export ply/splat, bench, extract-basis and fit-mlp do)")
     if path.is_dir():
