@@ -41,26 +41,33 @@ def random_regressor(w_dim: int, expr_dim: int, k: int, hidden: int | tuple[int,
 
 
 def bench_identity(model, seed: int, truncation_psi: float, device: torch.device | str = "cpu"):
-    """The one identity the benchmarks reenact (`IdentityCache`): tuple 0 of the extract stream of
-    `seed`, with the model's identity prior; `agora bench --device browser` bundles the same one."""
+    """The one identity the benchmarks reenact (`IdentityCache`, and its FLAME shape [1, S]): tuple 0
+    of the extract stream of `seed`, with the model's identity prior; `agora bench --device browser`
+    bundles the same one."""
     g = model.generator
     sampler = TupleSampler(z_dim=g.config.z_dim, num_shape=g.head.num_shape, num_expr=g.head.num_expr,
                            expr_dim=g.config.expr_cond_dim, seed=seed, stream=EXTRACT, expressions_per_identity=1,
                            prior=model.prior)
     t = sampler.tuples(0, 1)
     with torch.no_grad():
-        return g.identity(t.z.to(device), t.camera.to(device), t.shape.to(device), truncation_psi, noise_mode="const")
+        cache = g.identity(t.z.to(device), t.camera.to(device), t.shape.to(device), truncation_psi, noise_mode="const")
+    return cache, t.shape.to(device)
 
 
 def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: str, bench: BenchConfig, *,
               gaussians: int | None = None, basis_path: str | Path | None = None, mlp_path: str | Path | None = None,
               k: int = 64, hidden: int = 256) -> BenchResult:
     """Build (module docstring) and time `benchmark_reenactment`."""
-    dev = resolve_device(device)
     from agora_core.inference import is_imported_run
 
-    if is_imported_run(checkpoint):
-        return _run_bench_imported(Path(checkpoint), dev, bench, gaussians, basis_path, mlp_path)
+    dev = resolve_device(device)
+    if is_imported_run(checkpoint):  # AGORA-M from the run's imported pair unless --basis/--mlp say otherwise
+        basis_path = basis_path or Path(checkpoint) / "basis.safetensors"
+        mlp_path = mlp_path or Path(checkpoint) / "mlp.safetensors"
+        for path in (basis_path, mlp_path):
+            if not Path(path).is_file():
+                raise AgoraError(f"{path}: no such file; import the authors' pair with `agora import svd_basis.pt "
+                                 f"mlp_regressor.pt --run {checkpoint}` or pass --basis/--mlp")
     model = load_agora_model(checkpoint, config, device=dev, gaussians=gaussians, seed=bench.seed)
     g = model.generator
     if bench.resolution is None:
@@ -84,44 +91,16 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
     else:
         mlp = random_regressor(g.config.w_dim, g.config.expr_cond_dim, basis.k, hidden, bench.seed)
         notes.append(f"no --mlp: AGORA-M uses a random regressor (hidden {hidden})")
-    cache = bench_identity(model, bench.seed, bench.truncation_psi, dev)
+    cache, shape = bench_identity(model, bench.seed, bench.truncation_psi, dev)
     with torch.no_grad():
         avatar = BlendshapeAvatar.from_generator(g, cache, basis.to(dev), mlp.to(dev))
-    camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
+    if model.imported is not None:  # the authors' framing (DECA camera orbiting the root joint)
+        camera = model.imported.cameras(shape)
+    else:
+        camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
     info = {"source": model.source, "random_init": model.random_init, "config": str(config) if config else None,
             "gaussians": g.num_gaussians, "uv_grid": g.config.gaussian_grid, "resolution": bench.resolution,
             "k": basis.k, "mlp_hidden": mlp.hidden, "parameters": g.parameter_counts()}
     result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info)
     result.notes.extend(notes)
     return result
-
-
-def _run_bench_imported(run: Path, dev: torch.device, bench: BenchConfig, gaussians: int | None,
-                        basis_path: str | Path | None, mlp_path: str | Path | None) -> BenchResult:
-    """`agora bench --ckpt RUN` on an imported run: its seed identity (`inference.draw_identity`) at its
-    framing, AGORA-M from the run's imported pair (RUN/basis.safetensors, RUN/mlp.safetensors)."""
-    from agora_core.inference import draw_identity, load_model
-
-    if gaussians is not None:
-        raise AgoraError(f"--gaussians: {run} is an imported run, whose Gaussians sit on the file's own UV grid")
-    basis_path = basis_path or run / "basis.safetensors"
-    mlp_path = mlp_path or run / "mlp.safetensors"
-    for path in (basis_path, mlp_path):
-        if not Path(path).is_file():
-            raise AgoraError(f"{path}: no such file; import the authors' pair with `agora import svd_basis.pt "
-                             f"mlp_regressor.pt --run {run}` or pass --basis/--mlp")
-    model = load_model(run, dev)
-    g = model.generator
-    if bench.resolution is None:
-        bench = dataclasses.replace(bench, resolution=model.resolution)
-    basis, (mlp, _) = GaussianBasis.load(basis_path), CoefficientMLP.load(mlp_path)
-    if basis.num_gaussians != g.num_gaussians or mlp.k != basis.k:
-        raise AgoraError(f"{basis_path}: basis of {basis.num_gaussians} Gaussians and K = {basis.k} does not fit "
-                         f"{run} ({g.num_gaussians} Gaussians) and {mlp_path} (K = {mlp.k})")
-    cache, shape = draw_identity(model, bench.seed, 1, bench.truncation_psi)
-    with torch.no_grad():
-        avatar = BlendshapeAvatar.from_generator(g, cache, basis.to(dev), mlp.to(dev))
-    info = {"source": str(run), "random_init": False, "config": None, "gaussians": g.num_gaussians,
-            "uv_grid": g.config.gaussian_grid, "resolution": bench.resolution, "k": basis.k,
-            "mlp_hidden": list(mlp.hidden_sizes), "parameters": g.parameter_counts()}
-    return benchmark_reenactment(g, cache, avatar, model.cameras(shape.to(dev)), bench, dev, info)

@@ -111,7 +111,7 @@ def write_bench_bundle(folder: Path, checkpoint: str | Path | None, config: str 
     if model.random_init:
         notes.append(f"no checkpoint: the avatar is a randomly initialised model of {config} (same cost per frame, "
                      f"meaningless pixels)")
-    cache = bench_identity(model, seed, BenchConfig.truncation_psi)
+    cache, _ = bench_identity(model, seed, BenchConfig.truncation_psi)
     with torch.no_grad():
         neutral = neutral_gaussians(g, cache)
     if basis_path is None:  # stages meet through files: write the random ones in the documented layouts

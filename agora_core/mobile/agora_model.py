@@ -31,6 +31,7 @@ class AgoraModel:
     prior: IdentityPrior  # identities without a dataset
     pool: ConditionPool | None  # (camera, FLAME) rows of a dataset, if one was given
     resolution: int  # the training render resolution
+    imported: object | None = None  # the `inference.InferenceModel` of an imported run (its cameras), else None
 
     @property
     def random_init(self) -> bool:
@@ -110,4 +111,4 @@ def _imported_model(run: Path, device, dataset, gaussians) -> AgoraModel:
     model = load_model(run, device)
     zeros = np.zeros(model.generator.head.num_shape)
     prior = IdentityPrior(model.mapping_labels(1)[0].cpu().double().numpy(), zeros, zeros.copy())
-    return AgoraModel(model.generator, str(run), prior, None, model.resolution)
+    return AgoraModel(model.generator, str(run), prior, None, model.resolution, imported=model)
