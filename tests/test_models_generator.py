@@ -228,7 +228,7 @@ def test_animate_never_runs_the_identity_branch(head, monkeypatch):
 
     for module, name in ((g.synthesis, "forward"), (g.synthesis, "forward_with_tap"), (g.mapping_network, "forward")):
         monkeypatch.setattr(module, name, boom)
-    monkeypatch.setattr("agora_core.models.agora_generator.shape_displacement_map", boom)
+    monkeypatch.setattr("agora_core.models.agora_generator.shape_displacement", boom)
     out = g.animate(cache, flame["expression"], flame["jaw"])  # one avatar, three frames
     assert out.gaussians.batch_size == 3
 

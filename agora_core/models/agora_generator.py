@@ -31,7 +31,7 @@ from agora_core.models.facial_mask import facial_sample_mask
 from agora_core.models.generator_config import GeneratorConfig
 from agora_core.models.lifting import lift_gaussians, sample_uv_attributes
 from agora_core.models.mapping import MappingNetwork
-from agora_core.models.shape_conditioning import shape_displacement, shape_displacement_map
+from agora_core.models.shape_conditioning import shape_displacement
 from agora_core.models.stylegan2_layers import NoiseMode, count_parameters
 from agora_core.models.stylegan2_synthesis import SynthesisNetwork
 
@@ -239,10 +239,8 @@ class AgoraGenerator(nn.Module):
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.config.w_dim), ws.shape
         assert shape.ndim == 2 and shape.shape[0] == ws.shape[0], (shape.shape, ws.shape)
         cond = None
-        if self.config.shape_conditioning == "spatial" and self.config.uv_anchor == "position_map":
+        if self.config.shape_conditioning == "spatial":  # eq. 6, baked with the raster of the UV anchors
             cond = self.uv_position_map(shape_displacement(self.head, shape)).to(ws.dtype)
-        elif self.config.shape_conditioning == "spatial":
-            cond = shape_displacement_map(self.head, shape, self.shape_raster).to(ws.dtype)
         tap = self.synthesis.forward_with_tap(ws, cond, noise_mode)
         planes = tap.image
         if self.position_head is not None:
