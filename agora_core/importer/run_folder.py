@@ -26,10 +26,11 @@ from typing import Callable
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
-from safetensors.torch import load_file as load_torch, save_file as save_torch
+from safetensors.numpy import load_file as load_numpy, save as save_numpy
+from safetensors.torch import load_file as load_torch, save as save_torch
 
 from agora_core.errors import AgoraError, check_finite, file_error
+from agora_core.gaussians.files import atomic_write_bytes
 from agora_core.head import FlameAssets, HeadModel, UVTables
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.models.generator_config import GeneratorConfig
@@ -128,15 +129,11 @@ def import_official_checkpoint(source: str | Path, out: str | Path,
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.mkdir()
     try:
-        save_torch({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS),
-                   metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-        save_numpy(_head_tensors(assets), str(tmp / HEAD), metadata={"head_model": assets.model_id})
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        for name in (WEIGHTS, HEAD, MANIFEST):  # safetensors writes 0600; give them every output's mode
-            os.chmod(tmp / name, 0o666 & ~umask)
-        os.chmod(tmp, 0o777 & ~umask)
+        # through atomic_write: every output's permissions (safetensors' own file writer makes 0600)
+        atomic_write_bytes(tmp / WEIGHTS, save_torch({k: v.contiguous() for k, v in state.items()},
+                                                     metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)}))
+        atomic_write_bytes(tmp / HEAD, save_numpy(_head_tensors(assets), metadata={"head_model": assets.model_id}))
+        atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
@@ -153,12 +150,11 @@ def _check_forward(generator: AgoraGenerator, source: Path) -> None:
     z = torch.randn(1, cfg.z_dim, generator=torch.Generator().manual_seed(0))
     label = torch.zeros(1, cfg.c_dim)
     shape = torch.zeros(1, generator.head.num_shape)
-    cache = generator.identity(z, label, shape, 0.7, noise_mode="const")
-    zeros = torch.zeros(1, generator.head.num_expr)
-    out = generator.animate(cache, zeros, torch.zeros(1, 3), torch.zeros(1, 2), noise_mode="const").gaussians
-    for name in ("means", "log_scales", "quats", "sh", "opacities"):
-        if not torch.isfinite(getattr(out, name)).all():
-            raise file_error(source, f"the converted generator gives non-finite {name}; the file is damaged")
+    from agora_core.inference import neutral_gaussians
+
+    out = neutral_gaussians(generator, generator.identity(z, label, shape, 0.7, noise_mode="const"))
+    check_finite({name: getattr(out, name) for name in ("means", "log_scales", "quats", "sh", "opacities")},
+                 source, "(the file is damaged) converted generator output")
 
 
 def load_imported_run(folder: str | Path, device: str | torch.device = "cpu") -> ImportedRun:
