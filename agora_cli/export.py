@@ -12,7 +12,7 @@ from agora_cli.common import console, setup_runtime, user_errors
 from agora_cli.options import ThreadsOpt
 
 export_app = typer.Typer(
-    help="Export an avatar: ONNX of the per-frame deformation path, a WebGL2 AGORA-M viewer, .ply/.splat.",
+    help="Export an avatar: ONNX of the per-frame deformation path, a WebGL2 AGORA-M viewer, .ply/.splat; or a trained model as a model folder.",
     no_args_is_help=True,
 )
 
@@ -131,3 +131,20 @@ def splat(
 ) -> None:
     """The avatar's neutral Gaussians as an antimatter15 .splat (WebGL splat viewers)."""
     _neutral("splat", source, out, seed, truncation, threads)
+
+
+@export_app.command("model")
+@user_errors
+def model(
+    run: Annotated[Path, typer.Argument(help="A run folder of agora train (its newest checkpoint) or a checkpoint .pt.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (generator.safetensors, model.json, log.jsonl).")] = Path("models/demo"),
+    force: Annotated[bool, typer.Option("--force", help="Replace a model already in --out.")] = False,
+) -> None:
+    """A trained model as a small folder every stage reads (G_ema float32 + resolved config): what models/demo ships."""
+    from agora_core.inference import export_model, load_model
+
+    folder = export_model(run, out, force)
+    loaded = load_model(folder)  # read back through the loader every stage uses
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e6
+    console.print(f"wrote {folder}/ ({loaded.generator.num_gaussians:,} Gaussians, {loaded.resolution}², "
+                  f"{size:.1f} MB)")

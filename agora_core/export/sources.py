@@ -19,7 +19,7 @@ import torch
 
 from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
-from agora_core.inference import is_imported_run, neutral_gaussians
+from agora_core.inference import is_imported_run, is_model_folder, neutral_gaussians
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 
 AVATAR_FORMAT = "agora-avatar"
@@ -48,9 +48,9 @@ def load_avatar_source(path: str | Path, seed: int | None = None, truncation: fl
     """An `AvatarSource` from a checkpoint (needs `seed`) or an avatar file (see module docstring)."""
     from agora_core.train.checkpoint import resolve_checkpoint_path
 
-    if is_imported_run(path):  # agora import
+    if is_imported_run(path) or is_model_folder(path):  # agora import / agora export model
         if seed is None:
-            raise AgoraError(f"{path} is an imported run: add --seed N to choose the avatar (as agora sample --seed N)")
+            raise AgoraError(f"{path} is a model folder: add --seed N to choose the avatar (as agora sample --seed N)")
         return _from_model(Path(path), seed, truncation)
     path = resolve_checkpoint_path(path, "a folder without checkpoints; pass a checkpoint .pt or an avatar .pt",
                                    "file not found; pass a training checkpoint (with --seed) or an avatar.pt")

@@ -1,10 +1,12 @@
-"""Loading a model for inference, one way for every stage: our training runs and imported runs.
+"""Loading a model for inference, one way for every stage: our training runs, model folders (`agora
+export model`: G_ema + model.json, what the repository ships in models/demo) and imported runs.
 
 `load_model` returns an `InferenceModel` (the generator with its head, how it is framed and sampled);
 `draw_identity` is the one identity-for-a-seed rule (`agora sample --seed N`, exports, benchmarks);
 `neutral_gaussians` the one neutral pose (zero expression, jaw, eyelids).
 """
 
+from agora_core.inference.model_folder import export_model, is_model_folder
 from agora_core.inference.model_source import (
     InferenceModel,
     describe_model,
@@ -15,4 +17,4 @@ from agora_core.inference.model_source import (
     neutral_gaussians,
 )
 
-__all__ = ["InferenceModel", "describe_model", "load_model", "draw_identity", "is_imported_run", "neutral_flame", "neutral_gaussians"]
+__all__ = ["InferenceModel", "describe_model", "export_model", "is_model_folder", "load_model", "draw_identity", "is_imported_run", "neutral_flame", "neutral_gaussians"]

@@ -1,10 +1,12 @@
-"""`load_model`: a generator ready for inference from a training run or an imported run.
+"""`load_model`: a generator ready for inference from a training run, a model folder or an imported run.
 
-Two sources, one result:
+Three sources, one result:
 - a training checkpoint of `agora train` (a `.pt`, or a run folder: its newest): G_ema rebuilt from
   the stored config; cameras are EG3D labels (25 floats), the framing is the training set's most
   frontal camera and FLAME shapes are drawn from the training set's per-coefficient Gaussian (the
   checkpoint's `sampling` entry);
+- a model folder (`agora export model`, `inference.model_folder`): the same, read from G_ema's
+  safetensors and model.json (`train.checkpoint.load_checkpoint` reads both kinds);
 - an imported run (`agora import`, a folder with `imported.json`): the authors' generator; cameras
   are DECA cameras (axis-angle, s, tx, ty) that orbit the posed root joint, the mapping label is
   `deca_mapping_label`; the framing is their reenactment's fixed s = 8 (`--cam-scale 8`) with zero
@@ -22,6 +24,7 @@ from torch import Tensor
 
 from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
+from agora_core.inference.model_folder import FORMAT as MODEL_FORMAT
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.render import Camera
 from agora_core.render.cameras import deca_camera, deca_mapping_label
@@ -35,7 +38,7 @@ class InferenceModel:
 
     generator: AgoraGenerator
     source: str  # the checkpoint file or the imported run folder
-    kind: Literal["checkpoint", "imported"]
+    kind: Literal["checkpoint", "model", "imported"]  # model: a model folder (agora export model)
     resolution: int  # the render resolution it was trained at
     camera_convention: Literal["eg3d", "deca"]
     framing: Tensor  # eg3d: [25] label of the sampling camera; deca: [6] camera
@@ -120,7 +123,8 @@ def _checkpoint(path: Path, device) -> InferenceModel:
     if not sampling:
         raise AgoraError(f"{path}: no 'sampling' entry (camera, shape statistics); re-save it with this agora's train")
     generator = generator.to(device).eval().requires_grad_(False)
-    return InferenceModel(generator, str(path), "checkpoint", int(config.resolution), "eg3d",
+    kind = "model" if state.get("format") == MODEL_FORMAT else "checkpoint"
+    return InferenceModel(generator, str(path), kind, int(config.resolution), "eg3d",
                           sampling["camera"].float().reshape(25), sampling["shape_mean"].float(),
                           sampling["shape_std"].float(), state)
 
@@ -162,7 +166,9 @@ def describe_model(model: InferenceModel) -> list[tuple[str, str]]:
     """(field, value) rows that say what a loaded model is (`agora doctor --run`)."""
     g, cfg = model.generator, model.generator.config
     counts = g.parameter_counts()
-    rows = [("kind", "imported run (agora import)" if model.kind == "imported" else "training checkpoint"),
+    kinds = {"imported": "imported run (agora import)", "model": "model folder (agora export model)",
+             "checkpoint": "training checkpoint"}
+    rows = [("kind", kinds[model.kind]),
             ("source", model.source), ("head model", model.head_model),
             ("Gaussians", f"{g.num_gaussians:,}"), ("render size", f"{model.resolution}²"),
             ("UV planes", f"{cfg.uv_resolution}², tap {cfg.tap_resolution}²"),

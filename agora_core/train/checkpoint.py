@@ -83,7 +83,12 @@ def resolve_checkpoint_path(path: str | Path, no_checkpoints: str, not_found: st
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by `save_checkpoint` (weights_only: no code is unpickled)."""
+    """Read a checkpoint written by `save_checkpoint` (weights_only: no code is unpickled), or what a
+    model folder of `agora export model` holds for inference (`inference.model_folder`)."""
+    from agora_core.inference.model_folder import is_model_folder, read_model_folder
+
+    if is_model_folder(path):
+        return read_model_folder(path)
     path = resolve_checkpoint_path(path, f"no checkpoints in {Path(path) / CHECKPOINT_DIR}", "checkpoint not found")
     state = read_torch_file(path, "agora checkpoint", "pass a kimg*.pt written by `agora train`", map_location)
     if not isinstance(state, dict) or not _is(state.get("format"), str, FORMAT_NAME):
