@@ -14,14 +14,14 @@ from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 
-def parse_indices(index: list[str] | None, extra: list[str]) -> list[int]:
+def parse_indices(index: list[str] | None, extra: list[str], flag: str = "--index") -> list[int]:
     """`--index 0 1 2` (trailing numbers arrive as positional inputs), `--index 0,1,2` or repeated."""
     items = [part for item in (index or []) for part in item.replace(",", " ").split()] + list(extra)
     try:
         return [int(x) for x in items]
     except ValueError:
         bad = next(x for x in items if not x.lstrip("-").isdigit())
-        raise AgoraError(f"--index {bad}: dataset indices are integers") from None
+        raise AgoraError(f"{flag} {bad}: dataset indices are integers") from None
 
 
 @user_errors
@@ -32,6 +32,8 @@ def invert(
     frames: Annotated[Optional[int], typer.Option("--frames", help="Frames to pick from a video (sharpest in equal time runs; default 3).")] = None,
     dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Take images and exact labels from this dataset folder instead of photos (demo head: no SMIRK model).")] = None,
     index: Annotated[Optional[list[str]], typer.Option("--index", help="Dataset indices with --dataset: --index 0 1 2 (or 0,1,2).")] = None,
+    heldout: Annotated[Optional[list[str]], typer.Option("--heldout", help="With --dataset: views of the same person kept out of the fit (--heldout 3 or 3,4); PSNR on them before/after tuning, one preview row each.")] = None,
+    size: Annotated[int, typer.Option("--size", min=8, help="Pixels per preview tile (each rendered at the model's resolution and enlarged).")] = 256,
     aligned: Annotated[bool, typer.Option("--aligned", help="Photos are FFHQ-aligned crops: skip face detection.")] = False,
     matting: Annotated[bool, typer.Option("--matting/--no-matting", help="Matte with MODNet onto white (off: photos already on white).")] = True,
     perceptual_weights: Annotated[Optional[Path], typer.Option("--perceptual-weights", help="torchvision VGG16 state dict (torch.save) for the perceptual loss; without it: L2 + SSIM.")] = None,
@@ -67,8 +69,8 @@ def invert(
     check_output_path(out, "--out")
     if ply is not None:
         check_output_path(ply, "--ply")
-    if dataset is None and index:
-        raise AgoraError("--index needs --dataset DIR")
+    if dataset is None and (index or heldout):
+        raise AgoraError(f"{'--index' if index else '--heldout'} needs --dataset DIR")
     if dataset is not None and (frames is not None or aligned):
         raise AgoraError("--frames/--aligned apply to photos and videos, not --dataset")
     setup_runtime(threads or None)
@@ -78,7 +80,12 @@ def invert(
     if dataset is not None:
         from agora_core.invert.targets import target_from_dataset
 
-        target = target_from_dataset(dataset, parse_indices(index, inputs), head, res)
+        fitted = parse_indices(index, inputs)
+        target = target_from_dataset(dataset, fitted, head, res)
+        kept_out = parse_indices(heldout, [], flag="--heldout") if heldout else []
+        if set(kept_out) & set(fitted):
+            raise AgoraError(f"--heldout {sorted(set(kept_out) & set(fitted))}: also in --index; a held-out view is one PTI never sees")
+        heldout_target = target_from_dataset(dataset, kept_out, head, res) if kept_out else None
     else:
         from agora_core.invert.photo_inputs import FaceTools, collect_images, target_from_images
 
@@ -94,10 +101,14 @@ def invert(
                        optimise_flame=tune_flame, seed=seed)
     console.print(f"PTI on {target.num_frames} frame(s) at {res}² ({'few-shot' if target.num_frames > 1 else 'one-shot'}), "
                   f"base {base.source}", soft_wrap=True)
-    result = run_invert(base, target, out, config, loss_fn, ply=ply, progress=progress)
+    result = run_invert(base, target, out, config, loss_fn, ply=ply, progress=progress,
+                        heldout=heldout_target if dataset is not None else None, preview_size=size)
     console.print(f"PSNR on the input view(s): {result.psnr_pivot:.2f} dB after stage 1, {result.psnr_final:.2f} dB "
                   f"after tuning ({result.stage2_steps} steps{', stopped at ' + result.stopped_early if result.stopped_early else ''})",
                   soft_wrap=True)
+    if result.psnr_heldout_final is not None:
+        console.print(f"PSNR on the held-out view(s): {result.psnr_heldout_pivot:.2f} dB before tuning, "
+                      f"{result.psnr_heldout_final:.2f} dB after", soft_wrap=True)
     console.print(f"wrote {result.avatar}, {result.losses}, {result.preview}" + (f", {result.ply}" if result.ply else ""), soft_wrap=True)
 
 

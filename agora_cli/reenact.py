@@ -44,6 +44,7 @@ def reenact(
     basis: Annotated[Optional[Path], typer.Option("--basis", help="AGORA-M basis.safetensors (with --mobile).")] = None,
     mlp: Annotated[Optional[Path], typer.Option("--mlp", help="AGORA-M mlp.safetensors (with --mobile).")] = None,
     resolution: Annotated[Optional[int], typer.Option("--resolution", help="Render size (default: the avatar's).")] = None,
+    size: Annotated[int, typer.Option("--size", help="Pixels of each panel in the video: the render enlarged (bicubic) to this size.")] = 256,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames rendered per batch.")] = 8,
     aligned: Annotated[bool, typer.Option("--aligned", help="Video frames are FFHQ-aligned crops: skip detection.")] = False,
     device: DeviceOpt = None,
@@ -131,11 +132,11 @@ def reenact(
 
         result = reenact_imported(avatar, seed, sequence, out, truncation=truncation, resolution=res,
                                   mobile=(basis, mlp) if mobile else None, left=left, batch=batch, device=dev,
-                                  progress=progress)
+                                  progress=progress, size=size)
     else:
         result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
                              ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
-                             flame_eyelids=flame_eyelids, progress=progress)
+                             flame_eyelids=flame_eyelids, progress=progress, size=size)
     console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps "
                   f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)
 

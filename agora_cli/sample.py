@@ -22,11 +22,16 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="Seed of z and the sampled FLAME shapes.")] = 0,
     truncation: Annotated[float, typer.Option("--truncation", help="Truncation ψ of w (1 = none).")] = 0.7,
     resolution: Annotated[Optional[int], typer.Option("--resolution", help="Render size (default: the training resolution).")] = None,
+    size: Annotated[int, typer.Option("--size", help="Pixels per avatar in the grid: the render enlarged (bicubic) to this size.")] = 256,
     threads: ThreadsOpt = 0,
 ) -> None:
-    """Write `n` random avatars (G_ema, neutral expression, frontal camera) as a grid and .ply files."""
+    """Write `n` random avatars (G_ema, neutral expression, frontal camera) as a grid and .ply files.
+
+    Each avatar is rendered at the model's resolution (or --resolution) and shown at --size pixels."""
     if n < 1:
         raise AgoraError(f"--n {n}: must be at least 1")
+    if size < 8:
+        raise AgoraError(f"--size {size}: must be at least 8 pixels")
     if not 0.0 <= truncation <= 1.0:
         raise AgoraError(f"--truncation {truncation}: expected a value in [0, 1]")
     from agora_core.gaussians.files import check_output_path
@@ -36,10 +41,12 @@ def sample(
         check_output_path(ply, "--ply", folder=True)
     setup_runtime(threads or None)
     from agora_core.inference import load_model
+    from agora_core.render.images import enlarge
     from agora_core.train.sample import sample_avatars, write_avatars
 
     model = load_model(checkpoint)
     res = resolution or model.resolution
     images, gaussians = sample_avatars(model, n, seed, truncation, res)
+    images = enlarge(images, size)
     grid_path, ply_paths = write_avatars(images, gaussians, out, ply, cols=math.ceil(math.sqrt(n)))
     console.print(f"wrote {grid_path}" + (f" and {len(ply_paths)} .ply files in {ply}" if ply else ""))

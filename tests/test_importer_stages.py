@@ -144,7 +144,7 @@ def test_reenact_an_imported_run_from_a_video(imported_run, tmp_path):
     modnet = write_mean_sigmoid_onnx(tmp_path / "modnet.onnx")
     res = CliRunner().invoke(app, ["reenact", str(imported_run), str(video), "--seed", "1", "--out",
                                    str(tmp_path / "v.mp4"), "--smirk", str(SMIRK_FIXTURE), "--modnet", str(modnet),
-                                   "--side-by-side", "--resolution", "32", "--no-progress"])
+                                   "--side-by-side", "--resolution", "32", "--size", "32", "--no-progress"])
     assert res.exit_code == 0, res.output
     frames = VideoReader(tmp_path / "v.mp4").read_all()
     assert len(frames) == 4 and frames[0].shape == (32, 64, 3)  # driving crop | avatar

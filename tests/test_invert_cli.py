@@ -57,14 +57,19 @@ def modnet(tmp_path_factory) -> Path:
 
 def test_dataset_inversion_writes_avatar_losses_preview_and_ply(tmp_path):
     out = tmp_path / "out" / "me.pt"
-    result = _invoke("invert", "--dataset", demo_dataset(), "--index", "0", "1", "--ckpt", tiny_checkpoint(),
-                     "--out", out, "--ply", tmp_path / "out" / "me.ply", *FAST)
+    result = _invoke("invert", "--dataset", demo_dataset(), "--index", "0", "1", "--heldout", "3", "--ckpt",
+                     tiny_checkpoint(), "--out", out, "--ply", tmp_path / "out" / "me.ply", "--size", 40, *FAST)
     assert result.exit_code == 0, result.output
     assert "PTI on 2 frame(s)" in result.output and "L2 + SSIM" in result.output
+    assert "PSNR on the held-out view(s)" in result.output
     names = sorted(p.name for p in out.parent.iterdir())
     assert names == sorted(["me.losses.json", "me.ply", "me.pt", "me.preview.png"]), names
     preview = cv2.imread(str(out.parent / "me.preview.png"))
-    assert preview.shape == (3 * RES, 4 * RES, 3)  # before + 2 frames after; 4 columns
+    assert preview.shape == (4 * 40, 4 * 40, 3)  # before + 2 frames after + held-out view; 4 columns at --size
+    import json
+
+    doc = json.loads((out.parent / "me.losses.json").read_text())
+    assert doc["psnr_heldout_final"] > 0 and doc["heldout_sources"] == [f"{demo_dataset()}:3"]
     assert torch.load(out, weights_only=True)["frames"]["camera"].shape == (2, 25)
 
 
@@ -177,3 +182,13 @@ def test_failure_during_writing_leaves_nothing(tmp_path, monkeypatch):
         runner.invoke(_app(), ["invert", "--dataset", str(demo_dataset()), "--index", "0", "--ckpt",
                                str(tiny_checkpoint()), "--out", str(out), *FAST], catch_exceptions=False)
     _nothing_written(tmp_path / "o")
+
+
+def test_heldout_view_must_not_be_fitted(tmp_path):
+    line = _error_line(_invoke("invert", "--dataset", demo_dataset(), "--index", "0", "1", "--heldout", "1",
+                               "--ckpt", tiny_checkpoint(), "--out", tmp_path / "o" / "a.pt", *FAST))
+    assert "--heldout [1]: also in --index" in line
+    _nothing_written(tmp_path / "o")
+    line = _error_line(_invoke("invert", "x.jpg", "--heldout", "1", "--ckpt", tiny_checkpoint(),
+                               "--out", tmp_path / "o" / "a.pt", *FAST))
+    assert "--heldout needs --dataset" in line

@@ -224,7 +224,7 @@ def test_the_schema_fixture_pickle_trains_without_a_mouth_it_does_not_have(datas
 def test_sample(run, tmp_path):
     _agora("sample", run, "--n", 2, "--out", tmp_path / "grid.png", "--ply", tmp_path / "ply", "--threads", 1)
     grid = cv2.imread(str(tmp_path / "grid.png"))
-    assert grid.shape == (RES, 2 * RES, 3)
+    assert grid.shape == (256, 2 * 256, 3)  # each avatar at the default --size
     assert sorted(p.name for p in (tmp_path / "ply").iterdir()) == ["avatar_000.ply", "avatar_001.ply"]
 
 
@@ -250,7 +250,7 @@ def test_reenact_a_video_tracked_with_smirk(avatar, driving_video, modnet, flame
     pkl, obj = flame_files
     out = tmp_path / "out.mp4"
     _agora("reenact", avatar, driving_video, "--out", out, "--smirk", SMIRK_FIXTURE, "--modnet", modnet,
-           "--flame", pkl, "--flame-uv", obj, "--device", "cpu", "--threads", 1, "--no-progress")
+           "--flame", pkl, "--flame-uv", obj, "--device", "cpu", "--threads", 1, "--size", RES, "--no-progress")
     frames = VideoReader(out).read_all()
     assert len(frames) == 3 and frames[0].shape == (RES, RES, 3)
 

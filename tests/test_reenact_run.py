@@ -70,13 +70,13 @@ def test_npz_params_with_ground_truth_side_by_side(tmp_path):
     params = make_demo_sequence(6, 12.0, seed=1).save(tmp_path / "drive.npz")
     out = tmp_path / "out" / "demo.mp4"
     result = _invoke("reenact", quick_avatar(), "--params", params, "--out", out, "--ground-truth", demo_dataset(),
-                     "--side-by-side", "--no-progress")
+                     "--side-by-side", "--size", "48", "--no-progress")
     assert result.exit_code == 0, result.output
     frames, fps = _decoded(out)
-    assert len(frames) == 6 and fps == 12.0 and frames[0].shape == (RES, 2 * RES, 3)
+    assert len(frames) == 6 and fps == 12.0 and frames[0].shape == (48, 2 * 48, 3)  # both panels at --size
     _only(out.parent, "demo.mp4")
     # the ground truth (left) shows the demo person on white; the render (right) differs from it
-    left, right = frames[3][:, :RES].astype(float), frames[3][:, RES:].astype(float)
+    left, right = frames[3][:, :48].astype(float), frames[3][:, 48:].astype(float)
     assert left.mean() < 250 and np.abs(left - right).mean() > 1
 
 
@@ -89,14 +89,14 @@ def test_authors_json_params(tmp_path):
                      "--no-smooth", "--no-progress")
     assert result.exit_code == 0, result.output
     frames, fps = _decoded(out)
-    assert len(frames) == 5 and fps == 25.0 and frames[0].shape == (RES, RES, 3)
+    assert len(frames) == 5 and fps == 25.0 and frames[0].shape == (256, 256, 3)  # the default --size
 
 
 def test_video_tracked_with_smirk(tmp_path, astronaut_video, modnet):
     out = tmp_path / "v.mp4"
     result = _invoke("reenact", quick_avatar(), astronaut_video, "--out", out, "--smirk", SMIRK_FIXTURE,
                      "--modnet", modnet, "--side-by-side", "--save-params", tmp_path / "tracked.npz",
-                     "--smooth", "5,2", "--no-progress")
+                     "--smooth", "5,2", "--size", str(RES), "--no-progress")
     assert result.exit_code == 0, result.output
     frames, fps = _decoded(out)
     assert len(frames) == 6 and fps == 10.0 and frames[0].shape == (RES, 2 * RES, 3)

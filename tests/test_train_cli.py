@@ -73,12 +73,12 @@ def test_sample_writes_a_grid_png_and_ply_files(app, tmp_path: Path, monkeypatch
     loop.train(tiny_config(total_kimg=0.004), data, run, progress=False)
     out, plys = tmp_path / "grid.png", tmp_path / "plys"
     result = CliRunner().invoke(app, ["sample", str(run), "--n", "3", "--out", str(out), "--ply", str(plys),
-                                      "--seed", "1", "--truncation", "0.5"])
+                                      "--seed", "1", "--truncation", "0.5", "--size", "40"])
     assert result.exit_code == 0, result.output
     import cv2
 
     grid = cv2.imread(str(out))
-    assert grid.shape == (2 * 16, 2 * 16, 3)  # 3 avatars in a 2×2 grid at the training resolution
+    assert grid.shape == (2 * 40, 2 * 40, 3)  # 3 avatars in a 2×2 grid, each enlarged to --size
     files = sorted(plys.glob("*.ply"))
     assert [f.name for f in files] == ["avatar_000.ply", "avatar_001.ply", "avatar_002.ply"]
     vertex = PlyData.read(str(files[0]))["vertex"]

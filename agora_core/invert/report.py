@@ -2,7 +2,9 @@
 
 Preview rows: the base generator at the pivot (before tuning), then the tuned one for each input
 frame; columns: input | reconstruction | novel view (camera orbited 0.5 rad in yaw) | new expression
-(jaw open, a few expression coefficients set).
+(jaw open, a few expression coefficients set). With held-out views (`agora invert --heldout`, views of
+the dataset that PTI never saw), one more row each: truth | tuned | before tuning | blank. Each tile is
+rendered at the model's resolution and enlarged to the preview size (`render.images.enlarge`).
 """
 
 from __future__ import annotations
@@ -57,8 +59,26 @@ def preview_row(G: AgoraGenerator, w: Tensor, params: FrameParameters, target: I
     return torch.stack([target.images[:f], images[0], images[1], images[2]], dim=1).clamp(0, 1)
 
 
-def preview_grid(rows: Tensor) -> np.ndarray:
-    """[N, 4, 3, R, R] in [0, 1] -> uint8 RGB [N·R, 4·R, 3]."""
+@torch.no_grad()
+def render_heldout(G: AgoraGenerator, w: Tensor, shape: Tensor, heldout: InversionTarget) -> Tensor:
+    """[F, 3, R, R]: the avatar (pivot w [1, w_dim], β [1, S]) in the held-out views' own labels
+    (dataset camera and expression: nothing of them was fitted)."""
+    flame = dict(heldout.flame, shape=shape.expand(heldout.num_frames, -1))
+    return render_frames(G, broadcast_w(w, G.num_ws), flame, Camera.from_label(heldout.cameras),
+                         heldout.resolution).clamp(0, 1)
+
+
+def heldout_rows(truth: Tensor, tuned: Tensor, before: Tensor) -> Tensor:
+    """[F, 4, 3, R, R] preview rows of held-out views: truth | tuned | before tuning | blank."""
+    return torch.stack([truth, tuned, before, torch.ones_like(truth)], dim=1).clamp(0, 1)
+
+
+def preview_grid(rows: Tensor, size: int | None = None) -> np.ndarray:
+    """[N, 4, 3, R, R] in [0, 1] -> uint8 RGB [N·S, 4·S, 3], each tile enlarged to S = `size` (default R)."""
+    from agora_core.render.images import enlarge
+
+    if size is not None:
+        rows = enlarge(rows.flatten(0, 1), size).reshape(*rows.shape[:3], size, size)
     n, c, _, r, _ = rows.shape
     grid = rows.permute(0, 3, 1, 4, 2).reshape(n * r, c * r, 3)
     return (grid * 255 + 0.5).to(torch.uint8).cpu().numpy()

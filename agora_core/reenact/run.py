@@ -23,7 +23,7 @@ from agora_core.invert.pti import broadcast_w
 from agora_core.invert.video_io import Mp4Writer
 from agora_core.reenact.driving import DrivingSequence
 from agora_core.render import Camera, rasterize
-from agora_core.render.images import to_uint8_hwc
+from agora_core.render.images import DISPLAY_SIZE, enlarge, to_uint8_hwc
 
 
 class FullAvatar:
@@ -102,7 +102,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
             mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
             ground_truth: str | Path | None = None, batch: int = 8, device: str | torch.device = "cpu",
             flame_pkl: str | None = None, flame_uv: str | None = None, flame_eyelids: str | None = None,
-            progress: bool = True) -> ReenactResult:
+            progress: bool = True, size: int = DISPLAY_SIZE) -> ReenactResult:
     """Render `driving` with the avatar into `out` (mp4 at driving.fps), written to a temporary file
     renamed at the end.
 
@@ -111,6 +111,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
         left: frames [R, R, 3] uint8 shown left of each render (the driving video's crops).
         ground_truth: a demo-identity dataset folder: its person rendered with the same parameters
             is shown on the left instead.
+        size: pixels of each panel in the video: the render (at `resolution`) enlarged to it.
     """
     out = Path(out)
     if out.suffix.lower() != ".mp4":
@@ -124,13 +125,14 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
              else FullAvatar.from_avatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids))
     cameras = driving.cameras()
     return _write_video(model, lambda idx, flame: Camera(cameras.cam2world[idx], cameras.intrinsics[idx]),
-                        driving, out, res, left, ground_truth, batch, device, progress)
+                        driving, out, res, left, ground_truth, batch, device, progress, size)
 
 
 def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: str | Path, *,
                      truncation: float = 0.7, resolution: int | None = None,
                      mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
-                     batch: int = 8, device: str | torch.device = "cpu", progress: bool = True) -> ReenactResult:
+                     batch: int = 8, device: str | torch.device = "cpu", progress: bool = True,
+                     size: int = DISPLAY_SIZE) -> ReenactResult:
     """Render `driving` with an imported run's seed identity (`inference.draw_identity`) into `out`.
 
     The authors' reenactment convention: the head stays unrotated and a DECA camera orbits the posed
@@ -158,12 +160,15 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
         animator = FullAvatar(G, cache)
     pose = torch.as_tensor(driving.global_pose, dtype=torch.float32)
     return _write_video(animator, lambda idx, flame: model.cameras(shape, pose[idx], flame), driving, out, res,
-                        left, None, batch, device, progress)
+                        left, None, batch, device, progress, size)
 
 
 def _write_video(model, cameras_of, driving: DrivingSequence, out: Path, res: int, left, ground_truth, batch: int,
-                 device, progress: bool) -> ReenactResult:
-    """The frame loop: animate a batch, render it with `cameras_of(indices, flame)`, encode."""
+                 device, progress: bool, size: int) -> ReenactResult:
+    """The frame loop: animate a batch, render it with `cameras_of(indices, flame)` at `res`, enlarge
+    each panel to `size` (`render.images.enlarge`), encode."""
+    if size < 8 or size % 2:
+        raise AgoraError(f"--size {size}: an even number of pixels >= 8")
     person = None
     if ground_truth is not None:
         from agora_core.invert.demo_data import demo_identity_from_dataset
@@ -187,13 +192,13 @@ def _write_video(model, cameras_of, driving: DrivingSequence, out: Path, res: in
             f = {k: v[idx].to(device) for k, v in flame.items()}
             cams = cameras_of(idx, f).to(device)
             rgb, _ = rasterize(model.animate(f), cams, res, res, background=1.0)
-            frames = to_uint8_hwc(rgb)
+            frames = to_uint8_hwc(enlarge(rgb, size))
             if person is not None:
-                gt = to_uint8_hwc(person.render({k: v[idx] for k, v in flame.items()},
-                                             Camera(cameras.cam2world[idx], cameras.intrinsics[idx]), res))
-                frames = np.concatenate([gt, frames], axis=2)
+                gt = person.render({k: v[idx] for k, v in flame.items()},
+                                   Camera(cameras.cam2world[idx], cameras.intrinsics[idx]), res)
+                frames = np.concatenate([to_uint8_hwc(enlarge(gt, size)), frames], axis=2)
             elif left is not None:
-                side = np.stack([_resize(left[i], res) for i in idx.tolist()])
+                side = np.stack([_resize(left[i], size) for i in idx.tolist()])
                 frames = np.concatenate([side, frames], axis=2)
             for frame in frames:
                 writer.append(frame)

@@ -16,3 +16,22 @@ def to_uint8_hwc(images: Tensor) -> np.ndarray:
     """[B, C, H, W] float in [0, 1] -> [B, H, W, C] uint8 numpy (video frames, image files)."""
     assert images.ndim == 4, images.shape
     return to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
+
+
+DISPLAY_SIZE = 256  # default pixels per avatar of what a person looks at (grids, previews, videos)
+
+
+def enlarge(images: Tensor, size: int) -> Tensor:
+    """[B, C, R, R] float in [0, 1] -> [B, C, size, size]: bicubic (area-weighted when shrinking), clamped.
+
+    A model is shown at the resolution it was trained at, enlarged: rendering a low-resolution model
+    natively at a larger size exposes gaps between splats that its training images never held
+    (docs/architecture.md, "Viewable outputs").
+    """
+    assert images.ndim == 4 and images.shape[-1] == images.shape[-2], images.shape
+    if images.shape[-1] == size:
+        return images
+    shrink = size < images.shape[-1]
+    out = torch.nn.functional.interpolate(images, size=(size, size), mode="bicubic", align_corners=False,
+                                          antialias=shrink)
+    return out.clamp(0, 1)
