@@ -17,6 +17,7 @@ from agora_cli import import_cmd
 from agora_cli import invert as invert_cmd
 from agora_cli import prep_data as prep_data_cmd
 from agora_cli import reenact as reenact_cmd
+from agora_cli import report as report_cmd
 from agora_cli import sample as sample_cmd
 from agora_cli import train as train_cmd
 from agora_cli import train_tracker as train_tracker_cmd
@@ -60,6 +61,7 @@ app.add_typer(export_cmd.export_app, name="export")
 app.command("eval")(eval_cmd.evaluate)
 app.command("train-tracker")(train_tracker_cmd.train_tracker)
 app.command("doctor")(doctor_cmd.doctor)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

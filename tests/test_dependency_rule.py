@@ -16,7 +16,7 @@ import pytest
 CORE = Path(__file__).resolve().parents[1] / "agora_core"
 BUILDING_BLOCKS = {"errors", "assets", "torch_files", "devices", "gaussians", "render", "head", "models"}
 STAGES = {"data", "face", "train", "mobile", "invert", "reenact", "export", "bench", "metrics", "inference",
-          "importer", "doctor"}
+          "importer", "doctor", "report"}
 
 
 def _runtime_imports(path: Path) -> set[str]:

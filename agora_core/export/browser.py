@@ -76,6 +76,7 @@ class HeadlessBrowser:
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._stderr_tail: list[str] = []
+        self.events: list[dict] = []  # CDP events (messages without an id), e.g. console and log entries
         threading.Thread(target=self._read_loop, daemon=True).start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
 
@@ -101,6 +102,8 @@ class HeadlessBrowser:
                     with self._cond:
                         self._pending[msg["id"]] = msg
                         self._cond.notify_all()
+                elif len(self.events) < 10_000:
+                    self.events.append(msg)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
