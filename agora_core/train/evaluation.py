@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from agora_core.data.torch_dataset import HeadImageDataset
@@ -20,7 +19,7 @@ from agora_core.errors import AgoraError
 from agora_core.render import Camera, rasterize
 from agora_core.train.sampling import ConditionSampler
 from agora_core.train.swd import swd
-from agora_core.render.images import to_uint8
+from agora_core.render.images import enlarge, to_uint8
 
 
 def _own_rng(device: torch.device):
@@ -145,8 +144,8 @@ def save_sample_grid(G_ema, inputs: SampleGridInputs, resolution: int, path: str
         images = render_generator(G_ema, inputs.z.to(device), inputs.c.to(device),
                                   {k: v.to(device) for k, v in inputs.flame.items()}, resolution,
                                   noise_mode="const")
-    if display_resolution and display_resolution != resolution:
-        images = F.interpolate(images, size=display_resolution, mode="bicubic", align_corners=False).clamp(0, 1)
+    if display_resolution:
+        images = enlarge(images, display_resolution)
     return write_png(path, image_grid(images, inputs.rows, inputs.cols))
 
 
