@@ -20,6 +20,10 @@ PTI_ARGS=${PTI_ARGS:---w-steps 30 --g-steps 60}     # PTI steps (paper: 450 + 35
 TRACKER_STEPS=${TRACKER_STEPS:-150}                 # demo-head FLAME tracker (for AED/APD)
 EVAL_ARGS=${EVAL_ARGS:---swd-images 256 --identities 4 --pairs 4}
 THREADS=${THREADS:-2}
+if [ ! -e "$MODEL" ]; then
+  echo "no model at $MODEL: pass MODEL=path (a model folder, run folder or checkpoint), or train one with make demo-train" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 
 step() { printf '\n\033[1m== %s\033[0m  (%ss)\n' "$*" "$SECONDS"; }
