@@ -134,3 +134,19 @@ def test_page_loads_in_chromium(demo_out):
     assert not errors, errors
     assert len(images) == 6 and all(done and width > 0 for _, done, width in images), images
     assert len(videos) == 2 and all(state >= 2 and duration > 0.4 for _, state, duration in videos), videos
+
+
+def test_enlarge_keeps_flat_images_and_the_range():
+    """render.images.enlarge: what every viewable output goes through (bicubic overshoot clamped)."""
+    from tolerances import rounding_tol
+
+    from agora_core.render.images import enlarge
+
+    flat = torch.full((2, 3, 16, 16), 0.25)
+    # bicubic weights sum to 1: a flat image stays flat up to a few float32 roundings of 0.25
+    assert (enlarge(flat, 64) - 0.25).abs().max() <= rounding_tol(torch.float32, 0.25, steps=8)
+    edge = torch.zeros(1, 3, 16, 16)
+    edge[..., 8:] = 1.0
+    big = enlarge(edge, 64)
+    assert big.shape == (1, 3, 64, 64) and float(big.min()) >= 0.0 and float(big.max()) <= 1.0
+    assert enlarge(edge, 16) is edge and enlarge(big, 16).shape == (1, 3, 16, 16)
