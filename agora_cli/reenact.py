@@ -66,14 +66,14 @@ def reenact(
         raise AgoraError("reenact needs a driving video or --params FILE (exactly one)")
     if save_params is not None and driving is None:
         raise AgoraError("--save-params writes what was tracked from a video; it does not apply to --params")
-    from agora_core.inference import is_imported_run
+    from agora_core.inference import is_imported_run, is_model_folder
 
-    imported = is_imported_run(avatar)
+    imported = is_imported_run(avatar) or is_model_folder(avatar)  # a model with seeds, not one avatar
     if imported and seed is None:
-        raise AgoraError(f"{avatar} is an imported run: add --seed N to choose the identity (as agora sample --seed N)")
+        raise AgoraError(f"{avatar} is a model folder: add --seed N to choose the identity (as agora sample --seed N)")
     if not imported and seed is not None:
-        raise AgoraError("--seed chooses the identity of an imported run; an avatar file has its own")
-    if imported and mobile and basis is None and mlp is None:  # the run's imported AGORA-M pair
+        raise AgoraError("--seed chooses the identity of an imported run or model folder; an avatar file has its own")
+    if is_imported_run(avatar) and mobile and basis is None and mlp is None:  # the run's imported AGORA-M pair
         basis, mlp = avatar / "basis.safetensors", avatar / "mlp.safetensors"
     if mobile and (basis is None or mlp is None):
         raise AgoraError("--mobile needs --basis basis.safetensors and --mlp mlp.safetensors")
@@ -94,9 +94,9 @@ def reenact(
     setup_runtime(threads or None)
     dev = resolve_device(device)
     if imported:  # fail on a bad run before tracking a long video
-        from agora_core.importer import load_imported_run
+        from agora_core.inference import load_model
 
-        loaded, res = None, resolution or load_imported_run(avatar).resolution
+        loaded, res = None, resolution or load_model(avatar).resolution
     else:
         loaded = AvatarFile.load(avatar)  # fail on a bad avatar before tracking a long video
         res = resolution or loaded.resolution

@@ -82,6 +82,22 @@ def test_stages_take_the_model_folder(model_dir, tmp_path):
     assert target_from_dataset(demo_dataset(), [0], load_base_generator(model_dir).generator.head, RES).num_frames == 1
 
 
+def test_reenact_takes_the_model_folder_with_a_seed(model_dir, tmp_path):
+    from agora_cli.app import app
+    from agora_core.invert.video_io import VideoReader
+    from agora_core.reenact.demo_sequence import make_demo_sequence
+
+    params = make_demo_sequence(3, 8.0, seed=1).save(tmp_path / "d.npz")
+    out = tmp_path / "m.mp4"
+    res = CliRunner().invoke(app, ["reenact", str(model_dir), "--seed", "0", "--params", str(params), "--out", str(out),
+                                   "--size", "48", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    frames = VideoReader(out).read_all()
+    assert len(frames) == 3 and frames[0].shape == (48, 48, 3) and frames[1].mean() < 254  # the head is in view
+    res = CliRunner().invoke(app, ["reenact", str(model_dir), "--params", str(params), "--out", str(out)])
+    assert res.exit_code == 2 and "add --seed N" in res.output
+
+
 def _copy(model_dir: Path, dest: Path) -> Path:
     dest.mkdir()
     for p in model_dir.iterdir():

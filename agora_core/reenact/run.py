@@ -133,9 +133,10 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
                      mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
                      batch: int = 8, device: str | torch.device = "cpu", progress: bool = True,
                      size: int = DISPLAY_SIZE) -> ReenactResult:
-    """Render `driving` with an imported run's seed identity (`inference.draw_identity`) into `out`.
+    """Render `driving` with the seed identity (`inference.draw_identity`) of an imported run or a model
+    folder into `out`. A model folder is driven through the sequence's cameras, as an avatar is.
 
-    The authors' reenactment convention: the head stays unrotated and a DECA camera orbits the posed
+    For an imported run, the authors' reenactment convention: the head stays unrotated and a DECA camera orbits the posed
     root joint by the driving head rotation, at the run's framing (s = 8). `mobile`: an AGORA-M pair,
     e.g. the run's imported `basis.safetensors` / `mlp.safetensors`.
     """
@@ -158,9 +159,13 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
         animator = MobileAvatar(BlendshapeAvatar.from_generator(G, cache, basis.to(device), mlp.to(device)))
     else:
         animator = FullAvatar(G, cache)
-    pose = torch.as_tensor(driving.global_pose, dtype=torch.float32)
-    return _write_video(animator, lambda idx, flame: model.cameras(shape, pose[idx], flame), driving, out, res,
-                        left, None, batch, device, progress, size)
+    if model.camera_convention == "eg3d":  # a model folder or training run: the driving cameras, as for avatars
+        cams = driving.cameras()
+        cameras_of = lambda idx, flame: Camera(cams.cam2world[idx], cams.intrinsics[idx])  # noqa: E731
+    else:
+        pose = torch.as_tensor(driving.global_pose, dtype=torch.float32)
+        cameras_of = lambda idx, flame: model.cameras(shape, pose[idx], flame)  # noqa: E731
+    return _write_video(animator, cameras_of, driving, out, res, left, None, batch, device, progress, size)
 
 
 def _write_video(model, cameras_of, driving: DrivingSequence, out: Path, res: int, left, ground_truth, batch: int,
