@@ -34,7 +34,8 @@ def invert(
     index: Annotated[Optional[list[str]], typer.Option("--index", help="Dataset indices with --dataset: --index 0 1 2 (or 0,1,2).")] = None,
     aligned: Annotated[bool, typer.Option("--aligned", help="Photos are FFHQ-aligned crops: skip face detection.")] = False,
     matting: Annotated[bool, typer.Option("--matting/--no-matting", help="Matte with MODNet onto white (off: photos already on white).")] = True,
-    perceptual_weights: Annotated[Optional[Path], typer.Option("--perceptual-weights", help="torchvision VGG16 state dict (torch.save) for the perceptual loss; without it: L2 + SSIM.")] = None,
+    perceptual_weights: Annotated[Optional[Path], typer.Option("--perceptual-weights", help="LPIPS backbone: torchvision AlexNet (PTI's) or VGG16 state dict (torch.save); else $AGORA_PERCEPTUAL_WEIGHTS or assets.yaml; without it: L2 + SSIM.")] = None,
+    stop_lpips: Annotated[Optional[float], typer.Option("--stop-lpips", min=0.0, help="Stop tuning once the perceptual term is at most this (default: PTI's 0.06 with AlexNet LPIPS, off otherwise; 0 = off).")] = None,
     locality: Annotated[bool, typer.Option("--locality", help="PTI's locality regulariser in stage 2.")] = False,
     tune_flame: Annotated[Optional[bool], typer.Option("--tune-flame/--no-tune-flame", help="Tune β, ψ, θ with w in stage 1 (default: with several frames).")] = None,
     w_steps: Annotated[int, typer.Option("--w-steps", min=0, help="Stage 1 steps (pivot w).")] = 450,
@@ -90,8 +91,12 @@ def invert(
                               f"is '{head.model_id}'; the fit will be poor", highlight=False, soft_wrap=True)
     loss_fn = make_reconstruction_loss(str(perceptual_weights) if perceptual_weights else None, dev,
                                        warn=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True))
+    from agora_core.invert.lpips_distance import PTI_LPIPS_STOP
+
+    if stop_lpips is None:  # PTI's threshold only means something on the scale it was set on
+        stop_lpips = PTI_LPIPS_STOP if loss_fn.perceptual_name == "lpips-alex" else None
     config = PTIConfig(w_steps=w_steps, g_steps=g_steps, w_lr=w_lr, g_lr=g_lr, locality=locality,
-                       optimise_flame=tune_flame, seed=seed)
+                       optimise_flame=tune_flame, seed=seed, stop_perceptual=stop_lpips or None)
     console.print(f"PTI on {target.num_frames} frame(s) at {res}² ({'few-shot' if target.num_frames > 1 else 'one-shot'}), "
                   f"base {base.source}", soft_wrap=True)
     result = run_invert(base, target, out, config, loss_fn, ply=ply, progress=progress)
