@@ -10,7 +10,6 @@ import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
 from agora_cli.options import DeviceOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
-from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 
@@ -54,52 +53,21 @@ def invert(
     flame_eyelids: FlameEyelidsOpt = None,
 ) -> None:
     """Invert photos of a person into an animatable avatar (PTI: pivot w, then generator tuning)."""
-
-    from agora_core.invert.checkpoint_io import load_base_generator
-    from agora_core.invert.losses import make_reconstruction_loss
-    from agora_core.invert.pti import PTIConfig
-    from agora_core.invert.run import invert as run_invert
+    from agora_core.invert.from_inputs import PTISettings, invert_from_inputs
 
     inputs = list(inputs or [])
-    if out.suffix != ".pt":
-        raise AgoraError(f"--out {out}: the avatar file must end in .pt")
-    from agora_core.gaussians.files import check_output_path
-
-    check_output_path(out, "--out")
-    if ply is not None:
-        check_output_path(ply, "--ply")
+    indices = parse_indices(index, inputs) if dataset is not None else None
     if dataset is None and index:
         raise AgoraError("--index needs --dataset DIR")
-    if dataset is not None and (frames is not None or aligned):
-        raise AgoraError("--frames/--aligned apply to photos and videos, not --dataset")
     setup_runtime(threads or None)
-    dev = resolve_device(device)
-    base = load_base_generator(ckpt, dev, flame, flame_uv, flame_eyelids)
-    head, res = base.generator.head, base.resolution
-    if dataset is not None:
-        from agora_core.invert.targets import target_from_dataset
-
-        target = target_from_dataset(dataset, parse_indices(index, inputs), head, res)
-    else:
-        from agora_core.invert.photo_inputs import FaceTools, collect_images, target_from_images
-
-        images, names = collect_images([Path(p) for p in inputs], frames)
-        tools = FaceTools.load(smirk, modnet, aligned, matting, dev)
-        target = target_from_images(images, names, tools, head, res)
-        if not head.model_id.startswith("flame"):
-            err_console.print(f"[yellow]warning:[/] SMIRK estimates FLAME 2020 parameters, but the checkpoint's head "
-                              f"is '{head.model_id}'; the fit will be poor", highlight=False, soft_wrap=True)
-    loss_fn = make_reconstruction_loss(str(perceptual_weights) if perceptual_weights else None, dev,
-                                       warn=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True))
-    from agora_core.invert.lpips_distance import PTI_LPIPS_STOP
-
-    if stop_lpips is None:  # PTI's threshold only means something on the scale it was set on
-        stop_lpips = PTI_LPIPS_STOP if loss_fn.perceptual_name == "lpips-alex" else None
-    config = PTIConfig(w_steps=w_steps, g_steps=g_steps, w_lr=w_lr, g_lr=g_lr, locality=locality,
-                       optimise_flame=tune_flame, seed=seed, stop_perceptual=stop_lpips or None)
-    console.print(f"PTI on {target.num_frames} frame(s) at {res}² ({'few-shot' if target.num_frames > 1 else 'one-shot'}), "
-                  f"base {base.source}", soft_wrap=True)
-    result = run_invert(base, target, out, config, loss_fn, ply=ply, progress=progress)
+    settings = PTISettings(w_steps=w_steps, g_steps=g_steps, w_lr=w_lr, g_lr=g_lr, locality=locality,
+                           tune_flame=tune_flame, stop_lpips=stop_lpips, seed=seed)
+    result = invert_from_inputs(
+        ckpt, out, [] if dataset is not None else inputs, dataset=dataset, index=indices, frames=frames,
+        aligned=aligned, matting=matting, perceptual_weights=perceptual_weights, settings=settings, ply=ply,
+        device=device, progress=progress, smirk=smirk, modnet=modnet, flame=flame, flame_uv=flame_uv,
+        flame_eyelids=flame_eyelids, say=lambda m: console.print(m, soft_wrap=True),
+        warn=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True))
     console.print(f"PSNR on the input view(s): {result.psnr_pivot:.2f} dB after stage 1, {result.psnr_final:.2f} dB "
                   f"after tuning ({result.stage2_steps} steps{', stopped at ' + result.stopped_early if result.stopped_early else ''})",
                   soft_wrap=True)
