@@ -145,5 +145,5 @@ def spz(
     truncation: TruncationOpt = 0.7,
     threads: ThreadsOpt = 0,
 ) -> None:
-    """The avatar's neutral Gaussians as a Niantic .spz (needs pip install 'agora[spz]')."""
+    r"""The avatar's neutral Gaussians as a Niantic .spz (needs the gsply package: pip install 'agora\[spz]')."""
     _neutral("spz", source, out, seed, truncation, threads)
