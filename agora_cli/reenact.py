@@ -35,6 +35,7 @@ def reenact(
     params: Annotated[Optional[Path], typer.Option("--params", help="Drive from parameters instead: .npz (agora), the authors' driving_sequence.json, or a folder of their per-frame SMIRK outputs (<clip>/smirk/<frame>/exp.npy, …).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="With an imported run: the identity to drive (as agora sample --seed).")] = None,
     truncation: Annotated[float, typer.Option("--truncation", help="With an imported run: truncation ψ of the identity.")] = 0.7,
+    audio: Annotated[Optional[Path], typer.Option("--audio", help="Sound track to add (a sound file or a video with sound); default: the driving video's own sound.")] = None,
     save_params: Annotated[Optional[Path], typer.Option("--save-params", help="Write the tracked (unsmoothed) parameters (.npz or .json).")] = None,
     smooth: Annotated[str, typer.Option("--smooth", help="Savitzky–Golay WINDOW,ORDER over time.")] = "5,3",
     no_smooth: Annotated[bool, typer.Option("--no-smooth", help="Do not smooth the parameters.")] = False,
@@ -90,6 +91,9 @@ def reenact(
     if save_params is not None:
         check_output_path(save_params, "--save-params")
     window = parse_smooth(smooth, no_smooth)
+    from agora_core.reenact.sound import audio_file, audio_of_video
+
+    track = audio_file(audio) if audio is not None else None  # fail on a bad sound file before any work
     setup_runtime(threads or None)
     dev = resolve_device(device)
     if imported:  # fail on a bad run before tracking a long video
@@ -120,6 +124,11 @@ def reenact(
         if save_params is not None:
             tracked.sequence.save(save_params)
             console.print(f"wrote {save_params}", soft_wrap=True)
+        if tracked.variable_rate:
+            err_console.print(f"note: {driving} has a variable frame rate; its frames are put on "
+                              f"{tracked.sequence.fps:g} fps by their timestamps", highlight=False, soft_wrap=True)
+        if track is None:
+            track = audio_of_video(driving, tracked.start)
         sequence = tracked.sequence
         left = tracked.crops if side_by_side and ground_truth is None else None
     else:
@@ -131,12 +140,13 @@ def reenact(
 
         result = reenact_imported(avatar, seed, sequence, out, truncation=truncation, resolution=res,
                                   mobile=(basis, mlp) if mobile else None, left=left, batch=batch, device=dev,
-                                  progress=progress)
+                                  audio=track, progress=progress)
     else:
         result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
                              ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
-                             flame_eyelids=flame_eyelids, progress=progress)
-    console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps "
+                             flame_eyelids=flame_eyelids, audio=track, progress=progress)
+    sound = f", sound of {track.path}" if track is not None else ""
+    console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps{sound} "
                   f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)
 
 

@@ -82,6 +82,11 @@ class DrivingSequence:
         new["eyelids"] = np.clip(new["eyelids"], 0.0, 1.0)  # SMIRK's eyelids live in [0, 1]
         return replace(self, **new)
 
+    def frames_at(self, index: np.ndarray, fps: float) -> "DrivingSequence":
+        """The frames `index` [K] (repeats allowed, e.g. a variable-rate video put on a constant rate) at `fps`."""
+        picked = {k: getattr(self, k)[index] for k in SMOOTHED}
+        return replace(self, **picked, camera=None if self.camera is None else self.camera[index], fps=float(fps))
+
     def cameras(self) -> Camera:
         """One camera per frame: the given labels, else the orbit camera of the head pose."""
         if self.camera is not None:
