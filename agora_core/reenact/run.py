@@ -74,7 +74,8 @@ class MobileAvatar:
 
     @torch.no_grad()
     def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
-        return self.avatar.animate(flame["expression"], flame["jaw"], flame["eyelids"])
+        e = _fit(flame["expression"], self.avatar.mlp.expr_dim)  # e.g. FLAME's 100 of VHAP, the MLP's 50
+        return self.avatar.animate(e, flame["jaw"], flame["eyelids"])
 
 
 def _agora_m_pair(basis_path: str | Path, mlp_path: str | Path):
