@@ -71,7 +71,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             for k in names:
                 try:
                     data[k] = z[k]
-                except ValueError:  # an object array: would need unpickling
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc):
+                        raise
                     raise file_error(path, f"'{k}' holds Python objects, not numbers (pickled arrays are not "
                                            "read)") from None
     except ARCHIVE_ERRORS as exc:  # truncated/foreign files
