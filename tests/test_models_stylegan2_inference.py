@@ -102,3 +102,40 @@ def test_autograd_and_no_grad_never_take_the_inference_path(monkeypatch):
     with torch.no_grad():
         net(ws)
     assert stylegan2_inference.use_inference_path(ws) is False
+
+
+@pytest.mark.parametrize("layout", ["paper", "authors"])
+def test_generator_animate_in_inference_mode_matches(layout):
+    """`AgoraGenerator.animate` inside torch.inference_mode (float32, and bfloat16 convolutions) vs the
+    reference path: the Gaussians a render would see."""
+    from sphere_head import sphere_head_assets
+
+    from agora_core.head import HeadModel
+    from agora_core.models import AgoraGenerator, GeneratorConfig
+
+    config = GeneratorConfig(z_dim=16, w_dim=16, uv_resolution=16, gaussian_grid=16, tap_resolution=8,
+                             channel_base=256, channel_max=16, expr_cond_dim=6, expr_embed_dim=8,
+                             attribute_layout=layout, shape_conditioning="spatial" if layout == "paper" else "none")
+    torch.manual_seed(0)
+    g = _randomise(AgoraGenerator(config, HeadModel(sphere_head_assets()))).eval()
+    if g.deformation_branch.position_head is not None:
+        torch.nn.init.normal_(g.deformation_branch.position_head.weight, std=0.3)
+    with torch.no_grad():
+        cache = g.identity(torch.randn(2, 16), torch.zeros(2, 25), 0.5 * torch.randn(2, 4), noise_mode="const")
+    expr, jaw, eyelids = torch.randn(2, 8), 0.1 * torch.randn(2, 3), torch.rand(2, 2)
+    with torch.no_grad():
+        ref = g.animate(cache, expr, jaw, eyelids, noise_mode="const").gaussians
+    with torch.inference_mode():
+        fast = g.animate(cache, expr, jaw, eyelids, noise_mode="const").gaussians
+        half = g.animate(cache, expr, jaw, eyelids, noise_mode="const", deform_dtype=torch.bfloat16).gaussians
+    for name in ("means", "log_scales", "quats", "opacities"):
+        a, b, c = getattr(ref, name), getattr(fast, name), getattr(half, name)
+        assert c.dtype == a.dtype
+        # positions/scales pass through bounded activations (|derivative| ≤ 1·their bound): the planes' error
+        # (two 3-layer blocks of ≤ 16·9 products each) carries over at most scaled by the bounds (≤ 1 here)
+        assert_within(b, a, rounding_tol(torch.float32, 10 * (a.abs().max() + 1), steps=1000), name)
+        # bfloat16 (8-bit mantissa) residual planes: ~2⁻⁸ relative error of values of size ≤ the layers' outputs
+        assert (c - a).abs().max() < 0.05 * (a.abs().max() + 1), name
+    with pytest.raises(AssertionError, match="inference only"):
+        with torch.no_grad():
+            g.animate(cache, expr, jaw, eyelids, noise_mode="const", deform_dtype=torch.bfloat16)
