@@ -46,7 +46,7 @@ class FullAvatar:
             cache = G.identity(None, None, avatar.shape.to(dev).float(), ws=ws, noise_mode="const")
         return FullAvatar(G, cache)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # the generator's inference path (models/stylegan2_inference.py)
     def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
         e = _fit(flame["expression"], self.num_expr)
         return self.G.animate(self.cache, e, flame["jaw"], flame["eyelids"], flame["neck"], flame["eyes"],
