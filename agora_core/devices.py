@@ -1,4 +1,4 @@
-"""The one default-device rule: which torch device a `--device` value (or none) means."""
+"""Devices: the one default-device rule (`resolve_device`) and RNGs forked per device (`forked_rng`)."""
 
 from __future__ import annotations
 
@@ -19,3 +19,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AgoraError(f"--device {device}: no CUDA device on this machine; use --device cpu")
     return dev
+
+
+def forked_rng(device: torch.device):
+    """A context in which the RNGs a generator's noise draws from (the CPU's and `device`'s) are
+    forked, so the caller's random stream is untouched by what runs inside (evaluation, samples)."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])

@@ -28,28 +28,23 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
+from agora_core.data.conditions import ConditionSampler
 from agora_core.data.torch_dataset import HeadImageDataset
 from agora_core.errors import AgoraError
+from agora_core.head.build import build_head, check_head_matches, pin_head_paths
+from agora_core.inference.checkpoint import CHECKPOINT_DIR, checkpoint_name, latest_checkpoint, load_checkpoint
+from agora_core.metrics.swd import evaluate_swd, swd_reference
 from agora_core.render import Camera, rasterize
-from agora_core.train import checkpoint as ckpt
-from agora_core.train.build import (
-    CueRenderer,
-    build_head,
-    build_models,
-    build_optimizers,
-    check_head_matches,
-    pin_head_paths,
-)
-from agora_core.train.config import TrainConfig, config_to_dict, write_config
+from agora_core.run_config import TrainConfig, config_to_dict, write_config
+from agora_core.train.build import CueRenderer, build_models, build_optimizers
+from agora_core.train.checkpoint import load_matching_weights, prune_checkpoints, save_checkpoint
 from agora_core.train.distributed import DistInfo, all_gather_objects, any_true, init_distributed, shutdown_distributed
-from agora_core.train.evaluation import (
-    evaluate_swd, sample_grid_inputs, sampling_defaults, save_sample_grid, swd_reference,
-)
+from agora_core.train.evaluation import sample_grid_inputs, sampling_defaults, save_sample_grid
 from agora_core.train.losses import (
     discriminator_loss_fake, discriminator_loss_real, generator_loss, r1_penalty, regularizer_loss, shift_augment,
 )
 from agora_core.train.monitor import Monitor
-from agora_core.train.sampling import ConditionSampler, CueCache, EndlessShardedSampler
+from agora_core.train.sampling import CueCache, EndlessShardedSampler
 
 MAX_CONSECUTIVE_NONFINITE = 10  # then the run has diverged: stop with an error
 
@@ -123,7 +118,7 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
 
         if info.is_main and due("sample", config.sample_kimg):
             save_sample_grid(G_ema, grid_inputs, config.resolution,
-                             run_dir / "samples" / ckpt.checkpoint_name(cur).replace(".pt", ".png"),
+                             run_dir / "samples" / checkpoint_name(cur).replace(".pt", ".png"),
                              display_resolution=config.sample_resolution or config.resolution)
             done["sample"] = cur
         if info.is_main and swd_ref is not None and due("swd", config.metric_kimg):
@@ -134,12 +129,12 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
             rng = all_gather_objects(_rng_state(dev, conditions), info)  # every rank's random stream
             done["checkpoint"] = cur
             if info.is_main:
-                path = ckpt.save_checkpoint(run_dir / ckpt.CHECKPOINT_DIR / ckpt.checkpoint_name(cur), {
+                path = save_checkpoint(run_dir / CHECKPOINT_DIR / checkpoint_name(cur), {
                     "G": G.state_dict(), "G_ema": G_ema.state_dict(), "D": D.state_dict(),
                     "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "step": step, "nimg": cur,
                     "kimg": cur / 1000, "rng": rng, "world_size": info.world_size,
                     "config": config_to_dict(config), "head_model": head.model_id, "sampling": sampling})
-                ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
+                prune_checkpoints(run_dir, config.keep_checkpoints)
                 monitor.event("checkpoint", cur, step=step, path=str(path))
 
     if nimg == 0:
@@ -210,7 +205,7 @@ def _train(config: TrainConfig, data_root: Path, run_dir: Path, resume: bool, pr
         monitor.tick(nimg, step)
     periodic(nimg, nimg, final=True)
     monitor.close()
-    return ckpt.latest_checkpoint(run_dir) or run_dir
+    return latest_checkpoint(run_dir) or run_dir
 
 
 # --- small helpers ----------------------------------------------------------------------------------
@@ -286,22 +281,22 @@ def _resume_or_init(config, run_dir, resume, info, head_model, G, G_ema, D, opt_
     """Continue from the run's newest checkpoint, or start (optionally from `resume_from` weights).
 
     Returns (step, nimg)."""
-    latest = ckpt.latest_checkpoint(run_dir)
+    latest = latest_checkpoint(run_dir)
     if latest is not None and not resume:
-        raise AgoraError(f"{run_dir / ckpt.CHECKPOINT_DIR}: holds checkpoints of an earlier run; resume it "
+        raise AgoraError(f"{run_dir / CHECKPOINT_DIR}: holds checkpoints of an earlier run; resume it "
                          "(--resume) or choose another --out")
     if latest is None:
         if config.resume_from:  # stage 2 from stage 1: copy every tensor whose name and shape match
             try:
-                state = ckpt.load_checkpoint(config.resume_from, map_location=info.device)
+                state = load_checkpoint(config.resume_from, map_location=info.device)
             except AgoraError as exc:
                 raise AgoraError(f"resume_from: {exc}") from None
             for name, module in (("G", G), ("G_ema", G_ema), ("D", D)):
-                copied, kept = ckpt.load_matching_weights(module, state[name])
+                copied, kept = load_matching_weights(module, state[name])
                 if info.is_main:
                     print(f"resume_from {name}: {copied} tensors copied, {len(kept)} kept as initialised")
         return 0, 0
-    state = ckpt.load_checkpoint(latest, map_location=info.device)
+    state = load_checkpoint(latest, map_location=info.device)
     stored = state["config"]
     for section in ("generator", "discriminator", "resolution"):
         if stored.get(section) != config_to_dict(getattr(config, section)):
