@@ -1,4 +1,4 @@
-"""The one default-device rule: which torch device a `--device` value (or none) means."""
+"""Devices: the one default-device rule (`resolve_device`) and RNGs forked per device (`forked_rng`)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,9 @@ def inference_dtype(device: str | torch.device) -> torch.dtype:
     """Dtype of the deformation branch's convolutions at inference: bfloat16 on a CPU with bf16 units
     (`cpu_has_bf16_units`), float32 everywhere else (other CPUs, and GPUs until measured)."""
     return torch.bfloat16 if torch.device(device).type == "cpu" and cpu_has_bf16_units() else torch.float32
+
+
+def forked_rng(device: torch.device):
+    """A context in which the RNGs a generator's noise draws from (the CPU's and `device`'s) are
+    forked, so the caller's random stream is untouched by what runs inside (evaluation, samples)."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])

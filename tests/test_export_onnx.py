@@ -79,7 +79,7 @@ def checkpoint(tiny, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app(monkeypatch) -> typer.Typer:
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     app = typer.Typer()
     app.add_typer(export_app, name="export")
     return app

@@ -47,7 +47,7 @@ def _peek_format(path: Path) -> str:
 @torch.no_grad()
 def load_avatar_source(path: str | Path, seed: int | None = None, truncation: float = 0.7) -> AvatarSource:
     """An `AvatarSource` from a checkpoint (needs `seed`) or an avatar file (see module docstring)."""
-    from agora_core.train.checkpoint import resolve_checkpoint_path
+    from agora_core.inference.checkpoint import resolve_checkpoint_path
 
     if is_imported_run(path):  # agora import
         if seed is None:

@@ -1,6 +1,6 @@
-"""What training shows of itself: sample grids (paper Fig. 7 layout) and SWD against real images.
+"""What training shows of itself: sample grids (paper Fig. 7 layout); SWD is `metrics.swd`'s.
 
-Both run on G_ema with their own seeded generators inside `torch.random.fork_rng`, so evaluating
+Both run on G_ema with their own seeded generators inside `devices.forked_rng`, so evaluating
 never changes the training's random stream (a resumed run stays identical to an uninterrupted one).
 """
 
@@ -15,29 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agora_core.data.torch_dataset import HeadImageDataset
 from agora_core.errors import AgoraError
-from agora_core.render import Camera, rasterize
-from agora_core.train.sampling import ConditionSampler
-from agora_core.train.swd import swd
+from agora_core.data.conditions import ConditionSampler
+from agora_core.devices import forked_rng
+from agora_core.inference import render_generator
 from agora_core.render.images import to_uint8
-
-
-def _own_rng(device: torch.device):
-    """Fork the RNGs the generator's noise draws from, so the caller's stream is untouched."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-
-
-def render_generator(G, z: Tensor, c: Tensor, flame: dict[str, Tensor], resolution: int,
-                     truncation_psi: float = 1.0, noise_mode: str = "random", chunk: int = 16) -> Tensor:
-    """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c, on white."""
-    out = []
-    for i in range(0, z.shape[0], chunk):
-        sl = slice(i, i + chunk)
-        gen = G(z[sl], c[sl], {k: v[sl] for k, v in flame.items()}, truncation_psi, noise_mode=noise_mode)
-        rgb, _ = rasterize(gen.gaussians, Camera.from_label(c[sl]), resolution, resolution, background=1.0)
-        out.append(rgb.clamp(0, 1))
-    return torch.cat(out)
 
 
 def frontal_camera_index(cameras: Tensor) -> int:
@@ -141,43 +123,10 @@ def save_sample_grid(G_ema, inputs: SampleGridInputs, resolution: int, path: str
     the enlarged training-resolution render is what the model actually learned to draw.
     """
     device = next(G_ema.parameters()).device
-    with _own_rng(device):
+    with forked_rng(device):
         images = render_generator(G_ema, inputs.z.to(device), inputs.c.to(device),
                                   {k: v.to(device) for k, v in inputs.flame.items()}, resolution,
                                   noise_mode="const")
     if display_resolution and display_resolution != resolution:
         images = F.interpolate(images, size=display_resolution, mode="bicubic", align_corners=False).clamp(0, 1)
     return write_png(path, image_grid(images, inputs.rows, inputs.cols))
-
-
-@dataclass
-class SWDReference:
-    """The fixed real images and generator inputs SWD compares on (same dataset items)."""
-
-    reals: Tensor  # [N, 3, R, R] in [0, 1]
-    z: Tensor  # [N, z_dim]
-    c: Tensor  # [N, 25]
-    flame: dict[str, Tensor]
-
-
-def swd_reference(dataset: HeadImageDataset, conditions: ConditionSampler, z_dim: int, n: int, seed: int) -> SWDReference:
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(dataset), generator=gen)[:n]
-    if len(idx) < n:  # small dataset: repeat items
-        idx = idx[torch.arange(n) % len(idx)]
-    reals = torch.stack([dataset[int(i)]["image"] for i in idx])
-    c, flame = conditions.take(idx)
-    return SWDReference(reals, torch.randn(n, z_dim, generator=gen), c, flame)
-
-
-@torch.no_grad()
-def evaluate_swd(G_ema, ref: SWDReference, resolution: int, descriptors: int = 128, directions: int = 512,
-                 seed: int = 0) -> dict[str, float]:
-    """SWD (×1e3, per level and mean) between the reference reals and G_ema's images of the same
-    (camera, FLAME) conditions; computed on G_ema's device."""
-    device = next(G_ema.parameters()).device
-    with _own_rng(device):
-        torch.manual_seed(seed)
-        fakes = render_generator(G_ema, ref.z.to(device), ref.c.to(device),
-                                 {k: v.to(device) for k, v in ref.flame.items()}, resolution)
-    return swd(ref.reals.to(device), fakes, descriptors_per_image=descriptors, directions=directions, seed=seed)
