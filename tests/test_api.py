@@ -26,8 +26,8 @@ def run(tmp_path_factory) -> Path:
     from agora_core.render.cameras import orbit_cameras
     from agora_core.train.checkpoint import save_checkpoint
 
-    from agora_core.train.build import build_head
-    from agora_core.train.config import config_from_dict
+    from agora_core.head.build import build_head
+    from agora_core.run_config import config_from_dict
 
     state = torch.load(tiny_checkpoint(), weights_only=True)
     num_shape = build_head(config_from_dict(state["config"]).head).num_shape
