@@ -19,6 +19,7 @@ def doctor(
     flame_eyelids: FlameEyelidsOpt = None,
     smirk: SmirkOpt = None,
     modnet: ModnetOpt = None,
+    perceptual_weights: Annotated[Optional[str], typer.Option("--perceptual-weights", help="LPIPS backbone (torchvision AlexNet or VGG16 state dict; else $AGORA_PERCEPTUAL_WEIGHTS or assets.yaml).")] = None,
     head_sheet: Annotated[
         Optional[Path],
         typer.Option("--head-sheet", help="Also render the head model's contact sheet (neutral, jaw, expressions, shapes) to this PNG."),
@@ -36,7 +37,8 @@ def doctor(
     from agora_core.doctor import collect_report
 
     report = collect_report({"flame_pkl": flame, "flame_uv_obj": flame_uv, "flame_eyelids": flame_eyelids,
-                             "smirk_ckpt": smirk, "modnet_onnx": modnet})
+                             "smirk_ckpt": smirk, "modnet_onnx": modnet,
+                             "perceptual_weights": perceptual_weights})
 
     runtime = Table(title="runtime", show_lines=False)
     runtime.add_column("check")

@@ -1,4 +1,4 @@
-"""`agora export onnx|web|ply|splat|serve`: deployable files of an avatar (paper appendix 0.B.2.2)."""
+"""`agora export onnx|web|ply|splat|spz|serve`: deployable files of an avatar (paper appendix 0.B.2.2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from agora_cli.common import console, setup_runtime, user_errors
 from agora_cli.options import ThreadsOpt
 
 export_app = typer.Typer(
-    help="Export an avatar: ONNX of the per-frame deformation path, a WebGL2 AGORA-M viewer, .ply/.splat; or a trained model as a model folder.",
+    help="Export an avatar: ONNX of the per-frame deformation path, a WebGL2 AGORA-M viewer, .ply/.splat/.spz; or a trained model as a model folder.",
     no_args_is_help=True,
 )
 
@@ -97,14 +97,15 @@ def serve_site(
     _serve(site, port)
 
 
-def _neutral(kind: str, source: Path, out: Path, seed: Optional[int], truncation: float, threads: int) -> None:
+def _neutral(kind: str, source: Path, out: Path, seed: Optional[int], truncation: float, threads: int,
+             sh_degree: Optional[int] = None) -> None:
     from agora_core.gaussians.files import check_output_path
 
     check_output_path(out, "--out")
     setup_runtime(threads or None)
     from agora_core.export.exporters import export_neutral
 
-    console.print(f"wrote {export_neutral(source, out, kind, seed, truncation)}")
+    console.print(f"wrote {export_neutral(source, out, kind, seed, truncation, sh_degree)}")
 
 
 @export_app.command("ply")
@@ -114,10 +115,12 @@ def ply(
     out: Annotated[Path, typer.Option("--out", help=".ply file (INRIA 3DGS layout).")] = Path("neutral.ply"),
     seed: SeedOpt = None,
     truncation: TruncationOpt = 0.7,
+    sh_degree: Annotated[Optional[int], typer.Option("--sh-degree", help="SH degree of the file, up to 3 (higher bands "
+                                                     "written as zeros); 3 = the 62-float layout Unity's importer needs.")] = None,
     threads: ThreadsOpt = 0,
 ) -> None:
-    """The avatar's neutral Gaussians as a 3DGS .ply (SuperSplat, gsplat viewers, …)."""
-    _neutral("ply", source, out, seed, truncation, threads)
+    """The avatar's neutral Gaussians as a 3DGS .ply (SuperSplat, Unity with --sh-degree 3, three.js viewers)."""
+    _neutral("ply", source, out, seed, truncation, threads, sh_degree)
 
 
 @export_app.command("splat")
@@ -131,6 +134,19 @@ def splat(
 ) -> None:
     """The avatar's neutral Gaussians as an antimatter15 .splat (WebGL splat viewers)."""
     _neutral("splat", source, out, seed, truncation, threads)
+
+
+@export_app.command("spz")
+@user_errors
+def spz(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option("--out", help=".spz file (Niantic compressed splats, version 3).")] = Path("neutral.spz"),
+    seed: SeedOpt = None,
+    truncation: TruncationOpt = 0.7,
+    threads: ThreadsOpt = 0,
+) -> None:
+    r"""The avatar's neutral Gaussians as a Niantic .spz (needs the gsply package: pip install 'agora\[spz]')."""
+    _neutral("spz", source, out, seed, truncation, threads)
 
 
 @export_app.command("model")

@@ -10,7 +10,6 @@ import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
 from agora_cli.options import DeviceOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt, SmirkOpt, ThreadsOpt
-from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
 
@@ -36,7 +35,8 @@ def invert(
     size: Annotated[int, typer.Option("--size", min=8, help="Pixels per preview tile (each rendered at the model's resolution and enlarged).")] = 256,
     aligned: Annotated[bool, typer.Option("--aligned", help="Photos are FFHQ-aligned crops: skip face detection.")] = False,
     matting: Annotated[bool, typer.Option("--matting/--no-matting", help="Matte with MODNet onto white (off: photos already on white).")] = True,
-    perceptual_weights: Annotated[Optional[Path], typer.Option("--perceptual-weights", help="torchvision VGG16 state dict (torch.save) for the perceptual loss; without it: L2 + SSIM.")] = None,
+    perceptual_weights: Annotated[Optional[Path], typer.Option("--perceptual-weights", help="LPIPS backbone: torchvision AlexNet (PTI's) or VGG16 state dict (torch.save); else $AGORA_PERCEPTUAL_WEIGHTS or assets.yaml; without it: L2 + SSIM.")] = None,
+    stop_lpips: Annotated[Optional[float], typer.Option("--stop-lpips", min=0.0, help="Stop tuning once the perceptual term is at most this (default: PTI's 0.06 with AlexNet LPIPS, off otherwise; 0 = off).")] = None,
     locality: Annotated[bool, typer.Option("--locality", help="PTI's locality regulariser in stage 2.")] = False,
     tune_flame: Annotated[Optional[bool], typer.Option("--tune-flame/--no-tune-flame", help="Tune β, ψ, θ with w in stage 1 (default: with several frames).")] = None,
     w_steps: Annotated[int, typer.Option("--w-steps", min=0, help="Stage 1 steps (pivot w).")] = 450,
@@ -55,54 +55,21 @@ def invert(
     flame_eyelids: FlameEyelidsOpt = None,
 ) -> None:
     """Invert photos of a person into an animatable avatar (PTI: pivot w, then generator tuning)."""
-
-    from agora_core.invert.checkpoint_io import load_base_generator
-    from agora_core.invert.losses import make_reconstruction_loss
-    from agora_core.invert.pti import PTIConfig
-    from agora_core.invert.run import invert as run_invert
+    from agora_core.invert.from_inputs import PTISettings, invert_from_inputs
 
     inputs = list(inputs or [])
-    if out.suffix != ".pt":
-        raise AgoraError(f"--out {out}: the avatar file must end in .pt")
-    from agora_core.gaussians.files import check_output_path
-
-    check_output_path(out, "--out")
-    if ply is not None:
-        check_output_path(ply, "--ply")
-    if dataset is None and (index or heldout):
-        raise AgoraError(f"{'--index' if index else '--heldout'} needs --dataset DIR")
-    if dataset is not None and (frames is not None or aligned):
-        raise AgoraError("--frames/--aligned apply to photos and videos, not --dataset")
+    indices = parse_indices(index, inputs) if dataset is not None else index  # index without --dataset: refused there
+    kept_out = parse_indices(heldout, [], flag="--heldout") if heldout and dataset is not None else heldout
     setup_runtime(threads or None)
-    dev = resolve_device(device)
-    base = load_base_generator(ckpt, dev, flame, flame_uv, flame_eyelids)
-    head, res = base.generator.head, base.resolution
-    if dataset is not None:
-        from agora_core.invert.targets import target_from_dataset
-
-        fitted = parse_indices(index, inputs)
-        target = target_from_dataset(dataset, fitted, head, res)
-        kept_out = parse_indices(heldout, [], flag="--heldout") if heldout else []
-        if set(kept_out) & set(fitted):
-            raise AgoraError(f"--heldout {sorted(set(kept_out) & set(fitted))}: also in --index; a held-out view is one PTI never sees")
-        heldout_target = target_from_dataset(dataset, kept_out, head, res) if kept_out else None
-    else:
-        from agora_core.invert.photo_inputs import FaceTools, collect_images, target_from_images
-
-        images, names = collect_images([Path(p) for p in inputs], frames)
-        tools = FaceTools.load(smirk, modnet, aligned, matting, dev)
-        target = target_from_images(images, names, tools, head, res)
-        if not head.model_id.startswith("flame"):
-            err_console.print(f"[yellow]warning:[/] SMIRK estimates FLAME 2020 parameters, but the checkpoint's head "
-                              f"is '{head.model_id}'; the fit will be poor", highlight=False, soft_wrap=True)
-    loss_fn = make_reconstruction_loss(str(perceptual_weights) if perceptual_weights else None, dev,
-                                       warn=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True))
-    config = PTIConfig(w_steps=w_steps, g_steps=g_steps, w_lr=w_lr, g_lr=g_lr, locality=locality,
-                       optimise_flame=tune_flame, seed=seed)
-    console.print(f"PTI on {target.num_frames} frame(s) at {res}² ({'few-shot' if target.num_frames > 1 else 'one-shot'}), "
-                  f"base {base.source}", soft_wrap=True)
-    result = run_invert(base, target, out, config, loss_fn, ply=ply, progress=progress,
-                        heldout=heldout_target if dataset is not None else None, preview_size=size)
+    settings = PTISettings(w_steps=w_steps, g_steps=g_steps, w_lr=w_lr, g_lr=g_lr, locality=locality,
+                           tune_flame=tune_flame, stop_lpips=stop_lpips, seed=seed)
+    result = invert_from_inputs(
+        ckpt, out, [] if dataset is not None else inputs, dataset=dataset, index=indices, heldout=kept_out,
+        preview_size=size, frames=frames,
+        aligned=aligned, matting=matting, perceptual_weights=perceptual_weights, settings=settings, ply=ply,
+        device=device, progress=progress, smirk=smirk, modnet=modnet, flame=flame, flame_uv=flame_uv,
+        flame_eyelids=flame_eyelids, say=lambda m: console.print(m, soft_wrap=True),
+        warn=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True))
     console.print(f"PSNR on the input view(s): {result.psnr_pivot:.2f} dB after stage 1, {result.psnr_final:.2f} dB "
                   f"after tuning ({result.stage2_steps} steps{', stopped at ' + result.stopped_early if result.stopped_early else ''})",
                   soft_wrap=True)

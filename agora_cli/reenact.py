@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,9 +33,12 @@ def reenact(
     avatar: Annotated[Path, typer.Argument(help="Avatar file from `agora invert`, or an imported run (agora import) with --seed.")],
     driving: Annotated[Optional[Path], typer.Argument(help="Driving video (omit with --params).", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="mp4 to write.")] = Path("reenact.mp4"),
-    params: Annotated[Optional[Path], typer.Option("--params", help="Drive from parameters instead: .npz (agora), the authors' driving_sequence.json, or a folder of their per-frame SMIRK outputs (<clip>/smirk/<frame>/exp.npy, …).")] = None,
+    params: Annotated[Optional[Path], typer.Option("--params", help="Drive from parameters instead: .npz (agora's, VHAP/GaussianAvatars flame_param, DECA/EMOCA codes, SMIRK outputs), the authors' driving_sequence.json, or a folder of per-frame files (SMIRK, EMOCA, .npz).")] = None,
+    fps: Annotated[Optional[float], typer.Option("--fps", help="With --params: frames per second of the parameters (default: the file's, else 25).")] = None,
+    accept_flame_mismatch: Annotated[bool, typer.Option("--accept-flame-mismatch", help="Drive with parameters of another FLAME release than the avatar's (FLAME 2020), e.g. VHAP/GaussianAvatars' FLAME 2023.")] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="With an imported run: the identity to drive (as agora sample --seed).")] = None,
     truncation: Annotated[float, typer.Option("--truncation", help="With an imported run: truncation ψ of the identity.")] = 0.7,
+    audio: Annotated[Optional[Path], typer.Option("--audio", help="Sound track to add (a sound file or a video with sound); default: the driving video's own sound.")] = None,
     save_params: Annotated[Optional[Path], typer.Option("--save-params", help="Write the tracked (unsmoothed) parameters (.npz or .json).")] = None,
     smooth: Annotated[str, typer.Option("--smooth", help="Savitzky–Golay WINDOW,ORDER over time.")] = "5,3",
     no_smooth: Annotated[bool, typer.Option("--no-smooth", help="Do not smooth the parameters.")] = False,
@@ -59,11 +63,16 @@ def reenact(
     """Reenact an avatar: per-frame expression, jaw and head pose from a video or a parameter file."""
 
     from agora_core.invert.avatar_file import AvatarFile
-    from agora_core.reenact.driving import DrivingSequence
+    from agora_core.invert.video_io import VIDEO_FPS_RANGE
+    from agora_core.reenact.driving import DrivingSequence, check_flame_version
     from agora_core.reenact.run import reenact as run_reenact
 
     if (driving is None) == (params is None):
         raise AgoraError("reenact needs a driving video or --params FILE (exactly one)")
+    if fps is not None and driving is not None:
+        raise AgoraError("--fps sets the frame rate of --params; a driving video has its own")
+    if fps is not None and not VIDEO_FPS_RANGE[0] <= fps <= VIDEO_FPS_RANGE[1]:
+        raise AgoraError(f"--fps {fps:g}: expected {VIDEO_FPS_RANGE[0]:g} to {VIDEO_FPS_RANGE[1]:g}")
     if save_params is not None and driving is None:
         raise AgoraError("--save-params writes what was tracked from a video; it does not apply to --params")
     from agora_core.inference import is_imported_run, is_model_folder
@@ -91,6 +100,9 @@ def reenact(
     if save_params is not None:
         check_output_path(save_params, "--save-params")
     window = parse_smooth(smooth, no_smooth)
+    from agora_core.reenact.sound import audio_file, audio_of_video
+
+    track = audio_file(audio) if audio is not None else None  # fail on a bad sound file before any work
     setup_runtime(threads or None)
     dev = resolve_device(device)
     if imported:  # fail on a bad run before tracking a long video
@@ -121,10 +133,18 @@ def reenact(
         if save_params is not None:
             tracked.sequence.save(save_params)
             console.print(f"wrote {save_params}", soft_wrap=True)
+        if tracked.variable_rate:
+            err_console.print(f"note: {driving} has a variable frame rate; its frames are put on "
+                              f"{tracked.sequence.fps:g} fps by their timestamps", highlight=False, soft_wrap=True)
+        if track is None:
+            track = audio_of_video(driving, tracked.start)
         sequence = tracked.sequence
         left = tracked.crops if side_by_side and ground_truth is None else None
     else:
         sequence = DrivingSequence.load(params)
+        check_flame_version(sequence, params, accept_flame_mismatch)
+        if fps is not None:
+            sequence = replace(sequence, fps=fps)
     if window is not None:
         sequence = sequence.smoothed(*window)
     if imported:
@@ -132,12 +152,13 @@ def reenact(
 
         result = reenact_imported(avatar, seed, sequence, out, truncation=truncation, resolution=res,
                                   mobile=(basis, mlp) if mobile else None, left=left, batch=batch, device=dev,
-                                  progress=progress, size=size)
+                                  audio=track, progress=progress, size=size)
     else:
         result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
                              ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
-                             flame_eyelids=flame_eyelids, progress=progress, size=size)
-    console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps "
+                             flame_eyelids=flame_eyelids, audio=track, progress=progress, size=size)
+    sound = f", sound of {track.path}" if track is not None else ""
+    console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps{sound} "
                   f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)
 
 

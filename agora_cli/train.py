@@ -41,7 +41,7 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress line.")] = True,
 ) -> None:
     """Train the AGORA generator and discriminator (paper sec. 3.8, 4)."""
-    from agora_core.train.config import load_config, parse_set_options
+    from agora_core.run_config import load_config, parse_set_options
 
     if device not in ("auto", "cpu", "cuda"):
         raise AgoraError(f"--device {device!r}: choose auto, cpu or cuda")
@@ -104,7 +104,8 @@ def _relaunch(nproc: int, config: Path, data: Path, out: Path, resume: bool, ove
 def _dry_run(cfg) -> None:
     import torch
 
-    from agora_core.train.build import build_head, build_models, parameter_counts
+    from agora_core.head.build import build_head
+    from agora_core.train.build import build_models, parameter_counts
 
     torch.manual_seed(cfg.seed)
     head = build_head(cfg.head)

@@ -76,6 +76,16 @@ ASSETS: dict[str, AssetSpec] = {
             obtain="the MODNet repository (github.com/ZHKKKe/MODNet), onnx/README -> modnet_photographic_portrait_matting.onnx",
             needed_for="background matting in prep-data and invert on real photos",
         ),
+        AssetSpec(
+            key="perceptual_weights",
+            flag="--perceptual-weights",
+            env="AGORA_PERCEPTUAL_WEIGHTS",
+            title="LPIPS backbone: torchvision AlexNet (PTI's) or VGG16 state dict",
+            obtain="torchvision: torch.save(torchvision.models.alexnet(weights='IMAGENET1K_V1').state_dict(), "
+                   "'alexnet.pth') where torchvision can download (its cached alexnet-owt-7be5be79.pth is that file)",
+            needed_for="invert's perceptual loss: LPIPS, whose 0.06 stop is PTI's (without it: L2 + SSIM)",
+            optional=True,
+        ),
     )
 }
 

@@ -1,4 +1,4 @@
-"""The one default-device rule: which torch device a `--device` value (or none) means."""
+"""Devices: the one default-device rule (`resolve_device`) and RNGs forked per device (`forked_rng`)."""
 
 from __future__ import annotations
 
@@ -19,3 +19,39 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AgoraError(f"--device {device}: no CUDA device on this machine; use --device cpu")
     return dev
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic units
+
+
+def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512_BF16 or AMX), which makes bf16 convolutions
+    faster than float32; elsewhere oneDNN emulates bf16 and it is slower, so inference keeps float32.
+
+    Args:
+        cpuinfo: the text of /proc/cpuinfo (read here when None; a machine without it has no such units
+            as far as this check knows).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def inference_dtype(device: str | torch.device) -> torch.dtype:
+    """Dtype of the deformation branch's convolutions at inference: bfloat16 on a CPU with bf16 units
+    (`cpu_has_bf16_units`), float32 everywhere else (other CPUs, and GPUs until measured)."""
+    return torch.bfloat16 if torch.device(device).type == "cpu" and cpu_has_bf16_units() else torch.float32
+
+
+def forked_rng(device: torch.device):
+    """A context in which the RNGs a generator's noise draws from (the CPU's and `device`'s) are
+    forked, so the caller's random stream is untouched by what runs inside (evaluation, samples)."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])

@@ -64,7 +64,28 @@ def validate_assets(found: dict[str, ResolvedAsset]) -> dict[str, str]:
         from agora_core.face.matting import ModnetMatter
 
         check("modnet_onnx", lambda: ModnetMatter(found["modnet_onnx"].path))
+    if "perceptual_weights" in found:
+        from agora_core.invert.lpips_distance import read_backbone_state
+
+        check("perceptual_weights", lambda: read_backbone_state(found["perceptual_weights"].path))
     return problems
+
+
+def _lpips_check(report: DoctorReport) -> Check:
+    """Whether invert's perceptual term is real LPIPS (package + backbone file), and what it falls back to."""
+    from agora_core.invert.lpips_distance import lpips_available, read_backbone_state
+
+    usable, detail = lpips_available()
+    weights = next((res for res in report.assets if res.spec.key == "perceptual_weights"), None)
+    if weights is None or not weights.found or "perceptual_weights" in report.asset_problems:
+        return Check("LPIPS", False, f"{detail}; no usable backbone file (--perceptual-weights): invert uses L2 + SSIM")
+    net = read_backbone_state(weights.path)[0]
+    if not usable:
+        fallback = "the uncalibrated VGG16 distance" if net == "vgg" else "nothing (AlexNet needs lpips)"
+        return Check("LPIPS", False, f"{detail}: invert uses {fallback}")
+    stop = "PTI's 0.06 stop applies" if net == "alex" else "calibrated, but PTI's 0.06 stop was set on AlexNet: off"
+    return Check("LPIPS", True, f"real LPIPS ({detail} heads, {'AlexNet' if net == 'alex' else 'VGG16'} backbone "
+                                f"from {weights.path}); {stop}")
 
 
 def _torch_checks() -> list[Check]:
@@ -132,5 +153,6 @@ def collect_report(explicit: dict[str, str | None] | None = None) -> DoctorRepor
     report.runtime.append(_face_detector_check())
     report.assets = [resolve_asset(key, explicit.get(key)) for key in ASSETS]
     report.asset_problems = validate_assets({res.spec.key: res for res in report.assets if res.found})
+    report.runtime.append(_lpips_check(report))
     report.demo_ready, report.demo_detail = _demo_check()
     return report

@@ -77,8 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train_variant(args, name: str, overrides: dict) -> Path:
     """Train (or resume) one variant; returns its newest checkpoint."""
-    from agora_core.train.checkpoint import latest_checkpoint, load_checkpoint
-    from agora_core.train.config import load_config, parse_set_options
+    from agora_core.inference.checkpoint import latest_checkpoint, load_checkpoint
+    from agora_core.run_config import load_config, parse_set_options
     from agora_core.train.loop import train
 
     config = load_config(args.config, {**parse_set_options(args.sets), **overrides,

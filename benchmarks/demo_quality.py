@@ -3,7 +3,7 @@ the shipped demo model. Not a test: it prints a table and writes JSON.
 
     python benchmarks/demo_quality.py models/demo DATA [--json quality.json] [--grid docs/demo_expressions.png]
 
-1. SWD (×1e3, `train.swd.swd`, the training monitor's descriptors) of N generated images vs N real
+1. SWD (×1e3, `metrics.swd.swd`, the training monitor's descriptors) of N generated images vs N real
    images, at the model's resolution, against the floor: the SWD between two disjoint sets of N real
    images. The generated images use the (camera, FLAME) of the N real rows (as `agora eval` and the
    training monitor do), so only the image distribution differs; z is fresh.
@@ -30,9 +30,9 @@ import torch
 
 def swd_and_diversity(model, data: Path, n: int, diversity_n: int, seed: int, descriptors: int, directions: int) -> dict:
     from agora_core.data.torch_dataset import HeadImageDataset
-    from agora_core.train.evaluation import render_generator
-    from agora_core.train.sampling import ConditionSampler
-    from agora_core.train.swd import swd
+    from agora_core.inference import render_generator
+    from agora_core.data.conditions import ConditionSampler
+    from agora_core.metrics.swd import swd
 
     res = model.resolution
     dataset = HeadImageDataset(data, resolution=res)
@@ -68,7 +68,7 @@ def mean_pairwise_l2(images: torch.Tensor) -> float:
 def expression_grid(model, data: Path, out: Path, cols: int, rows: int, size: int, seed: int) -> Path:
     from agora_core.data.torch_dataset import HeadImageDataset
     from agora_core.train.evaluation import sample_grid_inputs, save_sample_grid
-    from agora_core.train.sampling import ConditionSampler
+    from agora_core.data.conditions import ConditionSampler
 
     dataset = HeadImageDataset(data, resolution=model.resolution)
     conditions = ConditionSampler(dataset.index, xflip=False, seed=seed)

@@ -9,7 +9,8 @@ import tempfile
 _TMP = tempfile.mkdtemp(prefix="agora-tests-")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(_TMP, "torch_extensions"))
 os.environ["AGORA_CONFIG_DIR"] = os.path.join(_TMP, "config")
-for _var in ("AGORA_FLAME_PKL", "AGORA_FLAME_UV", "AGORA_FLAME_EYELIDS", "AGORA_SMIRK", "AGORA_MODNET"):
+for _var in ("AGORA_FLAME_PKL", "AGORA_FLAME_UV", "AGORA_FLAME_EYELIDS", "AGORA_SMIRK", "AGORA_MODNET",
+             "AGORA_PERCEPTUAL_WEIGHTS"):
     os.environ.pop(_var, None)
 
 from pathlib import Path  # noqa: E402

@@ -21,3 +21,12 @@ def test_bad_or_missing_devices_are_one_line():
     if not torch.cuda.is_available():
         with pytest.raises(AgoraError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_bf16_units_from_cpuinfo_flags():
+    from agora_core.devices import cpu_has_bf16_units
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert not cpu_has_bf16_units(avx2) and not cpu_has_bf16_units("")
+    assert cpu_has_bf16_units(avx2.replace("fma", "fma avx512f avx512_bf16"))
+    assert cpu_has_bf16_units(avx2.replace("fma", "fma amx_bf16 amx_tile"))

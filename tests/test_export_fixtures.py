@@ -11,7 +11,7 @@ from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, CoefficientMlp, 
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import orbit_cameras
 from agora_core.train.checkpoint import save_checkpoint
-from agora_core.train.config import config_to_dict
+from agora_core.run_config import config_to_dict
 from test_train_fixtures import cached_build_head, tiny_config
 
 

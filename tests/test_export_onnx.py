@@ -79,7 +79,7 @@ def checkpoint(tiny, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app(monkeypatch) -> typer.Typer:
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     app = typer.Typer()
     app.add_typer(export_app, name="export")
     return app
@@ -109,3 +109,25 @@ def test_cli_user_errors_are_one_line(app, checkpoint: Path, tmp_path: Path):
     assert result.exit_code == 2 and "--seed" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["export", "ply", str(tmp_path / "missing.pt")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_cli_engine_ready_ply_and_spz(app, checkpoint: Path, tmp_path: Path):
+    """--sh-degree 3: the 62-float (248-byte) INRIA layout, read back by gsply (not our reader); .spz via gsply."""
+    import gsply
+
+    neutral = load_avatar_source(checkpoint, seed=3).neutral
+    out = tmp_path / "unity.ply"
+    result = CliRunner().invoke(app, ["export", "ply", str(checkpoint), "--seed", "3", "--sh-degree", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert len(data) - data.index(b"end_header\n") - len(b"end_header\n") == 248 * neutral.num_gaussians
+    back = gsply.plyread(str(out))
+    torch.testing.assert_close(torch.from_numpy(back.means), neutral.means[0], rtol=0, atol=1e-6)
+    assert back.shN.shape == (neutral.num_gaussians, 15, 3) and not back.shN[:, 3:].any()
+    result = CliRunner().invoke(app, ["export", "spz", str(checkpoint), "--seed", "3", "--out", str(tmp_path / "n.spz")])
+    assert result.exit_code == 0, result.output
+    assert gsply.read_spz(str(tmp_path / "n.spz")).means.shape == (neutral.num_gaussians, 3)
+    result = CliRunner().invoke(app, ["export", "ply", str(checkpoint), "--seed", "3", "--sh-degree", "4",
+                                      "--out", str(tmp_path / "bad.ply")])
+    assert result.exit_code == 2 and "--sh-degree 4" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "bad.ply").exists()

@@ -34,7 +34,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture
 def app(monkeypatch) -> typer.Typer:
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     app = typer.Typer()
     app.add_typer(export_app, name="export")
     return app

@@ -262,7 +262,7 @@ def test_prep_data_datasets_belong_to_heads_loaded_from_a_flame_pickle(fixture_a
     from agora_core.data.prep import SMIRK_HEAD_MODEL
     from agora_core.errors import AgoraError
     from agora_core.head import HeadModel
-    from agora_core.train.build import check_head_matches, head_ids_match
+    from agora_core.head.build import check_head_matches, head_ids_match
 
     assets, _ = fixture_assets
     head = HeadModel(assets)

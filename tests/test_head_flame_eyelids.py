@@ -18,8 +18,8 @@ from tolerances import posed_head_tol
 
 from agora_core.errors import AgoraError, AgoraWarning
 from agora_core.head import save_flame_pickle, write_uv_obj
-from agora_core.train.build import build_head, head_ids_match
-from agora_core.train.config import HeadConfig
+from agora_core.head.build import build_head, head_ids_match
+from agora_core.head.config import HeadConfig
 
 
 def _write_smirk_eyelids(folder: Path, dirs: np.ndarray) -> Path:
@@ -118,7 +118,7 @@ def test_without_eyelids_the_head_builds_with_a_warning(fixture_obj):
 def test_a_run_pins_its_flame_files(tmp_path, fixture_obj, monkeypatch):
     """What train stores: absolute FLAME paths and "none" for unconfigured eyelids, so setting
     AGORA_FLAME_EYELIDS later (or running from another folder) rebuilds the same head."""
-    from agora_core.train.build import NO_EYELIDS, pin_head_paths
+    from agora_core.head.build import NO_EYELIDS, pin_head_paths
 
     monkeypatch.chdir(fixture_obj.parent)
     monkeypatch.delenv("AGORA_FLAME_EYELIDS", raising=False)
@@ -141,7 +141,7 @@ def test_a_run_pins_its_flame_files(tmp_path, fixture_obj, monkeypatch):
 
 def test_pinning_a_run_without_eyelids_still_warns(fixture_obj, monkeypatch, tmp_path):
     """The run's head becomes "none" once pinned, so the pinning is where the user hears of it."""
-    from agora_core.train.build import NO_EYELIDS, pin_head_paths
+    from agora_core.head.build import NO_EYELIDS, pin_head_paths
 
     monkeypatch.delenv("AGORA_FLAME_EYELIDS", raising=False)
     monkeypatch.setenv("AGORA_CONFIG_DIR", str(tmp_path / "no-config"))

@@ -20,7 +20,8 @@ def _tiny_run(root: Path) -> Path:
     """RUN/ with one checkpoint (untrained tiny G on the demo head, sampling statistics) and a log."""
     from agora_core.models.agora_generator import AgoraGenerator
     from agora_core.train.checkpoint import save_checkpoint
-    from agora_core.train.config import HeadConfig, TrainConfig, config_to_dict
+    from agora_core.head.config import HeadConfig
+    from agora_core.run_config import TrainConfig, config_to_dict
 
     head = _demo_head()
     torch.manual_seed(1)

@@ -27,9 +27,9 @@ def write_checkpoint(path: Path, generator: GeneratorConfig = TINY, head_model: 
     """A training checkpoint (train.checkpoint format) of an untrained G on the demo head.
 
     `head_model` overrides the stored head id; `weights_of` stores weights of another architecture."""
-    from agora_core.train.build import build_head
     from agora_core.train.checkpoint import save_checkpoint
-    from agora_core.train.config import HeadConfig, TrainConfig, config_to_dict
+    from agora_core.head.config import HeadConfig
+    from agora_core.run_config import TrainConfig, config_to_dict
 
     cfg = TrainConfig(generator=generator, resolution=RES, head=HeadConfig(source="demo"))
     head = _demo_head()
@@ -41,8 +41,8 @@ def write_checkpoint(path: Path, generator: GeneratorConfig = TINY, head_model: 
 
 @functools.lru_cache(maxsize=1)
 def _demo_head():
-    from agora_core.train.build import build_head
-    from agora_core.train.config import HeadConfig
+    from agora_core.head.build import build_head
+    from agora_core.head.config import HeadConfig
 
     return build_head(HeadConfig(source="demo"))
 

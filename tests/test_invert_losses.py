@@ -63,7 +63,7 @@ def vgg_file(tmp_path_factory):
     return path
 
 
-def test_vgg_perceptual_distance(vgg_file):
+def test_vgg_perceptual_distance(vgg_file, monkeypatch):
     d = VGGPerceptualDistance.from_file(vgg_file)
     assert not any(p.requires_grad for p in d.parameters())
     x, y = (t.float() for t in _pair())
@@ -73,7 +73,8 @@ def test_vgg_perceptual_distance(vgg_file):
     x.requires_grad_(True)
     d(x, y).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    loss = make_reconstruction_loss(str(vgg_file))
+    monkeypatch.setattr("agora_core.invert.lpips_distance.lpips_available", lambda: (False, "lpips absent"))
+    loss = make_reconstruction_loss(str(vgg_file))  # without the lpips package: the uncalibrated distance
     assert loss.perceptual_name == "vgg"
     terms = loss(x.detach(), y)
     assert torch.allclose(terms.total, terms.l2 + terms.perceptual)

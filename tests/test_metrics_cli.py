@@ -52,7 +52,7 @@ def test_train_tracker_writes_a_checkpoint_that_load_smirk_encoder_loads(tracker
 
 
 def test_eval_quick_writes_json_and_marks_missing_weights(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     ckpt, data = tiny
     out = tmp_path / "eval.json"
     result = CliRunner().invoke(_app(evaluate), [str(ckpt), "--data", str(data), "--quick", "--json", str(out), *SMALL])
@@ -71,7 +71,7 @@ def test_eval_quick_writes_json_and_marks_missing_weights(tiny, tmp_path, monkey
 def test_eval_with_a_tracker_and_arcface_reports_values(tiny, tracker_path, tmp_path, monkeypatch):
     from test_metrics_fixtures import write_tiny_arcface_onnx
 
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     ckpt, data = tiny
     onnx_path = write_tiny_arcface_onnx(tmp_path / "w600k_r50.onnx")
     out = tmp_path / "eval.json"
@@ -88,7 +88,7 @@ def test_eval_with_a_tracker_and_arcface_reports_values(tiny, tracker_path, tmp_
 
 
 def test_strict_turns_a_missing_weight_into_an_error(tiny, monkeypatch):
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     ckpt, data = tiny
     result = CliRunner().invoke(_app(evaluate), [str(ckpt), "--data", str(data), "--metrics", "fid", "--strict",
                                                  *SMALL])
@@ -101,7 +101,7 @@ def test_fid_and_kid_through_evaluate_with_a_stand_in_feature_network(tiny, monk
     from agora_core.metrics.protocol import ProtocolConfig
     from test_metrics_fixtures import StandInFeatures
 
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     ckpt, data = tiny
     protocol = ProtocolConfig(fid_images=8, fid_real_images=8, batch=4)
     doc = run_evaluation(ckpt, data, ("fid", "kid"), protocol, evaluators=Evaluators(features=StandInFeatures()),

@@ -74,9 +74,9 @@ def write_tiny_checkpoint(root: Path, n_images: int = 8, resolution: int = 16, *
     `save_checkpoint` (as the loop writes it: G_ema, config, sampling defaults), and its dataset."""
     from agora_core.train.build import build_models
     from agora_core.train.checkpoint import save_checkpoint
-    from agora_core.train.config import config_to_dict
+    from agora_core.run_config import config_to_dict
     from agora_core.train.evaluation import sampling_defaults
-    from agora_core.train.sampling import ConditionSampler
+    from agora_core.data.conditions import ConditionSampler
     from agora_core.data.format import read_dataset_index
 
     data = write_tiny_dataset(root / "data", n=n_images, resolution=resolution)

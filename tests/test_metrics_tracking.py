@@ -133,10 +133,10 @@ def test_protocol_with_a_stand_in_tracker_reports_the_noise_rms(tmp_path, monkey
     from agora_core.data.format import read_dataset_index
     from agora_core.metrics.evaluate import Evaluators, evaluate
     from agora_core.metrics.protocol import ProtocolConfig, animation_samples
-    from agora_core.train.sampling import ConditionSampler
+    from agora_core.data.conditions import ConditionSampler
     from test_metrics_fixtures import NoisyTruthTracker, cached_build_head, write_tiny_checkpoint
 
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     ckpt, data = write_tiny_checkpoint(tmp_path)
     protocol = ProtocolConfig(identities=3, pairs_per_identity=2, seed=5, batch=4)
     conditions = ConditionSampler(read_dataset_index(data), xflip=False, seed=protocol.seed)

@@ -71,7 +71,7 @@ def test_checkpoint_as_source(tmp_path):
 
     from agora_core.mobile import ExtractConfig, TupleSampler, extract_basis, load_agora_model
     from agora_core.train.checkpoint import save_checkpoint
-    from agora_core.train.config import config_to_dict, load_config
+    from agora_core.run_config import config_to_dict, load_config
 
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)

@@ -196,7 +196,7 @@ def test_prep_data_labels_the_dataset_flame2020(dataset):
 
 
 def test_train_on_the_flame_pickle_with_mouth(run):
-    from agora_core.train.checkpoint import load_checkpoint
+    from agora_core.inference.checkpoint import load_checkpoint
 
     state = load_checkpoint(run)
     assert state["head_model"].startswith("flame-") and state["head_model"].endswith("+eyelids+mouth")
@@ -230,7 +230,7 @@ def test_sample(run, tmp_path):
 
 def test_invert_writes_an_avatar_of_the_flame_head(avatar, run):
     from agora_core.invert.avatar_file import AvatarFile
-    from agora_core.train.checkpoint import load_checkpoint
+    from agora_core.inference.checkpoint import load_checkpoint
 
     doc = AvatarFile.load(avatar)
     assert doc.head_model == load_checkpoint(run)["head_model"]

@@ -78,7 +78,7 @@ def test_bad_npz_and_missing_files(tmp_path):
     with pytest.raises(AgoraError, match="no such file"):
         DrivingSequence.load(tmp_path / "missing.npz")
     (tmp_path / "x.txt").write_text("")
-    with pytest.raises(AgoraError, match=r"\.npz .*or \.json"):
+    with pytest.raises(AgoraError, match=r"--params takes a \.npz .*driving_sequence\.json"):
         DrivingSequence.load(tmp_path / "x.txt")
 
 

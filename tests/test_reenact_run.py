@@ -19,6 +19,7 @@ from agora_cli.reenact import demo_params, reenact
 from agora_core.invert.video_io import Mp4Writer, VideoReader
 from agora_core.reenact.demo_sequence import make_demo_sequence
 from agora_core.reenact.driving import DrivingSequence
+from agora_core.reenact.sound import has_audio
 
 runner = CliRunner()
 
@@ -100,6 +101,7 @@ def test_video_tracked_with_smirk(tmp_path, astronaut_video, modnet):
     assert result.exit_code == 0, result.output
     frames, fps = _decoded(out)
     assert len(frames) == 6 and fps == 10.0 and frames[0].shape == (RES, 2 * RES, 3)
+    assert not has_audio(out)  # a silent driving video gives a silent reenactment
     tracked = DrivingSequence.load(tmp_path / "tracked.npz")
     assert tracked.num_frames == 6 and tracked.expression.shape == (6, 50) and tracked.fps == 10.0
     assert np.isfinite(tracked.global_pose).all() and tracked.camera is None

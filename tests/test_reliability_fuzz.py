@@ -209,7 +209,7 @@ TORCH_DOCS = ("checkpoint", "avatar")
 
 @pytest.mark.parametrize("name", TORCH_DOCS)
 def test_torch_file_readers_survive_documents_of_the_wrong_types(valid, tmp_path, monkeypatch, name):
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)  # build the demo head once
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)  # build the demo head once
     read = _reader(name)
     failures: list[str] = []
     doc = torch.load(valid[name], weights_only=True)

@@ -56,7 +56,7 @@ def _poisoned_checkpoint(src: Path, dst: Path, key: str, bad: float) -> Path:
 
 @pytest.mark.parametrize("bad", BAD_VALUES)
 def test_checkpoint_with_nonfinite_weights_is_refused(tiny_checkpoint, tmp_path, bad):
-    from agora_core.train.checkpoint import load_checkpoint
+    from agora_core.inference.checkpoint import load_checkpoint
 
     key = next(iter(torch.load(tiny_checkpoint, weights_only=True)["G_ema"]))
     path = _poisoned_checkpoint(tiny_checkpoint, tmp_path / "kimg000001.pt", key, bad)
@@ -69,7 +69,7 @@ def test_cli_export_and_sample_exit_2_on_a_nonfinite_checkpoint(tiny_checkpoint,
     from agora_cli.export import export_app
     from agora_cli.sample import sample
 
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     key = next(iter(torch.load(tiny_checkpoint, weights_only=True)["G_ema"]))
     path = _poisoned_checkpoint(tiny_checkpoint, tmp_path / "kimg000001.pt", key, float("nan"))
     app = typer.Typer()
@@ -191,7 +191,7 @@ def test_driving_json_with_nonfinite_values_is_refused(tmp_path, doc, match):
 
 @pytest.mark.parametrize("text", ["loss:\n  r1_gamma: .nan\n", "optim:\n  lr_g: .inf\n", "total_kimg: -.inf\n"])
 def test_config_with_nonfinite_numbers_is_refused(tmp_path, text):
-    from agora_core.train.config import load_config
+    from agora_core.run_config import load_config
 
     path = tmp_path / "c.yaml"
     path.write_text(text)

@@ -44,7 +44,7 @@ def test_atomic_write_onto_a_folder_is_one_line_and_leaves_no_temporary_file(tmp
 
 
 def test_write_png_with_an_unknown_suffix_is_one_line(tmp_path):
-    from agora_core.train.evaluation import write_png
+    from agora_core.render.images import write_png
 
     with pytest.raises(AgoraError, match=r"suffix '\.xyz'; use \.png or \.jpg"):
         write_png(tmp_path / "grid.xyz", np.zeros((4, 4, 3), np.uint8))

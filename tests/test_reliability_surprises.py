@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n"])
 def test_an_empty_config_file_is_an_error_not_the_default_config(tmp_path, text):
-    from agora_core.train.config import load_config
+    from agora_core.run_config import load_config
 
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -48,7 +48,8 @@ def test_a_failed_dataset_check_creates_no_run_folder(tmp_path):
 
 
 def test_a_checkpoint_without_g_ema_warns_and_uses_g(tmp_path):
-    from agora_core.train.checkpoint import load_checkpoint, save_checkpoint
+    from agora_core.inference.checkpoint import load_checkpoint
+    from agora_core.train.checkpoint import save_checkpoint
 
     G, config = tiny_generator()
     path = write_tiny_checkpoint(tmp_path, G, config)
@@ -118,7 +119,7 @@ def test_agora_m_files_get_the_permissions_of_every_other_output(tmp_path):
 
 
 def test_a_corrupt_checkpoint_error_does_not_repeat_pytorchs_weights_only_advice(tmp_path):
-    from agora_core.train.checkpoint import load_checkpoint
+    from agora_core.inference.checkpoint import load_checkpoint
 
     G, config = tiny_generator()
     path = write_tiny_checkpoint(tmp_path, G, config)

@@ -28,7 +28,7 @@ def app() -> typer.Typer:
 
 
 def test_dry_run_prints_parameter_and_gaussian_counts(app, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     result = CliRunner().invoke(app, ["train", "--config", str(CONFIGS / "demo.yaml"), "--data", str(tmp_path),
                                       "--out", str(tmp_path / "run"), "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -67,7 +67,7 @@ def test_cpu_procs_relaunches_through_torchrun(app, tmp_path: Path, monkeypatch)
 
 def test_sample_writes_a_grid_png_and_ply_files(app, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(loop, "build_head", cached_build_head)
-    monkeypatch.setattr("agora_core.train.build.build_head", cached_build_head)
+    monkeypatch.setattr("agora_core.head.build.build_head", cached_build_head)
     data = write_tiny_dataset(tmp_path / "data")
     run = tmp_path / "run"
     loop.train(tiny_config(total_kimg=0.004), data, run, progress=False)
@@ -91,7 +91,7 @@ def test_sample_writes_a_grid_png_and_ply_files(app, tmp_path: Path, monkeypatch
 def test_sample_refuses_a_checkpoint_of_another_head(tmp_path):
     """`agora sample` / export rebuild the head from the stored config: a different head is one line."""
     from agora_core.errors import AgoraError
-    from agora_core.train.sample import load_generator
+    from agora_core.inference import load_generator
     from test_invert_helpers import write_checkpoint
 
     path = write_checkpoint(tmp_path / "ckpt.pt", head_model="flame-0123456789ab+mouth")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from agora_core.errors import AgoraError
-from agora_core.train.config import (
+from agora_core.run_config import (
     TrainConfig,
     config_from_dict,
     config_to_dict,

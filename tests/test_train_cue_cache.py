@@ -18,8 +18,9 @@ import agora_core.train.loop as loop
 from agora_core.data.torch_dataset import HeadImageDataset
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.train.build import CueRenderer
-from agora_core.train.checkpoint import latest_checkpoint, load_checkpoint
-from agora_core.train.sampling import ConditionSampler, CueCache
+from agora_core.inference.checkpoint import latest_checkpoint, load_checkpoint
+from agora_core.data.conditions import ConditionSampler
+from agora_core.train.sampling import CueCache
 from test_train_fixtures import cached_build_head, tiny_config, write_tiny_dataset
 
 

@@ -15,7 +15,7 @@ import torch
 
 from agora_core.data.format import DatasetHeader, DatasetRecord, write_dataset_index
 from agora_core.render import sample_ffhq_like_cameras
-from agora_core.train.build import build_head as _real_build_head
+from agora_core.head.build import build_head as _real_build_head
 
 DEMO_HEAD_ID = "demo-head-v1+mouth"
 
@@ -37,7 +37,7 @@ TINY_OVERRIDES = {
 
 
 def tiny_config(**overrides):
-    from agora_core.train.config import load_config
+    from agora_core.run_config import load_config
 
     return load_config(None, {**TINY_OVERRIDES, **overrides})
 
@@ -66,7 +66,7 @@ def write_tiny_dataset(root: Path, n: int = 8, resolution: int = 16, seed: int =
 
 @functools.lru_cache(maxsize=None)
 def _demo_head():
-    from agora_core.train.config import HeadConfig
+    from agora_core.head.config import HeadConfig
 
     return _real_build_head(HeadConfig())
 

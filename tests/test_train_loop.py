@@ -21,8 +21,8 @@ import torch
 import yaml
 
 import agora_core.train.loop as loop
-from agora_core.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from agora_core.train.config import config_to_dict
+from agora_core.inference.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from agora_core.run_config import config_to_dict
 from test_train_fixtures import TINY_OVERRIDES, cached_build_head, tiny_config, write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]

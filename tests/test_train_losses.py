@@ -10,16 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from agora_core.errors import AgoraError
-from agora_core.train.checkpoint import (
-    checkpoint_name,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    load_matching_weights,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from agora_core.train.config import LossConfig, ShiftAugmentConfig
+from agora_core.inference.checkpoint import checkpoint_name, latest_checkpoint, list_checkpoints, load_checkpoint
+from agora_core.train.checkpoint import load_matching_weights, prune_checkpoints, save_checkpoint
+from agora_core.run_config import LossConfig, ShiftAugmentConfig
 from agora_core.train.losses import (
     apply_affine,
     discriminator_loss,

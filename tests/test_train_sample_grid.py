@@ -8,7 +8,7 @@ import torch
 
 from agora_core.data.torch_dataset import HeadImageDataset
 from agora_core.train.evaluation import expression_rows, sample_grid_inputs
-from agora_core.train.sampling import ConditionSampler
+from agora_core.data.conditions import ConditionSampler
 from test_train_fixtures import write_tiny_dataset
 
 

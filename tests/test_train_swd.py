@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agora_core.train.swd import (
+from agora_core.metrics.swd import (
     laplacian_pyramid,
     patch_positions,
     random_directions,

@@ -25,7 +25,7 @@ def _fit_state(path: Path) -> object:
 
 
 READERS: dict[str, Callable[[Path], object]] = {
-    "checkpoint": _call("agora_core.train.checkpoint", "load_checkpoint"),
+    "checkpoint": _call("agora_core.inference.checkpoint", "load_checkpoint"),
     "export source": _call("agora_core.export.sources", "load_avatar_source", seed=0),
     "avatar": _call("agora_core.invert.avatar_file", "AvatarFile.load"),
     "fit-mlp state": _fit_state,
@@ -34,7 +34,7 @@ READERS: dict[str, Callable[[Path], object]] = {
     "mlp (export)": _call("agora_core.export.agora_m_files", "read_mlp"),
     "mlp": _call("agora_core.mobile.coefficient_mlp", "CoefficientMLP.load"),
     "driving": _call("agora_core.reenact.driving", "DrivingSequence.load"),
-    "config": _call("agora_core.train.config", "load_config"),
+    "config": _call("agora_core.run_config", "load_config"),
     "ply": _call("agora_core.gaussians", "read_ply"),
     "splat": _call("agora_core.gaussians", "read_splat"),
     "flame pickle": _call("agora_core.head.flame_io", "load_flame_pickle"),

@@ -146,7 +146,7 @@ def time_calls(step: Callable[[int], object], calls: int, warmup: int, device: t
     rendering included.
     """
     assert calls >= 1 and warmup >= 0, (calls, warmup)
-    with torch.no_grad():
+    with torch.inference_mode():  # the models' inference formulation (models/stylegan2_inference.py)
         for i in range(warmup):
             step(i)
         synchronize(device)
@@ -212,7 +212,7 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], calls: int, warm
     """`time_calls` for several paths at once, interleaved call by call (module docstring)."""
     assert calls >= 1 and warmup >= 0, (calls, warmup)
     times = {name: [] for name in steps}
-    with torch.no_grad():
+    with torch.inference_mode():  # the models' inference formulation (models/stylegan2_inference.py)
         for i in range(warmup):
             for step in steps.values():
                 step(i)

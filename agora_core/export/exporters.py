@@ -21,7 +21,8 @@ from agora_core.export.onnx_export import (
 )
 from agora_core.export.sources import load_avatar_source
 from agora_core.export.web_bundle import write_web_bundle
-from agora_core.gaussians import write_ply, write_splat
+from agora_core.gaussians import GaussianSet, write_ply, write_splat
+from agora_core.gaussians.io_spz import write_spz
 
 PARITY_TUPLES = 3  # random (ψ, θ, eyelids) tuples checked through onnxruntime after export
 PARITY_MAX_RELATIVE = 1e-4  # max abs error / max |value| per output (float32 graph vs float32 eager)
@@ -93,10 +94,22 @@ def export_web(source: str | Path, basis: str | Path, mlp: str | Path, out: str 
                             {"avatar": avatar.description, "basis": str(basis), "mlp": str(mlp)})
 
 
-def export_neutral(source: str | Path, out: str | Path, kind: Literal["ply", "splat"], seed: int | None = None,
-                   truncation: float = 0.7) -> Path:
-    """The avatar's neutral Gaussians as an INRIA .ply or an antimatter15 .splat (model order)."""
-    avatar = load_avatar_source(source, seed, truncation)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_ply(out, avatar.neutral) if kind == "ply" else write_splat(out, avatar.neutral)
+def export_neutral(source: str | Path, out: str | Path, kind: Literal["ply", "splat", "spz"], seed: int | None = None,
+                   truncation: float = 0.7, sh_degree: int | None = None) -> Path:
+    """The avatar's neutral Gaussians as an INRIA .ply, an antimatter15 .splat or a Niantic .spz."""
+    return write_gaussians(out, load_avatar_source(source, seed, truncation).neutral, kind, sh_degree)
+
+
+def write_gaussians(out: str | Path, gaussians: GaussianSet, kind: Literal["ply", "splat", "spz"],
+                    sh_degree: int | None = None) -> Path:
+    """One set of Gaussians (batch 1) as a file of `kind`; `sh_degree` (ply only) pads to 0–3."""
+    if sh_degree is not None and kind != "ply":
+        raise AgoraError(f"--sh-degree applies to .ply only, not .{kind}")
+    if sh_degree is not None and not gaussians.sh_degree <= sh_degree <= 3:
+        raise AgoraError(f"--sh-degree {sh_degree}: must be {gaussians.sh_degree} to 3 (the model's SH degree is "
+                         f"{gaussians.sh_degree}; higher bands are written as zeros)")
+    if kind == "ply":
+        return write_ply(out, gaussians, sh_degree=sh_degree)
+    if kind == "splat":
+        return write_splat(out, gaussians)
+    return write_spz(out, gaussians)

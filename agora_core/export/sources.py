@@ -33,6 +33,7 @@ class AvatarSource:
     neutral: GaussianSet  # batch 1
     w: torch.Tensor  # [w_dim]
     description: str  # provenance for manifests / metadata
+    resolution: int  # the render size the model was trained at (pixels)
 
 
 def _peek_format(path: Path) -> str:
@@ -46,7 +47,7 @@ def _peek_format(path: Path) -> str:
 @torch.no_grad()
 def load_avatar_source(path: str | Path, seed: int | None = None, truncation: float = 0.7) -> AvatarSource:
     """An `AvatarSource` from a checkpoint (needs `seed`) or an avatar file (see module docstring)."""
-    from agora_core.train.checkpoint import resolve_checkpoint_path
+    from agora_core.inference.checkpoint import resolve_checkpoint_path
 
     if is_imported_run(path) or is_model_folder(path):  # agora import / agora export model
         if seed is None:
@@ -71,7 +72,7 @@ def _from_model(path: Path, seed: int, truncation: float) -> AvatarSource:
     model = load_model(path)
     cache, _ = draw_identity(model, seed, 1, truncation)  # the identity `agora sample --seed N` draws first
     return AvatarSource(model.generator, cache, neutral_gaussians(model.generator, cache), cache.ws[0, 0],
-                        f"{path} seed {seed} truncation {truncation}")
+                        f"{path} seed {seed} truncation {truncation}", model.resolution)
 
 
 def _from_avatar(path: Path) -> AvatarSource:
@@ -83,4 +84,4 @@ def _from_avatar(path: Path) -> AvatarSource:
     generator = build_avatar_generator(avatar, path)
     ws = broadcast_w(avatar.w.float(), generator.num_ws)
     cache = generator.identity(None, None, avatar.shape.float(), ws=ws, noise_mode="const")
-    return AvatarSource(generator, cache, neutral_gaussians(generator, cache), ws[0, 0], str(path))
+    return AvatarSource(generator, cache, neutral_gaussians(generator, cache), ws[0, 0], str(path), avatar.resolution)

@@ -3,7 +3,8 @@ export model`: G_ema + model.json, what the repository ships in models/demo) and
 
 `load_model` returns an `InferenceModel` (the generator with its head, how it is framed and sampled);
 `draw_identity` is the one identity-for-a-seed rule (`agora sample --seed N`, exports, benchmarks);
-`neutral_gaussians` the one neutral pose (zero expression, jaw, eyelids).
+`neutral_gaussians` the one neutral pose (zero expression, jaw, eyelids); `render_generator` the
+images of G for (z, camera, FLAME) conditions. `inference.checkpoint` reads training checkpoints.
 """
 
 from agora_core.inference.model_folder import export_model, is_model_folder
@@ -12,9 +13,12 @@ from agora_core.inference.model_source import (
     describe_model,
     draw_identity,
     is_imported_run,
+    load_generator,
     load_model,
     neutral_flame,
     neutral_gaussians,
+    render_generator,
 )
 
-__all__ = ["InferenceModel", "describe_model", "export_model", "is_model_folder", "load_model", "draw_identity", "is_imported_run", "neutral_flame", "neutral_gaussians"]
+__all__ = ["InferenceModel", "describe_model", "export_model", "is_model_folder", "load_model", "load_generator",
+           "draw_identity", "is_imported_run", "neutral_flame", "neutral_gaussians", "render_generator"]

@@ -44,7 +44,7 @@ def export_model(source: str | Path, out: str | Path, force: bool = False) -> Pa
     Args:
         force: replace a model already in `out` (other files there, e.g. a README, are kept).
     """
-    from agora_core.train.checkpoint import load_checkpoint, resolve_checkpoint_path
+    from agora_core.inference.checkpoint import load_checkpoint, resolve_checkpoint_path
 
     out = check_output_path(out, "--out", folder=True)
     if is_model_folder(out) and not force:
@@ -81,7 +81,7 @@ def export_model(source: str | Path, out: str | Path, force: bool = False) -> Pa
 
 def _run_folder(checkpoint: Path) -> Path:
     """RUN of RUN/checkpoints/kimg*.pt (a checkpoint elsewhere: its own folder)."""
-    from agora_core.train.checkpoint import CHECKPOINT_DIR
+    from agora_core.inference.checkpoint import CHECKPOINT_DIR
 
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
 

@@ -26,7 +26,7 @@ from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
 from agora_core.inference.model_folder import FORMAT as MODEL_FORMAT
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
-from agora_core.render import Camera
+from agora_core.render import Camera, rasterize
 from agora_core.render.cameras import deca_camera, deca_mapping_label
 
 IMPORTED_FRAMING = (0.0, 0.0, 0.0, 8.0, 0.0, 0.0)  # DECA camera of imported runs' renders (s = 8)
@@ -109,9 +109,9 @@ def _imported(folder: Path, device) -> InferenceModel:
 
 
 def _checkpoint(path: Path, device) -> InferenceModel:
-    from agora_core.train.build import build_head, check_head_model, load_generator_weights
-    from agora_core.train.checkpoint import load_checkpoint
-    from agora_core.train.config import config_from_dict
+    from agora_core.head.build import build_head, check_head_model
+    from agora_core.inference.checkpoint import load_checkpoint, load_generator_weights
+    from agora_core.run_config import config_from_dict
 
     state = load_checkpoint(path)
     config = config_from_dict(state["config"], source=f"{path} (stored config)")
@@ -127,6 +127,15 @@ def _checkpoint(path: Path, device) -> InferenceModel:
     return InferenceModel(generator, str(path), kind, int(config.resolution), "eg3d",
                           sampling["camera"].float().reshape(25), sampling["shape_mean"].float(),
                           sampling["shape_std"].float(), state)
+
+
+def load_generator(checkpoint: str | Path) -> tuple[AgoraGenerator, dict]:
+    """G_ema of a training checkpoint (or a run folder's newest) in eval mode, and the checkpoint dict
+    (for stages that read its training statistics; `load_model` reads any model)."""
+    model = load_model(checkpoint)
+    if model.state is None:
+        raise AgoraError(f"{checkpoint}: an imported run; this command needs a training checkpoint of agora train")
+    return model.generator, model.state
 
 
 @torch.no_grad()
@@ -160,6 +169,18 @@ def neutral_flame(generator: AgoraGenerator, batch: int = 1) -> tuple[Tensor, Te
 def neutral_gaussians(generator: AgoraGenerator, cache: IdentityCache) -> GaussianSet:
     """𝒜(w, β, ψ0 = 0, θ0 = 0): the full model's neutral Gaussians (constant noise)."""
     return generator.animate(cache, *neutral_flame(generator, cache.batch_size), noise_mode="const").gaussians
+
+
+def render_generator(G, z: Tensor, c: Tensor, flame: dict[str, Tensor], resolution: int,
+                     truncation_psi: float = 1.0, noise_mode: str = "random", chunk: int = 16) -> Tensor:
+    """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c, on white."""
+    out = []
+    for i in range(0, z.shape[0], chunk):
+        sl = slice(i, i + chunk)
+        gen = G(z[sl], c[sl], {k: v[sl] for k, v in flame.items()}, truncation_psi, noise_mode=noise_mode)
+        rgb, _ = rasterize(gen.gaussians, Camera.from_label(c[sl]), resolution, resolution, background=1.0)
+        out.append(rgb.clamp(0, 1))
+    return torch.cat(out)
 
 
 def describe_model(model: InferenceModel) -> list[tuple[str, str]]:

@@ -140,11 +140,12 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
     """
     import dataclasses
 
-    from agora_core.train.build import load_generator_weights
+    from agora_core.inference.checkpoint import load_generator_weights
     from agora_core.models.agora_generator import AgoraGenerator
     from agora_core.models.generator_config import GeneratorConfig
-    from agora_core.train.build import build_head
-    from agora_core.train.config import HeadConfig, build_dataclass
+    from agora_core.head.build import build_head
+    from agora_core.head.config import HeadConfig
+    from agora_core.run_config import build_dataclass
 
     head_cfg = build_dataclass(HeadConfig, avatar.head_config, f"{where} (head_config)")
     if flame_pkl or flame_uv:

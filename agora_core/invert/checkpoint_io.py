@@ -1,7 +1,7 @@
 """The base model PTI starts from: G_ema of a training checkpoint, rebuilt from its stored config.
 
-Built on the training stage's own reader (`train.checkpoint.load_checkpoint`, weights_only) and
-head builder (`train.build.build_head`), so the head matches the one G was trained on. Every way the
+Built on the one checkpoint reader (`inference.checkpoint.load_checkpoint`, weights_only) and head
+builder (`head.build.build_head`), so the head matches the one G was trained on. Every way the
 file can be wrong (missing, not a checkpoint, another format version, weights that do not fit the
 stored config, a head model other than the one it names) is one `AgoraError` line naming the file.
 """
@@ -17,8 +17,9 @@ from torch import Tensor
 from agora_core.errors import AgoraError
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
-from agora_core.train.build import check_head_model, load_generator_weights
-from agora_core.train.config import TrainConfig, config_from_dict, config_to_dict
+from agora_core.head.build import check_head_model
+from agora_core.inference.checkpoint import load_generator_weights
+from agora_core.run_config import TrainConfig, config_from_dict, config_to_dict
 
 
 @dataclass
@@ -60,8 +61,8 @@ def load_base_generator(checkpoint: str | Path, device: str | torch.device = "cp
     """
     import dataclasses
 
-    from agora_core.train.build import build_head
-    from agora_core.train.checkpoint import load_checkpoint
+    from agora_core.head.build import build_head
+    from agora_core.inference.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)
     try:

@@ -1,7 +1,9 @@
 """PTI's reconstruction loss: pixel L2 plus a perceptual distance (PTI: L2 + LPIPS).
 
-With a VGG16 weights file the perceptual term is `VGGPerceptualDistance` (LPIPS baseline, no
-learned heads); without one it falls back to 1 − SSIM (pixel L2 + SSIM), which needs no weights.
+With a backbone file (`--perceptual-weights`, AGORA_PERCEPTUAL_WEIGHTS or assets.yaml: torchvision's
+VGG16 or AlexNet state dict) the perceptual term is LPIPS with its learned heads (lpips_distance.py);
+without the `lpips` package a VGG16 file gives the uncalibrated `VGGPerceptualDistance`; without a
+file it falls back to 1 − SSIM (pixel L2 + SSIM), which needs no weights.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from agora_core.invert.perceptual import VGGPerceptualDistance
+from agora_core.invert.lpips_distance import load_perceptual, perceptual_name
 from agora_core.invert.ssim import gaussian_window, ssim
 
 
@@ -25,18 +27,19 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
 class LossTerms:
     total: Tensor  # scalar, what is optimised
     l2: Tensor  # scalar, mean squared error
-    perceptual: Tensor  # scalar, mean perceptual distance (VGG) or 1 − SSIM
+    perceptual: Tensor  # scalar, mean perceptual distance (LPIPS or VGG) or 1 − SSIM
 
 
 class ReconstructionLoss(nn.Module):
     """`loss(pred, target) -> LossTerms`, images [B, 3, H, W] in [0, 1], averaged over B.
 
     Args:
-        perceptual: a `VGGPerceptualDistance`, or None for the 1 − SSIM fallback.
+        perceptual: an `LPIPSDistance` / `VGGPerceptualDistance` ([B] from two [B, 3, H, W] images
+                    in [0, 1]), or None for the 1 − SSIM fallback.
         l2_weight, perceptual_weight: PTI weighs both 1.
     """
 
-    def __init__(self, perceptual: VGGPerceptualDistance | None = None, l2_weight: float = 1.0,
+    def __init__(self, perceptual: nn.Module | None = None, l2_weight: float = 1.0,
                  perceptual_weight: float = 1.0):
         super().__init__()
         self.perceptual = perceptual
@@ -44,7 +47,8 @@ class ReconstructionLoss(nn.Module):
 
     @property
     def perceptual_name(self) -> str:
-        return "vgg" if self.perceptual is not None else "1-ssim"
+        """"lpips-alex", "lpips-vgg", "vgg" (uncalibrated) or "1-ssim"."""
+        return perceptual_name(self.perceptual)
 
     def forward(self, pred: Tensor, target: Tensor) -> LossTerms:
         assert pred.shape == target.shape, (pred.shape, target.shape)
@@ -60,11 +64,14 @@ class ReconstructionLoss(nn.Module):
 
 def make_reconstruction_loss(perceptual_weights: str | None, device: torch.device | str = "cpu",
                              warn=None) -> ReconstructionLoss:
-    """The loss for `--perceptual-weights PATH` (VGG16) or, without a file, L2 + SSIM (said once
-    through `warn(message)`)."""
-    if perceptual_weights:
-        return ReconstructionLoss(VGGPerceptualDistance.from_file(perceptual_weights, device))
+    """The loss for the backbone file of `--perceptual-weights PATH` (else AGORA_PERCEPTUAL_WEIGHTS,
+    else assets.yaml's `perceptual_weights`) or, without one, L2 + SSIM (said once through `warn`)."""
+    from agora_core.assets import resolve_asset
+
+    found = resolve_asset("perceptual_weights", perceptual_weights)
+    if found.path is not None:
+        return ReconstructionLoss(load_perceptual(found.existing(), device))
     if warn is not None:
-        warn("no --perceptual-weights (torchvision VGG16 state dict): using pixel L2 + SSIM instead of "
-             "L2 + a VGG perceptual distance")
+        warn("no --perceptual-weights (torchvision AlexNet or VGG16 state dict): using pixel L2 + SSIM instead of "
+             "L2 + LPIPS")
     return ReconstructionLoss(None)

@@ -55,7 +55,7 @@ class PTIConfig:
     plateau_window: int = 25  # stop when the mean loss of the last window improved on the window
     plateau_tol: float = 0.005  # before it by less than this fraction (checked from 2 windows on)
     stop_perceptual: float | None = None  # also stop when the perceptual term falls below this
-    #   (PTI: LPIPS ≤ 0.06; off by default: our distance is not calibrated LPIPS)
+    #   (PTI: AlexNet LPIPS ≤ 0.06; `agora invert` sets it with AlexNet LPIPS, lpips_distance.py)
     locality: bool = False  # PTI's locality regulariser (G keeps its outputs around the pivot)
     locality_alpha: float = 30.0  # distance from the pivot of the regularised codes, in PTI's
     #   18×512 ws space (scaled here by √(size of our ws / PTI's) so each coordinate moves alike)

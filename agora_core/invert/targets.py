@@ -125,7 +125,7 @@ def target_from_dataset(root: str | Path, indices: list[int], head: HeadModel, r
     bad = [i for i in indices if not 0 <= i < len(index)]
     if bad:
         raise AgoraError(f"--index {bad[0]}: {root} has {len(index)} images (0..{len(index) - 1})")
-    from agora_core.train.build import check_head_matches  # training's rule: "flame2020" data fit a FLAME pickle
+    from agora_core.head.build import check_head_matches  # training's rule: "flame2020" data fit a FLAME pickle
 
     check_head_matches(index.header.head_model, head, root, head_is="the checkpoint's head is", fix="")
     images = [read_rgb(index.root / index.files[i]) for i in indices]

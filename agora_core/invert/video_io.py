@@ -1,14 +1,17 @@
 """Video files through the ffmpeg binary that imageio-ffmpeg ships: decoding (with the problems a
-user can cause turned into one-line `AgoraError`s), sharp-frame selection, and an mp4 writer that
-writes to a temporary file and renames it only when the video is complete.
+user can cause turned into one-line `AgoraError`s), the decoded frames' presentation times (for
+variable-frame-rate videos), sharp-frame selection, and an mp4 writer that writes to a temporary file
+and renames it only when the video is complete.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +20,7 @@ import numpy as np
 
 from agora_core.errors import AgoraWarning, file_error
 
+VIDEO_FPS_RANGE = (1.0, 1000.0)  # frame rates a written video may have (ffmpeg refuses or stalls far outside)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -59,7 +63,9 @@ class VideoReader:
     def _open(self):
         import imageio_ffmpeg
 
-        gen = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
+        # passthrough: every decoded frame once, as `frame_times` sees them (ffmpeg's default for a pipe
+        # duplicates and drops frames of a variable-frame-rate video to a constant rate)
+        gen = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"])
         try:
             meta = next(gen)
         except (OSError, RuntimeError, StopIteration, ValueError):
@@ -109,6 +115,68 @@ class VideoReader:
         return out
 
 
+# showinfo's lines: "config in time_base: 1/10240, frame_rate: 10/1" and "n:   3 pts:   3072 ..."
+_SHOWINFO_CONFIG = re.compile(r"config in time_base:\s*(\d+)/(\d+),\s*frame_rate:\s*(\d+)/(\d+)")
+_SHOWINFO_FRAME = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s")
+
+
+@dataclass(frozen=True)
+class FrameTimes:
+    times: np.ndarray  # [N] float64 presentation time of each decoded frame, seconds from the file's start
+    nominal_fps: float | None  # the stream's frame rate as ffmpeg guesses it (its r_frame_rate), if known
+
+
+def frame_times(path: str | Path) -> FrameTimes | None:
+    """Presentation times of the frames `VideoReader.frames()` yields, from ffmpeg's showinfo filter.
+
+    Times are on ffmpeg's timeline of the file (0 = the earliest stream's start), the one its `-ss`
+    seeks on, so a video stream that starts after its audio has times[0] > 0. None when ffmpeg gives
+    no usable times (the caller then assumes a constant rate from frame 0)."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:v:0",
+           "-vf", "showinfo=checksum=0", "-fps_mode", "passthrough", "-f", "null", "-"]
+    try:
+        log = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=600).stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    config = _SHOWINFO_CONFIG.search(log)
+    pts = [int(m.group(2)) for m in _SHOWINFO_FRAME.finditer(log)]
+    if config is None or not pts or int(config.group(2)) == 0:
+        return None
+    num, den, rate_num, rate_den = (int(g) for g in config.groups())
+    times = np.asarray(pts, np.float64) * num / den
+    if not np.isfinite(times).all() or np.any(np.diff(times) <= 0):  # not a usable presentation order
+        return None
+    nominal = rate_num / rate_den if rate_den and rate_num else None
+    return FrameTimes(times, nominal)
+
+
+FPS_SNAP = 0.1  # a median frame rate this close (relative) to the stream's nominal one is that (timestamp jitter)
+
+
+def constant_rate(times: np.ndarray, nominal_fps: float | None) -> tuple[np.ndarray, float]:
+    """Resampling of frames shown at `times` [N] (seconds, increasing) to a constant frame rate.
+
+    The rate is 1 / the median frame interval (the stream's nominal rate when within `FPS_SNAP` of it);
+    output frame k covers [times[0] + k/fps, times[0] + (k+1)/fps) and shows the input frame on screen
+    at its middle; the last input frame lasts one median interval. A constant-rate input (timestamps
+    within half a frame of the grid) maps one to one. Returns (input index per output frame [K], fps).
+    """
+    assert times.ndim == 1 and times.size >= 1, times.shape
+    if times.size == 1:
+        fps = nominal_fps if nominal_fps and VIDEO_FPS_RANGE[0] <= nominal_fps <= VIDEO_FPS_RANGE[1] else 25.0
+        return np.zeros(1, np.int64), float(fps)
+    step = float(np.median(np.diff(times)))
+    fps = 1.0 / step
+    if nominal_fps and abs(nominal_fps - fps) <= FPS_SNAP * fps:
+        fps = nominal_fps
+    fps = float(np.clip(fps, *VIDEO_FPS_RANGE))
+    count = max(1, int(round((times[-1] + step - times[0]) * fps)))
+    middles = times[0] + (np.arange(count) + 0.5) / fps
+    return np.clip(np.searchsorted(times, middles, side="right") - 1, 0, times.size - 1), fps
+
+
 def sharpness(frame_rgb: np.ndarray, side: int = 256) -> float:
     """Variance of the Laplacian of the grey image (resized to ~`side` px): higher = sharper."""
     grey = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
@@ -139,9 +207,6 @@ def select_sharp_frames(path: str | Path, n: int) -> tuple[list[int], list[np.nd
         if len(frames) == len(wanted):
             break
     return chosen, [frames[i] for i in chosen]
-
-
-VIDEO_FPS_RANGE = (1.0, 1000.0)  # frame rates a written video may have (ffmpeg refuses or stalls far outside)
 
 
 class Mp4Writer:

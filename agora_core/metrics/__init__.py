@@ -6,8 +6,8 @@
   behind AED, AED-jaw, APD, ASD and AED-eyelids;
 - `protocol`: what is generated for each metric (identities, expression/pose pairs, seeds);
 - `evaluate`: `agora eval` -- all of the above on a checkpoint, results table + JSON;
-- `tracker_training`: `agora train-tracker` -- the demo-head FLAME tracker.
+- `tracker_training`: `agora train-tracker` -- the demo-head FLAME tracker;
+- `swd`: the sliced Wasserstein distance training logs and `agora eval --metrics swd` reports.
 
-SWD is the training stage's (`agora_core.train.swd`). This package's `__init__` imports nothing
-heavy.
+This package's `__init__` imports nothing heavy.
 """

@@ -141,8 +141,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, metrics: tuple[str, ...] 
              quick: bool = False, device: str = "cpu", progress: bool = True) -> dict:
     """Run `metrics` on the checkpoint's G_ema against the dataset; the JSON-ready result dict."""
     from agora_core.data.torch_dataset import HeadImageDataset
-    from agora_core.train.build import check_head_matches
-    from agora_core.train.sample import load_generator
+    from agora_core.head.build import check_head_matches
+    from agora_core.inference import load_generator
 
     t0 = time.perf_counter()
     ev = load_evaluators(metrics, weights, evaluators, strict=strict, detect_faces=detect_faces, device=device)
@@ -195,7 +195,7 @@ def _needs(flag_of: str, names) -> dict[str, dict]:
 
 def _fid_kid(G, dataset, features, protocol: ProtocolConfig, resolution: int, bar: _Bar, metrics) -> dict[str, dict]:
     from agora_core.metrics.features import extract_features, fid_from_features, kid_from_features
-    from agora_core.train.sampling import ConditionSampler
+    from agora_core.data.conditions import ConditionSampler
 
     n_real = len(dataset) if protocol.fid_real_images <= 0 else min(protocol.fid_real_images, len(dataset))
     real_idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(protocol.seed))[:n_real]
@@ -222,7 +222,7 @@ def _fid_kid(G, dataset, features, protocol: ProtocolConfig, resolution: int, ba
 
 def _identity(G, dataset, state, embedder, protocol: ProtocolConfig, resolution: int, bar: _Bar) -> dict:
     from agora_core.metrics.identity import id_scores, pair_cosines
-    from agora_core.train.sampling import ConditionSampler
+    from agora_core.data.conditions import ConditionSampler
 
     conditions = ConditionSampler(dataset.index, xflip=False, seed=protocol.seed)
     samples = animation_samples(conditions, protocol.id_pairs, 2, G.config.z_dim, protocol.seed + 1)
@@ -239,7 +239,7 @@ def _identity(G, dataset, state, embedder, protocol: ProtocolConfig, resolution:
 
 
 def _tracking(G, dataset, state, tracker, protocol: ProtocolConfig, resolution: int, bar: _Bar) -> dict[str, dict]:
-    from agora_core.train.sampling import ConditionSampler
+    from agora_core.data.conditions import ConditionSampler
 
     conditions = ConditionSampler(dataset.index, xflip=False, seed=protocol.seed)
     samples = animation_samples(conditions, protocol.identities, protocol.pairs_per_identity, G.config.z_dim,
@@ -266,8 +266,8 @@ def _tracking(G, dataset, state, tracker, protocol: ProtocolConfig, resolution: 
 
 
 def _swd(G, dataset, protocol: ProtocolConfig, resolution: int, bar: _Bar) -> dict:
-    from agora_core.train.evaluation import evaluate_swd, swd_reference
-    from agora_core.train.sampling import ConditionSampler
+    from agora_core.data.conditions import ConditionSampler
+    from agora_core.metrics.swd import evaluate_swd, swd_reference
 
     advance = bar.stage("SWD", protocol.swd_images)
     conditions = ConditionSampler(dataset.index, xflip=False, seed=protocol.seed)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from agora_core.render import Camera, rasterize
-from agora_core.train.sampling import ConditionSampler
+from agora_core.data.conditions import ConditionSampler
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def render_random_conditions(G, conditions: ConditionSampler, n: int, resolution
                              batch: int = 16, on_batch: Callable[[int], None] | None = None) -> Iterator[Tensor]:
     """`n` renders (batches [B, 3, R, R] in [0, 1]) with z ~ N(0, I) and the camera + FLAME of
     random dataset items -- the FID/KID fakes. Seeded: z, items and noise come from `seed`."""
-    from agora_core.train.evaluation import render_generator
+    from agora_core.inference import render_generator
 
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(seed)

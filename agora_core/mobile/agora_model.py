@@ -1,8 +1,8 @@
 """The AGORA model AGORA-M is distilled from: a checkpoint's G_ema, or a random one of a config.
 
 `load_agora_model` is what `agora extract-basis`, `agora fit-mlp` and `agora bench` start from. It
-rebuilds the generator from the checkpoint's stored config (through the training stage's
-`build_head`, so the head matches training), optionally on another UV sample grid (the grid only
+rebuilds the generator from the checkpoint's stored config (through `head.build.build_head`,
+so the head matches training), optionally on another UV sample grid (the grid only
 sets where the planes are sampled; the weights do not depend on it), and says where tuple
 conditions come from (`tuples.IdentityPrior`, an optional dataset pool).
 """
@@ -64,9 +64,9 @@ def load_agora_model(checkpoint: str | Path | None, config: str | Path | None = 
         dataset: a dataset folder whose (camera, FLAME) rows condition the tuples.
         gaussians: re-sample the UV planes on the grid giving about this many Gaussians.
     """
-    from agora_core.train.build import build_head, check_head_model, load_generator_weights
-    from agora_core.train.checkpoint import load_checkpoint
-    from agora_core.train.config import config_from_dict, load_config
+    from agora_core.head.build import build_head, check_head_model
+    from agora_core.inference.checkpoint import load_checkpoint, load_generator_weights
+    from agora_core.run_config import config_from_dict, load_config
 
     from agora_core.inference import is_imported_run
 

@@ -60,7 +60,7 @@ class ConditionPool:
     def from_dataset(root: str | Path, head_model: str | None = None) -> "ConditionPool":
         """The dataset's cameras and FLAME rows; with `head_model`, checked to belong to that head."""
         from agora_core.data.format import read_dataset_index
-        from agora_core.train.build import check_head_matches
+        from agora_core.head.build import check_head_matches
 
         index = read_dataset_index(root)
         if head_model is not None:

@@ -6,6 +6,8 @@
 - `mapping`: EG3D-style conditional mapping network (z, c) -> w with w_avg and truncation.
 - `stylegan2_synthesis`: skip synthesis network (identity branch), its 64² tap, and the
   synthesis tail the deformation branch is built from (paper sec. 3.4).
+- `stylegan2_inference`: the same synthesis layers folded for inference, taken inside
+  `torch.inference_mode()` only (the layers above stay the reference and what autograd sees).
 - `stylegan2_discriminator`: ResNet D with projection conditioning (dual discrimination, sec. 3.6).
 
 AGORA itself:

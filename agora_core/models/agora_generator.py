@@ -251,13 +251,19 @@ class AgoraGenerator(nn.Module):
     # --- per frame ----------------------------------------------------------------------------------
     def animate(self, cache: IdentityCache, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None,
                 neck: Tensor | None = None, eyes: Tensor | None = None, *,
-                noise_mode: NoiseMode = "random") -> GeneratorOutput:
+                noise_mode: NoiseMode = "random", deform_dtype: torch.dtype | None = None) -> GeneratorOutput:
         """Posed Gaussians of cached identities (eq. 5, 7, sec. 3.4-3.5); no identity-branch work.
+
+        Inside `torch.inference_mode()` the synthesis layers take their inference formulation
+        (models/stylegan2_inference.py: same values up to float32 rounding).
 
         Args:
             cache: from `identity()`; a single avatar is broadcast to the expression batch.
             expression [B, E'], jaw [B, 3], eyelids [B, 2] | None, neck [B, 3] | None,
             eyes [B, 6] | None: FLAME parameters (None = zero); global rotation is zero.
+            deform_dtype: dtype of the deformation branch's convolutions, None = the cache's;
+                torch.bfloat16 (inference mode only) where `devices.inference_dtype` says the CPU
+                has bf16 units; the residual planes come back in the cache's dtype.
         """
         b = expression.shape[0]
         if cache.batch_size != b:
@@ -270,11 +276,15 @@ class AgoraGenerator(nn.Module):
         deform = None
         if self.deformation_branch is not None:
             e = expression_condition(expression, jaw, eyelids, self.config.expr_cond_dim).to(cache.ws.dtype)
+            features, skip = cache.tap_features, cache.tap_skip_image
+            if deform_dtype is not None and deform_dtype != features.dtype:
+                assert torch.is_inference_mode_enabled(), "a deform_dtype other than the cache's is inference only"
+                features, skip = features.to(deform_dtype), skip.to(deform_dtype)
             if self.config.attribute_layout == "authors":
-                planes = self.deformation_branch(cache.tap_features, cache.ws, e, noise_mode,
-                                                 skip_image=cache.tap_skip_image, plane_mask=self._plane_mask())
+                planes = self.deformation_branch(features, cache.ws, e, noise_mode,
+                                                 skip_image=skip, plane_mask=self._plane_mask())
             else:
-                planes = self.deformation_branch(cache.tap_features, cache.ws, e, noise_mode)
+                planes = self.deformation_branch(features, cache.ws, e, noise_mode)
             deform = sample_uv_attributes(planes, self.samples, padding_mode=self._attribute_padding)
         gaussians, regs = lift_gaussians(cache.raw_main, points, deform, self.residual_mask, self.config)
         return GeneratorOutput(gaussians, regs)

@@ -109,7 +109,8 @@ class DeformationBranch(nn.Module):
         """D_uv = G_d(w, ψ, θ; f) (eq. 7).
 
         Args:
-            features: [B, ch(tap), tap, tap] identity-branch features at the tap.
+            features: [B, ch(tap), tap, tap] identity-branch features at the tap (bfloat16 inside
+                `torch.inference_mode` runs the convolutions in bfloat16, see `AgoraGenerator.animate`).
             ws: [B, num_ws_identity, w_dim] the identity's style vectors (first num_ws used).
             e: [B, expr_cond_dim + 5] expression condition (`expression_condition`).
             skip_image: [B, main_channels, tap, tap] the identity's tap skip image (authors' layout).
@@ -121,10 +122,11 @@ class DeformationBranch(nn.Module):
         r0 = self.config.tap_resolution
         assert features.shape[1:] == (self.in_channels, r0, r0), (features.shape, self.in_channels, r0)
         assert e.shape == (features.shape[0], self.config.expression_dim), (e.shape, self.config.expression_dim)
-        if not self.authors:
-            return self.tail(features, None, self.styles(ws, e), noise_mode=noise_mode)
+        if not self.authors:  # planes in the styles' dtype (features may be bfloat16 at inference)
+            return self.tail(features, None, self.styles(ws, e), noise_mode=noise_mode).to(ws.dtype)
         assert skip_image is not None and plane_mask is not None, "the authors' layout needs skip_image and plane_mask"
-        planes = self.tail(features, skip_image, self.styles(ws, e), noise_mode=noise_mode) * plane_mask.to(features.dtype)
+        planes = self.tail(features, skip_image, self.styles(ws, e), noise_mode=noise_mode).to(ws.dtype)
+        planes = planes * plane_mask.to(ws.dtype)
         colour_start = 6 + self.config.rotation_channels
         keep = torch.ones(self.out_channels, dtype=planes.dtype, device=planes.device)
         keep[colour_start:colour_start + self.config.colour_channels] = 0

@@ -42,19 +42,20 @@ def _depthwise(kernel: Tensor, channels: int) -> Tensor:
     return kernel[None, None].expand(int(channels), 1, *kernel.shape)
 
 
-def blur2d(x: Tensor, padding: int, gain: float = 1.0) -> Tensor:
+def blur2d(x: Tensor, padding: int, gain: float = 1.0, bias: Tensor | None = None) -> Tensor:
     """Filter every channel with the FIR kernel (no resampling), symmetric zero padding.
 
     Args:
         x: [B, C, H, W].
         padding: zeros added on each side.
         gain: output multiplier (4 after a stride-2 transposed conv keeps the signal's mean).
+        bias: [C] added to the filtered output (by the convolution itself), or None.
     Returns:
         [B, C, H + 2·padding − 3, W + 2·padding − 3].
     """
     assert x.ndim == 4, x.shape
     weight = _depthwise(fir_kernel2d(x) * gain, x.shape[1])
-    return F.conv2d(x, weight, padding=padding, groups=x.shape[1])
+    return F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])
 
 
 def upsample2d(x: Tensor) -> Tensor:

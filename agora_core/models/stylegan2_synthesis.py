@@ -31,6 +31,7 @@ from agora_core.models.stylegan2_layers import (
     ToOutput,
     bias_act,
 )
+from agora_core.models.stylegan2_inference import synthesis_layer_inference, to_output_inference, use_inference_path
 
 
 def synthesis_channels(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -65,6 +66,8 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: Tensor, style: Tensor, cond: Tensor | None = None,
                 noise_mode: NoiseMode = "random") -> Tensor:
         """x [B, Cin, H, W], style [B, style_dim] -> [B, Cout, up·H, up·W]."""
+        if use_inference_path(x):  # same maths, folded for inference (stylegan2_inference.py)
+            return synthesis_layer_inference(self, x, style, cond, noise_mode)
         x = self.conv(x, style, cond)
         if self.noise is not None:
             x = self.noise(x, noise_mode)
@@ -127,7 +130,8 @@ class SynthesisBlock(nn.Module):
             assert x is not None and x.shape == (b, self.in_ch, r // 2, r // 2), (None if x is None else x.shape)
             x = self.conv0(x, styles[:, 0], cond, noise_mode)
         x = self.conv1(x, styles[:, self.num_conv - 1], cond, noise_mode)
-        y = self.to_output(x, styles[:, self.num_conv])
+        y = (to_output_inference(self.to_output, x, styles[:, self.num_conv]) if use_inference_path(x)
+             else self.to_output(x, styles[:, self.num_conv]))
         if img is not None:
             assert img.shape == (b, self.out_channels, r // 2, r // 2), (img.shape, self.out_channels, r)
             y = y + upsample2d(img)

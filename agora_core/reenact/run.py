@@ -8,8 +8,9 @@ neutral Gaussians + the shared blendshape basis + the coefficient MLP of its w (
 
 from __future__ import annotations
 
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from agora_core.invert.avatar_file import AvatarFile, build_avatar_generator
 from agora_core.invert.pti import broadcast_w
 from agora_core.invert.video_io import Mp4Writer
 from agora_core.reenact.driving import DrivingSequence
+from agora_core.reenact.sound import AudioTrack, mux_audio
 from agora_core.render import Camera, rasterize
 from agora_core.render.images import DISPLAY_SIZE, enlarge, to_uint8_hwc
 
@@ -44,7 +46,7 @@ class FullAvatar:
             cache = G.identity(None, None, avatar.shape.to(dev).float(), ws=ws, noise_mode="const")
         return FullAvatar(G, cache)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # the generator's inference path (models/stylegan2_inference.py)
     def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
         e = _fit(flame["expression"], self.num_expr)
         return self.G.animate(self.cache, e, flame["jaw"], flame["eyelids"], flame["neck"], flame["eyes"],
@@ -72,7 +74,8 @@ class MobileAvatar:
 
     @torch.no_grad()
     def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
-        return self.avatar.animate(flame["expression"], flame["jaw"], flame["eyelids"])
+        e = _fit(flame["expression"], self.avatar.mlp.expr_dim)  # e.g. FLAME's 100 of VHAP, the MLP's 50
+        return self.avatar.animate(e, flame["jaw"], flame["eyelids"])
 
 
 def _agora_m_pair(basis_path: str | Path, mlp_path: str | Path):
@@ -102,11 +105,12 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
             mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
             ground_truth: str | Path | None = None, batch: int = 8, device: str | torch.device = "cpu",
             flame_pkl: str | None = None, flame_uv: str | None = None, flame_eyelids: str | None = None,
-            progress: bool = True, size: int = DISPLAY_SIZE) -> ReenactResult:
+            audio: AudioTrack | None = None, progress: bool = True, size: int = DISPLAY_SIZE) -> ReenactResult:
     """Render `driving` with the avatar into `out` (mp4 at driving.fps), written to a temporary file
     renamed at the end.
 
     Args:
+        audio: the sound track muxed in (its `start` plays with frame 0), or None for a silent video.
         mobile: (basis.safetensors, mlp.safetensors) for the AGORA-M path, else the full model.
         left: frames [R, R, 3] uint8 shown left of each render (the driving video's crops).
         ground_truth: a demo-identity dataset folder: its person rendered with the same parameters
@@ -125,14 +129,14 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
              else FullAvatar.from_avatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids))
     cameras = driving.cameras()
     return _write_video(model, lambda idx, flame: Camera(cameras.cam2world[idx], cameras.intrinsics[idx]),
-                        driving, out, res, left, ground_truth, batch, device, progress, size)
+                        driving, out, res, left, ground_truth, batch, device, progress, size, audio)
 
 
 def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: str | Path, *,
                      truncation: float = 0.7, resolution: int | None = None,
                      mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
-                     batch: int = 8, device: str | torch.device = "cpu", progress: bool = True,
-                     size: int = DISPLAY_SIZE) -> ReenactResult:
+                     batch: int = 8, device: str | torch.device = "cpu", audio: AudioTrack | None = None,
+                     progress: bool = True, size: int = DISPLAY_SIZE) -> ReenactResult:
     """Render `driving` with the seed identity (`inference.draw_identity`) of an imported run or a model
     folder into `out`. A model folder is driven through the sequence's cameras, as an avatar is.
 
@@ -165,15 +169,30 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
     else:
         pose = torch.as_tensor(driving.global_pose, dtype=torch.float32)
         cameras_of = lambda idx, flame: model.cameras(shape, pose[idx], flame)  # noqa: E731
-    return _write_video(animator, cameras_of, driving, out, res, left, None, batch, device, progress, size)
+    return _write_video(animator, cameras_of, driving, out, res, left, None, batch, device, progress, size, audio)
 
 
 def _write_video(model, cameras_of, driving: DrivingSequence, out: Path, res: int, left, ground_truth, batch: int,
-                 device, progress: bool, size: int) -> ReenactResult:
+                 device, progress: bool, size: int, audio: AudioTrack | None) -> ReenactResult:
     """The frame loop: animate a batch, render it with `cameras_of(indices, flame)` at `res`, enlarge
-    each panel to `size` (`render.images.enlarge`), encode."""
+    each panel to `size` (`render.images.enlarge`), encode; with `audio`, the frames go to a silent
+    temporary mp4 that `mux_audio` turns into `out`."""
     if size < 8 or size % 2:
         raise AgoraError(f"--size {size}: an even number of pixels >= 8")
+    if audio is None:
+        return _render_frames(model, cameras_of, driving, out, res, left, ground_truth, batch, device, progress, size)
+    silent = out.with_name(f".{out.stem}.silent.{secrets.token_hex(4)}.tmp.mp4")
+    try:
+        result = _render_frames(model, cameras_of, driving, silent, res, left, ground_truth, batch, device, progress,
+                                size)
+        mux_audio(silent, audio, driving.num_frames / driving.fps, out)
+    finally:
+        silent.unlink(missing_ok=True)
+    return replace(result, out=out)
+
+
+def _render_frames(model, cameras_of, driving: DrivingSequence, out: Path, res: int, left, ground_truth, batch: int,
+                   device, progress: bool, size: int) -> ReenactResult:
     person = None
     if ground_truth is not None:
         from agora_core.invert.demo_data import demo_identity_from_dataset

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -35,3 +38,29 @@ def enlarge(images: Tensor, size: int) -> Tensor:
     out = torch.nn.functional.interpolate(images, size=(size, size), mode="bicubic", align_corners=False,
                                           antialias=shrink)
     return out.clamp(0, 1)
+
+
+def image_grid(images: Tensor, rows: int, cols: int) -> np.ndarray:
+    """[rows*cols, 3, R, R] in [0, 1] (row-major) -> uint8 RGB [rows*R, cols*R, 3]."""
+    n, _, r, _ = images.shape
+    assert n == rows * cols, (n, rows, cols)
+    grid = images.reshape(rows, cols, 3, r, r).permute(0, 3, 1, 4, 2).reshape(rows * r, cols * r, 3)
+    return to_uint8(grid).cpu().numpy()
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write uint8 RGB [H, W, 3] as an image (format from the suffix: .png, .jpg...), atomically."""
+    from agora_core.gaussians.files import atomic_write
+
+    path = Path(path)
+    try:
+        ok, encoded = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        from agora_core.errors import AgoraError
+
+        raise AgoraError(f"{path}: cannot write an image with suffix {path.suffix!r}; use .png or .jpg")
+    with atomic_write(path) as f:
+        f.write(encoded.tobytes())
+    return path

@@ -105,7 +105,7 @@ def _dataset_section(out: Path, files: DemoFiles) -> Section:
     from agora_core.data.format import read_dataset_index
     from agora_core.invert.targets import images_to_tensor, read_rgb
     from agora_core.render.images import enlarge
-    from agora_core.train.evaluation import image_grid
+    from agora_core.render.images import image_grid
 
     index = read_dataset_index(folder)
     n = min(8, len(index))

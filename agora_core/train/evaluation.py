@@ -1,6 +1,6 @@
-"""What training shows of itself: sample grids (paper Fig. 7 layout) and SWD against real images.
+"""What training shows of itself: sample grids (paper Fig. 7 layout); SWD is `metrics.swd`'s.
 
-Both run on G_ema with their own seeded generators inside `torch.random.fork_rng`, so evaluating
+Both run on G_ema with their own seeded generators inside `devices.forked_rng`, so evaluating
 never changes the training's random stream (a resumed run stays identical to an uninterrupted one).
 """
 
@@ -9,34 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from torch import Tensor
 
-from agora_core.data.torch_dataset import HeadImageDataset
-from agora_core.errors import AgoraError
-from agora_core.render import Camera, rasterize
-from agora_core.train.sampling import ConditionSampler
-from agora_core.train.swd import swd
-from agora_core.render.images import enlarge, to_uint8
-
-
-def _own_rng(device: torch.device):
-    """Fork the RNGs the generator's noise draws from, so the caller's stream is untouched."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-
-
-def render_generator(G, z: Tensor, c: Tensor, flame: dict[str, Tensor], resolution: int,
-                     truncation_psi: float = 1.0, noise_mode: str = "random", chunk: int = 16) -> Tensor:
-    """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c, on white."""
-    out = []
-    for i in range(0, z.shape[0], chunk):
-        sl = slice(i, i + chunk)
-        gen = G(z[sl], c[sl], {k: v[sl] for k, v in flame.items()}, truncation_psi, noise_mode=noise_mode)
-        rgb, _ = rasterize(gen.gaussians, Camera.from_label(c[sl]), resolution, resolution, background=1.0)
-        out.append(rgb.clamp(0, 1))
-    return torch.cat(out)
+from agora_core.data.conditions import ConditionSampler
+from agora_core.devices import forked_rng
+from agora_core.inference import render_generator
+from agora_core.render.images import enlarge, image_grid, write_png
 
 
 def frontal_camera_index(cameras: Tensor) -> int:
@@ -106,30 +85,6 @@ def sample_grid_inputs(conditions: ConditionSampler, z_dim: int, rows: int, cols
     return SampleGridInputs(z.repeat(rows, 1), frontal.expand(rows * cols, 25).clone(), flame, rows, cols)
 
 
-def image_grid(images: Tensor, rows: int, cols: int) -> np.ndarray:
-    """[rows*cols, 3, R, R] in [0, 1] (row-major) -> uint8 RGB [rows*R, cols*R, 3]."""
-    n, _, r, _ = images.shape
-    assert n == rows * cols, (n, rows, cols)
-    grid = images.reshape(rows, cols, 3, r, r).permute(0, 3, 1, 4, 2).reshape(rows * r, cols * r, 3)
-    return to_uint8(grid).cpu().numpy()
-
-
-def write_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write uint8 RGB [H, W, 3] as an image (format from the suffix: .png, .jpg...), atomically."""
-    from agora_core.gaussians.files import atomic_write
-
-    path = Path(path)
-    try:
-        ok, encoded = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise AgoraError(f"{path}: cannot write an image with suffix {path.suffix!r}; use .png or .jpg")
-    with atomic_write(path) as f:
-        f.write(encoded.tobytes())
-    return path
-
-
 @torch.no_grad()
 def save_sample_grid(G_ema, inputs: SampleGridInputs, resolution: int, path: str | Path,
                      display_resolution: int | None = None) -> Path:
@@ -140,43 +95,10 @@ def save_sample_grid(G_ema, inputs: SampleGridInputs, resolution: int, path: str
     the enlarged training-resolution render is what the model actually learned to draw.
     """
     device = next(G_ema.parameters()).device
-    with _own_rng(device):
+    with forked_rng(device):
         images = render_generator(G_ema, inputs.z.to(device), inputs.c.to(device),
                                   {k: v.to(device) for k, v in inputs.flame.items()}, resolution,
                                   noise_mode="const")
     if display_resolution:
         images = enlarge(images, display_resolution)
     return write_png(path, image_grid(images, inputs.rows, inputs.cols))
-
-
-@dataclass
-class SWDReference:
-    """The fixed real images and generator inputs SWD compares on (same dataset items)."""
-
-    reals: Tensor  # [N, 3, R, R] in [0, 1]
-    z: Tensor  # [N, z_dim]
-    c: Tensor  # [N, 25]
-    flame: dict[str, Tensor]
-
-
-def swd_reference(dataset: HeadImageDataset, conditions: ConditionSampler, z_dim: int, n: int, seed: int) -> SWDReference:
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(dataset), generator=gen)[:n]
-    if len(idx) < n:  # small dataset: repeat items
-        idx = idx[torch.arange(n) % len(idx)]
-    reals = torch.stack([dataset[int(i)]["image"] for i in idx])
-    c, flame = conditions.take(idx)
-    return SWDReference(reals, torch.randn(n, z_dim, generator=gen), c, flame)
-
-
-@torch.no_grad()
-def evaluate_swd(G_ema, ref: SWDReference, resolution: int, descriptors: int = 128, directions: int = 512,
-                 seed: int = 0) -> dict[str, float]:
-    """SWD (×1e3, per level and mean) between the reference reals and G_ema's images of the same
-    (camera, FLAME) conditions; computed on G_ema's device."""
-    device = next(G_ema.parameters()).device
-    with _own_rng(device):
-        torch.manual_seed(seed)
-        fakes = render_generator(G_ema, ref.z.to(device), ref.c.to(device),
-                                 {k: v.to(device) for k, v in ref.flame.items()}, resolution)
-    return swd(ref.reals.to(device), fakes, descriptors_per_image=descriptors, directions=directions, seed=seed)

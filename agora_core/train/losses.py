@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agora_core.train.config import LossConfig, ShiftAugmentConfig
+from agora_core.run_config import LossConfig, ShiftAugmentConfig
 
 # regularizer key -> LossConfig field holding its λ
 REGULARIZER_WEIGHTS = {

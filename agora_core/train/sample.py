@@ -8,21 +8,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet, write_ply
-from agora_core.inference import InferenceModel, draw_identity, load_model, neutral_gaussians
-from agora_core.models.agora_generator import AgoraGenerator
+from agora_core.inference import InferenceModel, draw_identity, neutral_gaussians
 from agora_core.render import rasterize
-from agora_core.train.evaluation import image_grid, write_png
-
-
-def load_generator(checkpoint: str | Path) -> tuple[AgoraGenerator, dict]:
-    """G_ema of a training checkpoint (or a run folder's newest) in eval mode, and the checkpoint dict
-    (for stages that read its training statistics; `inference.load_model` reads any model)."""
-    model = load_model(checkpoint)
-    if model.state is None:
-        raise AgoraError(f"{checkpoint}: an imported run; this command needs a training checkpoint of agora train")
-    return model.generator, model.state
+from agora_core.render.images import image_grid, write_png
 
 
 @torch.no_grad()

@@ -6,13 +6,23 @@ patches (the same positions in both sets) of each image's Laplacian band (the co
 channel normalised by the set's own mean/std over all descriptors and pixels, then the SWD of the
 two descriptor clouds: project on random unit directions, sort, mean |difference|. Reported per
 level (×1e3 as in the paper's tables) and averaged over levels.
+
+`swd_reference` / `evaluate_swd`: the fixed reals and generator inputs, and G_ema's SWD against them
+(training logs it every `metric_kimg`; `agora eval --metrics swd` reports it).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from agora_core.data.conditions import ConditionSampler
+from agora_core.data.torch_dataset import HeadImageDataset
+from agora_core.devices import forked_rng
+from agora_core.inference import render_generator
 
 PATCH = 7  # descriptor side (pixels)
 MIN_LEVEL_RES = 16  # the pyramid stops at 16² (Karras et al.)
@@ -120,3 +130,36 @@ def swd(images_a: Tensor, images_b: Tensor, descriptors_per_image: int = 128, di
         out[f"swd_{la.shape[-1]}"] = float(torch.stack(dists).mean()) * 1e3
     out["swd"] = sum(out.values()) / len(levels_a)
     return out
+
+
+@dataclass
+class SWDReference:
+    """The fixed real images and generator inputs SWD compares on (same dataset items)."""
+
+    reals: Tensor  # [N, 3, R, R] in [0, 1]
+    z: Tensor  # [N, z_dim]
+    c: Tensor  # [N, 25]
+    flame: dict[str, Tensor]
+
+
+def swd_reference(dataset: HeadImageDataset, conditions: ConditionSampler, z_dim: int, n: int, seed: int) -> SWDReference:
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=gen)[:n]
+    if len(idx) < n:  # small dataset: repeat items
+        idx = idx[torch.arange(n) % len(idx)]
+    reals = torch.stack([dataset[int(i)]["image"] for i in idx])
+    c, flame = conditions.take(idx)
+    return SWDReference(reals, torch.randn(n, z_dim, generator=gen), c, flame)
+
+
+@torch.no_grad()
+def evaluate_swd(G_ema, ref: SWDReference, resolution: int, descriptors: int = 128, directions: int = 512,
+                 seed: int = 0) -> dict[str, float]:
+    """SWD (×1e3, per level and mean) between the reference reals and G_ema's images of the same
+    (camera, FLAME) conditions; computed on G_ema's device."""
+    device = next(G_ema.parameters()).device
+    with forked_rng(device):
+        torch.manual_seed(seed)
+        fakes = render_generator(G_ema, ref.z.to(device), ref.c.to(device),
+                                 {k: v.to(device) for k, v in ref.flame.items()}, resolution)
+    return swd(ref.reals.to(device), fakes, descriptors_per_image=descriptors, directions=directions, seed=seed)

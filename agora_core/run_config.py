@@ -1,4 +1,8 @@
-"""Training configuration: frozen dataclasses, loaded from YAML with strict key and type checks.
+"""A run's configuration: frozen dataclasses, loaded from YAML with strict key and type checks.
+
+What `agora train` is given, writes to RUN/config.yaml and stores in every checkpoint, and what every
+later stage rebuilds the model from (`generator`, `head`, `resolution`), so it is a building block,
+not part of the training package.
 
 `load_config(yaml_path, overrides)` reads a YAML file (yaml.safe_load), rejects unknown keys and
 wrongly typed values with an `AgoraError` naming the file and the key, applies command-line
@@ -23,9 +27,8 @@ from typing import Any, Literal
 import yaml
 
 from agora_core.errors import AgoraError
+from agora_core.head.config import HeadConfig
 from agora_core.models.generator_config import DiscriminatorConfig, GeneratorConfig
-
-HeadSource = Literal["demo", "flame"]
 
 
 @dataclass(frozen=True)
@@ -60,17 +63,6 @@ class ShiftAugmentConfig:
     enabled: bool = True  # apply it at all
     translate: float = 0.1  # max shift, fraction of the image side
     scale: tuple[float, float] = (0.85, 1.15)  # zoom range
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """Which FLAME-format head model G is built on (FLAME has no eyelid blendshapes: SMIRK's are added)."""
-
-    source: HeadSource = "demo"  # "demo": the procedural demo head; "flame": the files below
-    flame_pkl: str = ""  # FLAME generic_model.pkl (source "flame"; "" = $AGORA_FLAME_PKL / assets.yaml)
-    flame_uv: str = ""  # its UV template head_template.obj ("" = $AGORA_FLAME_UV / assets.yaml)
-    flame_eyelids: str = ""  # SMIRK eyelid blendshapes: folder or .npy ("" = $AGORA_FLAME_EYELIDS / assets.yaml; "none" = without)
-    mouth_interior: bool = True  # add the mouth interior (appendix 0.B.1.1), as the paper does
 
 
 @dataclass(frozen=True)
