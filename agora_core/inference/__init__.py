@@ -9,10 +9,11 @@ from agora_core.inference.model_source import (
     InferenceModel,
     describe_model,
     draw_identity,
+    imported_agora_m,
     is_imported_run,
     load_model,
     neutral_flame,
     neutral_gaussians,
 )
 
-__all__ = ["InferenceModel", "describe_model", "load_model", "draw_identity", "is_imported_run", "neutral_flame", "neutral_gaussians"]
+__all__ = ["InferenceModel", "describe_model", "load_model", "draw_identity", "imported_agora_m", "is_imported_run", "neutral_flame", "neutral_gaussians"]

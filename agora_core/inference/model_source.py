@@ -87,6 +87,20 @@ def is_imported_run(path: str | Path | None) -> bool:
     return path is not None and Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
+def imported_agora_m(run: str | Path, basis: str | Path | None = None, mlp: str | Path | None = None
+                     ) -> tuple[Path, Path]:
+    """The AGORA-M pair of an imported run: `basis` / `mlp` where given (--basis / --mlp), else the
+    run's own RUN/basis.safetensors and RUN/mlp.safetensors (`agora import ... --run RUN`)."""
+    from agora_core.importer.run_folder import BASIS, MLP
+
+    paths = (Path(basis) if basis else Path(run) / BASIS, Path(mlp) if mlp else Path(run) / MLP)
+    for path in paths:
+        if not path.is_file():
+            raise AgoraError(f"{path}: no such file; import the authors' pair with `agora import svd_basis.pt "
+                             f"mlp_regressor.pt --run {run}` or pass --basis/--mlp")
+    return paths
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
     """The model at `path`: an imported run folder, else a training checkpoint or run folder."""
     path = Path(path)
