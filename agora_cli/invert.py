@@ -27,7 +27,7 @@ def parse_indices(index: list[str] | None, extra: list[str]) -> list[int]:
 @user_errors
 def invert(
     inputs: Annotated[Optional[list[str]], typer.Argument(metavar="PHOTO... | VIDEO", help="Photos of one person, or one video (with --dataset: nothing).", show_default=False)] = None,
-    ckpt: Annotated[Path, typer.Option("--ckpt", help="Base checkpoint (RUN/checkpoints/kimg*.pt) or a run folder (its newest).")] = ...,
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Base checkpoint (RUN/checkpoints/kimg*.pt), a run folder (its newest) or an imported run (agora import).")] = ...,
     out: Annotated[Path, typer.Option("--out", help="Avatar file to write (.pt); avatar.losses.json and avatar.preview.png go beside it.")] = Path("avatar.pt"),
     frames: Annotated[Optional[int], typer.Option("--frames", help="Frames to pick from a video (sharpest in equal time runs; default 3).")] = None,
     dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Take images and exact labels from this dataset folder instead of photos (demo head: no SMIRK model).")] = None,
@@ -85,7 +85,9 @@ def invert(
         images, names = collect_images([Path(p) for p in inputs], frames)
         tools = FaceTools.load(smirk, modnet, aligned, matting, dev)
         target = target_from_images(images, names, tools, head, res)
-        if not head.model_id.startswith("flame"):
+        from agora_core.train.build import SMIRK_FLAME_ID, head_ids_match
+
+        if not head_ids_match(SMIRK_FLAME_ID, head.model_id):
             err_console.print(f"[yellow]warning:[/] SMIRK estimates FLAME 2020 parameters, but the checkpoint's head "
                               f"is '{head.model_id}'; the fit will be poor", highlight=False, soft_wrap=True)
     loss_fn = make_reconstruction_loss(str(perceptual_weights) if perceptual_weights else None, dev,

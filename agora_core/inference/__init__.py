@@ -12,8 +12,9 @@ from agora_core.inference.model_source import (
     imported_agora_m,
     is_imported_run,
     load_model,
+    mapping_labels,
     neutral_flame,
     neutral_gaussians,
 )
 
-__all__ = ["InferenceModel", "describe_model", "load_model", "draw_identity", "imported_agora_m", "is_imported_run", "neutral_flame", "neutral_gaussians"]
+__all__ = ["InferenceModel", "describe_model", "load_model", "mapping_labels", "draw_identity", "imported_agora_m", "is_imported_run", "neutral_flame", "neutral_gaussians"]

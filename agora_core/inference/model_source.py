@@ -24,7 +24,9 @@ from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.render import Camera
-from agora_core.render.cameras import deca_camera, deca_mapping_label
+from agora_core.render.cameras import deca_camera, deca_mapping_label, deca_mapping_label_of
+
+DECA_LABEL_DIM = 12  # the authors' mapping label (`deca_mapping_label`); ours is the 25-float EG3D label
 
 IMPORTED_FRAMING = (0.0, 0.0, 0.0, 8.0, 0.0, 0.0)  # DECA camera of imported runs' renders (s = 8)
 
@@ -78,6 +80,15 @@ class InferenceModel:
         rotation = f[:3].expand(n, 3) if global_pose is None else global_pose.to(f.device)
         cam = torch.cat([rotation, f[3:].expand(n, 3)], dim=1)
         return deca_camera(cam.to(joints.dtype), joints[:, 0])
+
+
+def mapping_labels(generator: AgoraGenerator, cameras: Camera) -> Tensor:
+    """The mapping network's labels [B, c_dim] of render cameras: their EG3D labels, or for a model
+    imported from the authors' release (DECA labels) the head rotation each camera realises, so a
+    dataset row or a photo's camera conditions either kind of model."""
+    if generator.config.c_dim == DECA_LABEL_DIM:
+        return deca_mapping_label_of(cameras).float()
+    return cameras.to_label().float()
 
 
 def is_imported_run(path: str | Path | None) -> bool:

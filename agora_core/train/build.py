@@ -15,6 +15,7 @@ from torch import Tensor
 from agora_core.assets import require_asset, resolve_asset
 from agora_core.errors import AgoraError, AgoraWarning
 from agora_core.head import HeadModel, UVSamples, add_mouth_interior, flame_assets_from_pickle
+from agora_core.head.assets import RELEASE_HEAD_PREFIX
 from agora_core.models.agora_discriminator import AgoraDiscriminator
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.models.dual_discrimination import dual_discrimination_cue
@@ -96,7 +97,7 @@ def head_ids_match(dataset_head_model: str, head_model: str) -> bool:
     data, head = base(dataset_head_model), base(head_model)
     if data in ("", "unknown") or data == head:
         return True
-    return data == SMIRK_FLAME_ID and head.startswith(FLAME_FILE_PREFIX)
+    return data == SMIRK_FLAME_ID and head.startswith((FLAME_FILE_PREFIX, RELEASE_HEAD_PREFIX))  # the authors' is SMIRK's FLAME
 
 
 def check_head_matches(dataset_head_model: str, head: HeadModel | str, dataset_root: str | Path, *,

@@ -30,12 +30,17 @@ def _own_rng(device: torch.device):
 
 def render_generator(G, z: Tensor, c: Tensor, flame: dict[str, Tensor], resolution: int,
                      truncation_psi: float = 1.0, noise_mode: str = "random", chunk: int = 16) -> Tensor:
-    """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c, on white."""
+    """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c (EG3D labels [B, 25];
+    the mapping network takes `inference.mapping_labels` of them), on white."""
+    from agora_core.inference import mapping_labels
+
     out = []
     for i in range(0, z.shape[0], chunk):
         sl = slice(i, i + chunk)
-        gen = G(z[sl], c[sl], {k: v[sl] for k, v in flame.items()}, truncation_psi, noise_mode=noise_mode)
-        rgb, _ = rasterize(gen.gaussians, Camera.from_label(c[sl]), resolution, resolution, background=1.0)
+        cameras = Camera.from_label(c[sl])
+        gen = G(z[sl], mapping_labels(G, cameras), {k: v[sl] for k, v in flame.items()}, truncation_psi,
+                noise_mode=noise_mode)
+        rgb, _ = rasterize(gen.gaussians, cameras, resolution, resolution, background=1.0)
         out.append(rgb.clamp(0, 1))
     return torch.cat(out)
 
