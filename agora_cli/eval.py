@@ -18,7 +18,7 @@ from agora_core.errors import AgoraError
 
 @user_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (RUN/checkpoints/kimg*.pt) or a run folder (its newest).")],
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (RUN/checkpoints/kimg*.pt), a run folder (its newest) or an imported run (agora import).")],
     data: Annotated[Path, typer.Option("--data", help="Dataset folder: real images for FID/KID/SWD, camera + FLAME distribution for sampling.")],
     metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated: fid,kid,id,aed,swd (aed also gives aed_jaw, apd, asd, aed_eyelids). Default: all.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results and the protocol used to this JSON file.")] = None,

@@ -16,9 +16,9 @@ export_app = typer.Typer(
     no_args_is_help=True,
 )
 
-SourceArg = Annotated[Path, typer.Argument(help="An avatar.pt (agora invert) or a training checkpoint / run folder (with --seed).")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="With a checkpoint: the avatar `agora sample --seed N --n 1` draws.")]
-TruncationOpt = Annotated[float, typer.Option("--truncation", help="With a checkpoint: truncation ψ of w (1 = none).")]
+SourceArg = Annotated[Path, typer.Argument(help="An avatar.pt (agora invert), or a training checkpoint / run folder or an imported run (agora import) with --seed.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="With a checkpoint or imported run: the avatar `agora sample --seed N --n 1` draws.")]
+TruncationOpt = Annotated[float, typer.Option("--truncation", help="With a checkpoint or imported run: truncation ψ of w (1 = none).")]
 PortOpt = Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 for --serve (0 = any free port).")]
 
 
@@ -64,8 +64,8 @@ def onnx(
 @user_errors
 def web(
     source: SourceArg,
-    basis: Annotated[Path, typer.Option("--basis", help="basis.safetensors (agora extract-basis).")],
-    mlp: Annotated[Path, typer.Option("--mlp", help="mlp.safetensors (agora fit-mlp).")],
+    basis: Annotated[Optional[Path], typer.Option("--basis", help="basis.safetensors (agora extract-basis; default for an imported run: its imported pair).")] = None,
+    mlp: Annotated[Optional[Path], typer.Option("--mlp", help="mlp.safetensors (agora fit-mlp; default for an imported run: its imported pair).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder of the static site.")] = Path("site"),
     seed: SeedOpt = None,
     truncation: TruncationOpt = 0.7,
@@ -74,7 +74,7 @@ def web(
     port: PortOpt = 8000,
     threads: ThreadsOpt = 0,
 ) -> None:
-    """AGORA-M WebGL2 viewer bundle: neutral Gaussians, int16 fixed-point blendshapes (format 3), MLP, viewer (no build step)."""
+    """AGORA-M WebGL2 viewer bundle (format 4): neutral Gaussians, int16 fixed-point blendshapes, the MLP, the viewer (no build step)."""
     from agora_core.gaussians.files import check_output_path
 
     check_output_path(out, "--out", folder=True)

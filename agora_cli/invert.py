@@ -26,7 +26,7 @@ def parse_indices(index: list[str] | None, extra: list[str], flag: str = "--inde
 @user_errors
 def invert(
     inputs: Annotated[Optional[list[str]], typer.Argument(metavar="PHOTO... | VIDEO", help="Photos of one person, or one video (with --dataset: nothing).", show_default=False)] = None,
-    ckpt: Annotated[Path, typer.Option("--ckpt", help="Base checkpoint (RUN/checkpoints/kimg*.pt) or a run folder (its newest).")] = ...,
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Base checkpoint (RUN/checkpoints/kimg*.pt), a run folder (its newest) or an imported run (agora import).")] = ...,
     out: Annotated[Path, typer.Option("--out", help="Avatar file to write (.pt); avatar.losses.json and avatar.preview.png go beside it.")] = Path("avatar.pt"),
     frames: Annotated[Optional[int], typer.Option("--frames", help="Frames to pick from a video (sharpest in equal time runs; default 3).")] = None,
     dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Take images and exact labels from this dataset folder instead of photos (demo head: no SMIRK model).")] = None,

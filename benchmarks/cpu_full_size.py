@@ -47,7 +47,7 @@ def build(seed: int = 0):
     from agora_core.bench.bench_setup import random_basis, random_regressor
     from agora_core.head import demo_head_model
     from agora_core.models import AgoraGenerator, GeneratorConfig
-    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+    from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
     from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
 
     torch.manual_seed(seed)

@@ -91,7 +91,7 @@ def main() -> None:
         _, joints = G.head.forward_with_joints(torch.zeros(1, 300), expr, jaw, torch.zeros(1, 3), torch.zeros(1, 6), eyelids)
         camera = deca_camera(cam, joints[:, 0])
         from agora_core.bench.bench_setup import random_basis, random_regressor
-        from agora_core.models.blendshape_avatar import BlendshapeAvatar
+        from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
         basis = random_basis(G.num_gaussians, 64, 0)
         basis.extra["attribute_space"] = "authors"

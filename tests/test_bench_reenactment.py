@@ -23,7 +23,7 @@ from agora_core.bench import (
 )
 from agora_core.bench.bench_setup import random_regressor
 from agora_core.bench.timing import FrameClock
-from agora_core.models.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import orbit_cameras
 
 TINY_YAML = """\

@@ -42,7 +42,7 @@ from agora_core.mobile.coefficient_mlp import CoefficientMLP
 from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_residuals
 from agora_core.models.agora_discriminator import AgoraDiscriminator
 from agora_core.models.agora_generator import AgoraGenerator
-from agora_core.models.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.train import losses
 from agora_core.train.build import CueRenderer
 from agora_core.train.loop import _update_ema

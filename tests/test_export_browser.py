@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from agora_core.export.agora_m_files import read_basis, read_mlp, write_basis, write_mlp
 from agora_core.export.browser import HeadlessBrowser
 from agora_core.export.browser_bench import run_browser_benchmark
 from agora_core.export.demo_avatar import build_demo_agora_m
 from agora_core.export.web_bundle import write_web_bundle
 from agora_core.export.web_server import serve_bundle
 from agora_core.mobile import CoefficientMLP, GaussianBasis
-from agora_core.models.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras, rasterize
 
 pytestmark = pytest.mark.chromium
@@ -34,9 +33,9 @@ def demo(tmp_path_factory):
     """Demo-head AGORA-M files in the documented layouts, its bundle, and the PyTorch reference avatar."""
     d = build_demo_agora_m(grid=48, k=16)
     folder = tmp_path_factory.mktemp("agora_m")
-    basis_path = write_basis(folder / "basis.safetensors", d.basis.bases)
-    mlp_path = write_mlp(folder / "mlp.safetensors", d.mlp)
-    site = write_web_bundle(folder / "site", d.neutral, d.w, read_basis(basis_path), read_mlp(mlp_path))
+    basis_path = d.basis.save(folder / "basis.safetensors")
+    mlp_path = d.mlp.save(folder / "mlp.safetensors", train_mse=0.0, val_mse=0.0)
+    site = write_web_bundle(folder / "site", d.neutral, d.w, GaussianBasis.load(basis_path), CoefficientMLP.load(mlp_path)[0])
     reference = BlendshapeAvatar(d.neutral, GaussianBasis.load(basis_path), CoefficientMLP.load(mlp_path)[0], d.w[None])
     manifest = json.loads((site / "avatar.json").read_text())
     n = manifest["num_gaussians"]
@@ -103,6 +102,42 @@ def test_viewer_matches_the_pytorch_agora_m_render(page, demo, yaw, pitch, expr,
     print(f"yaw {yaw}: PSNR {value:.1f} dB")
     assert value >= MIN_PSNR
     assert (expected < 0.9).mean() > 0.2  # the head fills the frame (not a blank-vs-blank comparison)
+
+
+@pytest.fixture(scope="module")
+def imported(imported_run, tmp_path_factory):
+    """The bundle of an imported run (the authors' AGORA-M pair: two hidden layers, their attribute spaces)
+    and its PyTorch reference, finished as their viewer finishes the blend."""
+    from agora_core.export.exporters import export_web
+    from agora_core.export.sources import load_avatar_source
+    from test_importer_agora_m import imported_run_with_agora_m
+
+    run = imported_run_with_agora_m(imported_run, tmp_path_factory.mktemp("imported_web"))
+    site = export_web(run, None, None, run.parent / "site", seed=0)
+    avatar = load_avatar_source(run, seed=0)
+    reference = BlendshapeAvatar(avatar.neutral, GaussianBasis.load(run / "basis.safetensors"),
+                                 CoefficientMLP.load(run / "mlp.safetensors")[0], avatar.w[None], finish="viewer")
+    manifest = json.loads((site / "avatar.json").read_text())
+    with serve_bundle(site) as server, HeadlessBrowser() as browser:
+        page = browser.open(server.url + "index.html?autoplay=0&ui=0", WIDTH, HEIGHT)
+        info = page.evaluate("window.agora.ready", await_promise=True, timeout=120)
+        assert info["gaussians"] == 2789 and info["k"] == 8
+        yield page, reference, tuple(manifest["default_camera"]["target"])
+
+
+@pytest.mark.parametrize("yaw, expr, jaw, eyelids", [
+    (0.0, [0.0] * 50, [0.0] * 3, [0.0] * 2),
+    (0.3, [1.0, -0.7, 0.5] + [0.0] * 47, [0.25, 0.0, 0.0], [0.5, 0.2]),
+])  # fmt: skip
+def test_viewer_matches_pytorch_on_an_imported_run(imported, yaw, expr, jaw, eyelids):
+    page, reference, target = imported
+    cam = _camera(target, yaw, 0.0)
+    got = browser_render(page, cam, expr, jaw, eyelids)
+    expected = torch_render(reference, cam, expr, jaw, eyelids)
+    value = psnr(got, expected)
+    print(f"imported, yaw {yaw}: PSNR {value:.1f} dB")
+    assert value >= MIN_PSNR
+    assert (expected < 0.9).mean() > 0.05  # something is drawn (not a blank-vs-blank comparison)
 
 
 def test_jaw_slider_changes_the_mouth_region(page, demo):

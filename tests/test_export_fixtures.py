@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, CoefficientMlp, write_basis, write_mlp
+from agora_core.mobile import CoefficientMLP, GaussianBasis
+from agora_core.mobile.residuals import RESIDUAL_GROUPS
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import orbit_cameras
 from agora_core.train.checkpoint import save_checkpoint
@@ -45,12 +46,14 @@ def write_random_agora_m(folder: Path, num_gaussians: int, w_dim: int, expr_dim:
     documented layouts, for a generator of `num_gaussians` Gaussians and w of size `w_dim`."""
     g = torch.Generator().manual_seed(seed)
     bases = {}
-    for grp in GROUPS:
-        q, _ = torch.linalg.qr(torch.randn(num_gaussians * GROUP_DIMS[grp], k, generator=g))
-        bases[grp] = q.T.reshape(k, num_gaussians, GROUP_DIMS[grp]).contiguous()
+    for grp, d in RESIDUAL_GROUPS.items():
+        q, _ = torch.linalg.qr(torch.randn(num_gaussians * d, k, generator=g))
+        bases[grp] = q.T.reshape(k, num_gaussians, d).contiguous()
     i = w_dim + expr_dim + 5
     r = lambda *shape: 0.1 * torch.randn(*shape, generator=g)  # noqa: E731
-    mlp = CoefficientMlp(r(hidden, i), r(hidden), r(4 * k, hidden), r(4 * k), r(i), 1 + torch.rand(i, generator=g),
-                         {}, w_dim=w_dim)
+    mlp = CoefficientMLP(w_dim, expr_dim, k, hidden)
+    mlp.load_state_dict({"layers.0.weight": r(hidden, i), "layers.0.bias": r(hidden), "layers.1.weight": r(4 * k, hidden),
+                         "layers.1.bias": r(4 * k), "input_mean": r(i), "input_std": 1 + torch.rand(i, generator=g)})
     folder = Path(folder)
-    return write_basis(folder / "basis.safetensors", bases), write_mlp(folder / "mlp.safetensors", mlp)
+    return (GaussianBasis.from_blendshapes(bases).save(folder / "basis.safetensors"),
+            mlp.save(folder / "mlp.safetensors", train_mse=0.0, val_mse=0.0))

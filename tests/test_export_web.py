@@ -12,7 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from agora_cli.export import export_app
-from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, read_basis, read_mlp
+from agora_core.mobile import CoefficientMLP, GaussianBasis
+from agora_core.mobile.residuals import RESIDUAL_GROUPS
 from agora_core.export.sources import load_avatar_source
 from agora_core.export.web_bundle import VIEWER_FILES, demo_driving_sequence, write_web_bundle
 from agora_core.gaussians import GaussianSet
@@ -21,6 +22,15 @@ from test_export_fixtures import tiny_generator, write_random_agora_m, write_tin
 from test_train_fixtures import cached_build_head
 
 K = 4
+GROUPS = tuple(RESIDUAL_GROUPS)
+
+
+def read_basis(path) -> GaussianBasis:
+    return GaussianBasis.load(path)
+
+
+def read_mlp(path) -> CoefficientMLP:
+    return CoefficientMLP.load(path)[0]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +58,7 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     assert result.exit_code == 0, result.output
     m = json.loads((site / "avatar.json").read_text())
     n, w, h = m["num_gaussians"], m["texture_width"], m["texture_height"]
-    assert (m["format"], m["format_version"], m["k"]) == ("agora-web-avatar", 3, K) and w * h >= n > w * (h - 1)
+    assert (m["format"], m["format_version"], m["k"]) == ("agora-web-avatar", 4, K) and w * h >= n > w * (h - 1)
     assert m["active_gaussians"] == n  # random blendshapes move every Gaussian: viewer order = model order
     for name in VIEWER_FILES + ("neutral.splat", "driving_sequence.json"):
         assert (site / name).is_file(), name
@@ -68,14 +78,14 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     assert np.abs(values).max() == scale and (padding == 0).all()  # each component and group reaches its amplitude
     start = 0
     for grp in GROUPS:
-        d = GROUP_DIMS[grp]
+        d = RESIDUAL_GROUPS[grp]
         amp = np.asarray(m["basis_amplitude"][grp], np.float64)[:, None, None]
         # rounding to the int16 grid: error ≤ half a step (a / 32767 / 2), + float32 rounding of U itself
-        expected = basis.bases[grp].double().numpy()
+        expected = basis.blendshapes(grp).double().numpy()
         np.testing.assert_allclose(values[:, :n, start:start + d] * amp / scale, expected, rtol=0,
                                    atol=float(amp.max()) * (0.5 / scale + 1e-6))
         start += d
-    norms = np.linalg.norm(basis.bases["xyz"].numpy(), axis=2).max(axis=1)
+    norms = np.linalg.norm(basis.blendshapes("xyz").numpy(), axis=2).max(axis=1)
     np.testing.assert_allclose(m["resort"]["max_xyz_norm"], norms, rtol=1e-6)
     assert (values[:, n:] == 0).all()
     assert (neutral[1, :n, 3] == 1).all()  # random blendshapes move every Gaussian: all active
@@ -83,7 +93,7 @@ def test_bundle_from_checkpoint_has_the_documented_layout(app, files, tmp_path: 
     raw = (site / "mlp.bin").read_bytes()
     entry = m["mlp"]["tensors"]["layers.1.weight"]
     got = np.frombuffer(raw, "<f4", entry["size"], entry["offset"]).reshape(entry["shape"])
-    np.testing.assert_array_equal(got, mlp.weight1.numpy())
+    np.testing.assert_array_equal(got, mlp.layers[1].weight.detach().numpy())
     entry = m["mlp"]["tensors"]["w"]
     np.testing.assert_array_equal(np.frombuffer(raw, "<f4", entry["size"], entry["offset"]), expected_w(ckpt))
     assert (m["mlp"]["w_dim"], m["mlp"]["expr_dim"]) == (mlp.w_dim, mlp.expr_dim)
@@ -116,12 +126,12 @@ def test_packed_basis_round_trips_through_the_shader_shifts(tmp_path: Path):
     g = torch.Generator().manual_seed(1)
     fixed = {}  # int16 values we want back, [K, N, D]; U = value · 2⁻¹⁰, so a = 32767 · 2⁻¹⁰ exactly
     for grp in GROUPS:
-        ints = torch.randint(-32767, 32768, (k, n, GROUP_DIMS[grp]), generator=g)
+        ints = torch.randint(-32767, 32768, (k, n, RESIDUAL_GROUPS[grp]), generator=g)
         ints[:, 0, 0], ints[:, 1, 0], ints[:, 2, 0], ints[:, 3, 0] = 32767, -32767, -1, 1  # both ends, ±1
         fixed[grp] = ints
     basis_path, mlp_path = write_random_agora_m(tmp_path, n, w_dim, expr_dim=50, k=k)
     basis = read_basis(basis_path)
-    basis.bases = {grp: fixed[grp].float() * 2.0**-10 for grp in GROUPS}
+    basis = GaussianBasis.from_blendshapes({grp: fixed[grp].float() * 2.0**-10 for grp in GROUPS})
     identity = torch.tensor([1.0, 0, 0, 0]).expand(1, n, 4)
     neutral = GaussianSet(torch.zeros(1, n, 3), torch.zeros(1, n, 3), identity, torch.zeros(1, n, 1, 3),
                           torch.ones(1, n))
@@ -168,15 +178,17 @@ def test_mismatched_files_and_bad_sequences_are_user_errors(app, files, tmp_path
 
 
 def test_mobile_stage_reads_the_same_files(files):
-    """Our readers and the AGORA-M stage's agree on the files (the format is the contract)."""
-    from agora_core.mobile import CoefficientMLP, GaussianBasis
+    """Export reads the AGORA-M files with the AGORA-M stage's own classes (the format is the contract):
+    the per-Gaussian view the bundle packs is the stored [K, M·D] basis."""
+    from agora_core.export.exporters import read_agora_m
 
     _, basis_path, mlp_path = files
-    ours, theirs = read_basis(basis_path), GaussianBasis.load(basis_path)
+    ours, mlp = read_agora_m(basis_path, mlp_path)
+    theirs = GaussianBasis.load(basis_path)
     for grp in GROUPS:
-        torch.testing.assert_close(ours.bases[grp].reshape(K, -1), theirs.basis[grp], rtol=0, atol=0)
-    mlp, _ = CoefficientMLP.load(mlp_path)
-    assert (read_mlp(mlp_path).expr_dim, read_mlp(mlp_path).w_dim) == (mlp.expr_dim, mlp.w_dim)
+        torch.testing.assert_close(ours.blendshapes(grp).reshape(K, -1), theirs.basis[grp], rtol=0, atol=0)
+    stage, _ = CoefficientMLP.load(mlp_path)
+    assert (mlp.expr_dim, mlp.w_dim) == (stage.expr_dim, stage.w_dim)
 
 
 def test_avatar_file_of_agora_invert_is_a_source_too(app, tmp_path: Path):
@@ -202,7 +214,7 @@ def test_moving_gaussians_come_first_in_viewer_order(tmp_path: Path):
     basis = read_basis(basis_path)
     still = torch.tensor([0, 3, 4, 8])
     for grp in GROUPS:
-        basis.bases[grp][:, still] = 0
+        basis.blendshapes(grp)[:, still] = 0
     g = torch.Generator().manual_seed(0)
     neutral = GaussianSet(torch.randn(1, n, 3, generator=g), torch.randn(1, n, 3, generator=g),
                           torch.nn.functional.normalize(torch.randn(1, n, 4, generator=g), dim=-1),
@@ -223,5 +235,5 @@ def test_moving_gaussians_come_first_in_viewer_order(tmp_path: Path):
     values, _ = shader_unpack(site / "basis.i32", m)
     amp = np.asarray(m["basis_amplitude"]["xyz"])[:, None, None]
     np.testing.assert_allclose(values[:, :6, :3] * amp / m["basis_fixed_point"],
-                               basis.bases["xyz"][:, order[:6]].numpy(), rtol=0, atol=float(amp.max()) / 32767)
+                               basis.blendshapes("xyz")[:, order[:6]].numpy(), rtol=0, atol=float(amp.max()) / 32767)
     np.testing.assert_array_equal(read_splat(site / "neutral.splat").means, neutral.means)  # model order

@@ -22,7 +22,7 @@ def test_imported_agora_m_reproduces_the_authors_reference(official, official_ag
     from agora_core.importer import import_official_agora_m
     from agora_core.mobile.basis_file import GaussianBasis
     from agora_core.mobile.coefficient_mlp import CoefficientMLP
-    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+    from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
     _, G = official
     if not (imported_run / "basis.safetensors").exists():
@@ -87,19 +87,53 @@ def test_bench_runs_on_an_imported_run_with_its_agora_m_pair(imported_run, tmp_p
     assert result.model["gaussians"] == 2789 and result.model["k"] == 8 and result.speedup["batch1"] > 0
 
 
-def test_web_export_refuses_an_imported_agora_m_pair_in_one_line(imported_run, tmp_path):
-    from agora_core.export.agora_m_files import read_basis, read_mlp
+def imported_run_with_agora_m(imported_run, folder):
+    """A copy of the imported run with the authors' AGORA-M pair imported into it."""
     from agora_core.importer import import_official_agora_m
 
-    run = tmp_path / "run"
+    run = folder / "run"
     shutil.copytree(imported_run, run)
     for name in ("basis.safetensors", "mlp.safetensors"):
         (run / name).unlink(missing_ok=True)
     import_official_agora_m(OFFICIAL / "agora_m" / "svd_basis.pt", OFFICIAL / "agora_m" / "mlp_regressor.pt", run)
-    with pytest.raises(AgoraError, match="authors' attribute spaces"):
-        read_basis(run / "basis.safetensors")
-    with pytest.raises(AgoraError, match="several hidden layers"):
-        read_mlp(run / "mlp.safetensors")
+    return run
+
+
+def test_web_export_of_an_imported_run_holds_its_agora_m_pair_in_the_authors_spaces(imported_run, tmp_path):
+    """`agora export web RUN --seed N` takes the run's imported pair: their two hidden layers and their
+    attribute spaces (linear scales, column-normalised quaternions) travel into the bundle as stored."""
+    import json
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.export.sources import load_avatar_source
+    from agora_core.mobile import CoefficientMLP
+
+    run = imported_run_with_agora_m(imported_run, tmp_path)
+    res = CliRunner().invoke(app, ["export", "web", str(run), "--seed", "0", "--out", str(tmp_path / "site")])
+    assert res.exit_code == 0, res.output
+    site = tmp_path / "site"
+    m = json.loads((site / "avatar.json").read_text())
+    assert (m["format_version"], m["attribute_space"], m["k"], m["mlp"]["hidden"]) == (4, "authors", 8, [256, 512])
+    n, texels = m["num_gaussians"], m["texture_width"] * m["texture_height"]
+    planes = np.fromfile(site / "neutral.bin", "<f4").reshape(3, texels, 4)
+    order = np.argsort(np.r_[np.flatnonzero(planes[1, :n, 3] > 0), np.flatnonzero(planes[1, :n, 3] == 0)], kind="stable")
+    neutral = load_avatar_source(run, seed=0).neutral
+    np.testing.assert_array_equal(planes[0, :n, :3][order], neutral.means[0].numpy())  # viewer order -> model order
+    np.testing.assert_allclose(planes[1, :n, :3][order], neutral.log_scales[0].exp().numpy(), rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(planes[2, :n][order], neutral.quats[0].numpy())  # their (non-unit) quaternions
+    mlp, _ = CoefficientMLP.load(run / "mlp.safetensors")
+    raw = (site / "mlp.bin").read_bytes()
+    for name, tensor in mlp.state_dict().items():
+        entry = m["mlp"]["tensors"][name]
+        np.testing.assert_array_equal(np.frombuffer(raw, "<f4", entry["size"], entry["offset"]).reshape(entry["shape"]),
+                                      tensor.numpy())
+    for name in ("basis.safetensors", "mlp.safetensors"):
+        (run / name).unlink()
+    res = CliRunner().invoke(app, ["export", "web", str(run), "--seed", "0", "--out", str(tmp_path / "s2")])
+    assert res.exit_code == 2 and "agora import svd_basis.pt" in res.output  # no pair imported: says how
 
 
 def test_extract_basis_and_fit_mlp_run_on_an_imported_run(official, imported_run, tmp_path):
@@ -111,7 +145,7 @@ def test_extract_basis_and_fit_mlp_run_on_an_imported_run(official, imported_run
     from agora_core.inference import draw_identity, load_model
     from agora_core.mobile.basis_file import GaussianBasis
     from agora_core.mobile.coefficient_mlp import CoefficientMLP
-    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+    from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
     runner = CliRunner()
     res = runner.invoke(app, ["extract-basis", str(imported_run), "--n", "12", "--k", "2", "--out", str(tmp_path / "b.safetensors")])

@@ -77,3 +77,20 @@ def test_deca_camera_orbits_the_pivot():
     assert torch.allclose(cam.intrinsics[:, 0, 0], 0.5 * cam6[:, 3] * 2.28, atol=F64)
     label = deca_mapping_label(cam6)
     assert torch.allclose(label[:, :9].reshape(2, 3, 3), r, atol=F64) and (label[:, 9:] == 0).all()
+
+
+def test_the_mapping_label_of_a_camera_is_the_head_rotation_it_realises():
+    """`deca_mapping_label_of(deca_camera(c, pivot))` gives back `deca_mapping_label(c)` for any pivot and
+    framing; the frontal EG3D camera (looking down −z) realises no head rotation."""
+    from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
+    from agora_core.render.cameras import deca_mapping_label_of
+
+    g = torch.Generator().manual_seed(3)
+    cam6 = torch.cat([0.4 * torch.randn(5, 3, generator=g, dtype=torch.float64),
+                      8 + torch.rand(5, 1, generator=g, dtype=torch.float64),
+                      0.05 * torch.randn(5, 2, generator=g, dtype=torch.float64)], dim=1)
+    pivot = 0.05 * torch.randn(5, 3, generator=g, dtype=torch.float64)
+    assert torch.allclose(deca_mapping_label_of(deca_camera(cam6, pivot)), deca_mapping_label(cam6), atol=F64)
+    frontal = orbit_cameras(torch.zeros(1), torch.zeros(1), FLAME_CAMERA_RADIUS, (0.0, 0.0, 0.0))
+    expected = torch.cat([torch.eye(3).reshape(1, 9), torch.zeros(1, 3)], dim=1)
+    assert torch.allclose(deca_mapping_label_of(frontal), expected, atol=1e-6)

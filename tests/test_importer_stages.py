@@ -1,5 +1,5 @@
 """The stages on an imported run (sample, export, doctor, reenact with the authors' driving files),
-and the one-line refusal of those that do not read imported runs yet. Tolerances:
+invert, eval and ONNX export. Tolerances:
 `official_fixtures.py`."""
 
 from __future__ import annotations
@@ -36,22 +36,100 @@ def test_sample_and_ply_splat_exports_run_on_an_imported_run(imported_run, tmp_p
     assert torch.allclose(read_ply(tmp_path / "a.ply").means, read_ply(tmp_path / "one" / "avatar_000.ply").means,
                           atol=1e-6)
     assert read_splat(tmp_path / "a.splat") is not None
-    res = runner.invoke(app, ["export", "onnx", str(imported_run), "--seed", "0", "--out", str(tmp_path / "a.onnx")])
-    assert res.exit_code == 2 and "not supported yet" in res.output and not (tmp_path / "a.onnx").exists()
 
 
-@pytest.mark.parametrize("argv", [["invert", "{tmp}/x.png", "--ckpt", "{run}", "--out", "{tmp}/a.pt"],
-                                  ["eval", "{run}", "--data", "{tmp}"]])
-def test_stages_without_imported_support_say_so_in_one_line(imported_run, tmp_path, argv):
+def test_onnx_export_of_an_imported_run_matches_its_animate(imported_run, tmp_path):
+    """The graph of an imported model (with the tap skip image their G_d starts from) reproduces
+    `animate` through onnxruntime; its per-frame inputs come from `frame_inputs`."""
+    from agora_core.export.exporters import PARITY_MAX_RELATIVE, export_onnx
+    from agora_core.export.onnx_export import DeformationLifting, frame_inputs
+    from agora_core.export.sources import load_avatar_source
+    from agora_core.inference import neutral_flame
+
+    report = export_onnx(imported_run, tmp_path / "a.onnx", seed=0)  # raises unless onnxruntime agrees
+    assert report.num_gaussians == 2789 and report.max_relative_error <= PARITY_MAX_RELATIVE
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "a.onnx")).graph
+    assert [i.name for i in graph.input][-1] == "tap_skip_image"
+    # the graph's module is animate after FLAME: the same Gaussians as the full model (same arithmetic)
+    avatar = load_avatar_source(imported_run, seed=0)
+    g = avatar.generator
+    expression, jaw, eyelids = neutral_flame(g)
+    expression[0, :3], jaw[0, 0], eyelids[0] = torch.tensor([1.0, -0.5, 0.3]), 0.2, 0.4
+    with torch.no_grad():
+        ours = DeformationLifting(g)(*frame_inputs(g, avatar.cache, expression, jaw, eyelids).as_tuple())
+        full = g.animate(avatar.cache, expression, jaw, eyelids, noise_mode="const").gaussians
+    for got, want in zip(ours, (full.means, full.log_scales, full.quats, full.opacities)):
+        assert rel(got, want) < TOL
+
+
+def test_invert_runs_on_an_imported_run_from_a_photo_and_a_dataset(imported_run, tmp_path, monkeypatch):
+    """PTI (which the authors did not release) on their model: a photo through SMIRK/MODNet, and a
+    SMIRK-parameter ("flame2020") dataset; the avatars rebuild on the run's head and export."""
+    import cv2
     from typer.testing import CliRunner
 
     from agora_cli.app import app
+    from agora_core.invert.avatar_file import AvatarFile, build_avatar_generator
+    from face_helpers import SMIRK_FIXTURE, astronaut, write_mean_sigmoid_onnx
+    from test_invert_helpers import share_smirk
 
-    (tmp_path / "x.png").write_bytes(b"")
-    args = [a.format(run=imported_run, tmp=tmp_path) for a in argv]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2, res.output
-    assert "imported run" in res.output and "Traceback" not in res.output
+    share_smirk(monkeypatch)
+    fast = ["--w-steps", "1", "--g-steps", "1", "--no-progress"]  # a step costs seconds: G's 256² planes
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
+    modnet = write_mean_sigmoid_onnx(tmp_path / "modnet.onnx")
+    res = CliRunner().invoke(app, ["invert", str(photo), "--ckpt", str(imported_run), "--out", str(tmp_path / "a.pt"),
+                                   "--smirk", str(SMIRK_FIXTURE), "--modnet", str(modnet), *fast])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output  # SMIRK's parameters drive the authors' head
+    avatar = AvatarFile.load(tmp_path / "a.pt")
+    assert avatar.resolution == 512 and avatar.crops.shape == (1, 512, 512, 3) and avatar.mapping_camera.shape == (12,)
+    G = build_avatar_generator(avatar, tmp_path / "a.pt")
+    assert G.num_gaussians == 2789 and G.head.model_id == avatar.head_model
+    res = CliRunner().invoke(app, ["export", "splat", str(tmp_path / "a.pt"), "--out", str(tmp_path / "a.splat")])
+    assert res.exit_code == 0, res.output
+    # a dataset of SMIRK ("flame2020") parameters: the demo identity's views, relabelled
+    data = flame2020_dataset(tmp_path / "data")
+    res = CliRunner().invoke(app, ["invert", "--dataset", str(data), "--index", "2", "--ckpt", str(imported_run),
+                                   "--out", str(tmp_path / "d.pt"), "--w-steps", "1", "--g-steps", "0", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert AvatarFile.load(tmp_path / "d.pt").sources == [f"{data}:2"]
+
+
+def flame2020_dataset(folder):
+    """The demo identity's views relabelled as SMIRK ("flame2020") parameters: a dataset an imported
+    run accepts (its head is the authors' FLAME 2020)."""
+    import json
+    import shutil
+
+    from test_invert_helpers import demo_dataset
+
+    shutil.copytree(demo_dataset(), folder)
+    doc = json.loads((folder / "dataset.json").read_text())
+    doc["head_model"] = "flame2020"
+    (folder / "dataset.json").write_text(json.dumps(doc))
+    return folder
+
+
+def test_eval_runs_on_an_imported_run(imported_run, tmp_path):
+    """SWD and the ID metric (a stand-in embedder) of an imported model against a dataset: dataset cameras
+    render it and condition its mapping through `inference.mapping_labels` (tiny sizes)."""
+    from agora_core.metrics.evaluate import Evaluators, evaluate
+    from agora_core.metrics.protocol import QUICK_PROTOCOL
+    import dataclasses
+
+    class Embedder:
+        def embed(self, images):
+            return torch.nn.functional.normalize(images.mean(dim=(2, 3)), dim=1)
+
+    protocol = dataclasses.replace(QUICK_PROTOCOL, swd_images=2, id_pairs=2, batch=2)
+    doc = evaluate(imported_run, flame2020_dataset(tmp_path / "data"), ("id", "swd"), protocol,
+                   evaluators=Evaluators(embedder=Embedder()), progress=False)
+    assert doc["resolution"] == 512 and doc["kimg"] is None
+    assert doc["metrics"]["swd"]["status"] == "ok" and doc["metrics"]["swd"]["value"] >= 0
+    assert doc["metrics"]["id"]["status"] == "ok" and -1 <= doc["metrics"]["id"]["value"] <= 1
 
 
 def test_doctor_shows_an_imported_run(imported_run):

@@ -15,7 +15,7 @@ from test_mobile_tinyhead import single_thread, tiny_generator  # noqa: F401  (f
 
 from agora_core.mobile import ExtractConfig, GaussianBasis, gram_basis
 from agora_core.mobile.extract import residual_sources
-from agora_core.models.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import orbit_cameras, rasterize
 
 CONFIG = ExtractConfig(n=96, k=48, expressions_per_identity=8, heldout=0, batch_size=8)

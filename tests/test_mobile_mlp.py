@@ -11,7 +11,7 @@ from test_mobile_tinyhead import single_thread, tiny_generator  # noqa: F401  (f
 from agora_core.errors import AgoraError
 from agora_core.mobile import CoefficientMLP, ExtractConfig, FitConfig, extract_basis, fit_coefficient_mlp, fit_mlp
 from agora_core.mobile.regressor_fit import fit_paths, load_regressor_data
-from agora_core.models.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
 FIT = FitConfig(n=160, expressions_per_identity=8, hidden=32, epochs=40, batch_size=32, lr=3e-3, chunk_rows=40)
 

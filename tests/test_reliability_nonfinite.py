@@ -91,15 +91,15 @@ def _poison_safetensors(path: Path, key: str, bad: float) -> None:
 
 
 @pytest.mark.parametrize("which, key", [("basis", "scale.basis"), ("mlp", "layers.1.weight"), ("mlp", "input_std")])
-def test_agora_m_files_with_nonfinite_tensors_are_refused_by_both_readers(tmp_path, which, key):
-    from agora_core.export.agora_m_files import read_basis, read_mlp
+def test_agora_m_files_with_nonfinite_tensors_are_refused_by_every_reader(tmp_path, which, key):
+    from agora_core.export.exporters import read_agora_m
     from agora_core.mobile.basis_file import GaussianBasis
     from agora_core.mobile.coefficient_mlp import CoefficientMLP
 
     basis_path, mlp_path = write_random_agora_m(tmp_path, num_gaussians=6, w_dim=4, expr_dim=5)
     path = basis_path if which == "basis" else mlp_path
     _poison_safetensors(path, key, float("nan"))
-    readers = (read_basis, GaussianBasis.load) if which == "basis" else (read_mlp, CoefficientMLP.load)
+    readers = (GaussianBasis.load if which == "basis" else CoefficientMLP.load, lambda _: read_agora_m(basis_path, mlp_path))
     for read in readers:
         with pytest.raises(AgoraError) as err:
             read(path)

@@ -20,7 +20,7 @@ from agora_core.errors import AgoraError
 from agora_core.mobile import CoefficientMLP, GaussianBasis, load_agora_model
 from agora_core.mobile.residuals import RESIDUAL_GROUPS
 from agora_core.mobile.tuples import EXTRACT, TupleSampler
-from agora_core.models.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
 
 
@@ -58,16 +58,11 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
               gaussians: int | None = None, basis_path: str | Path | None = None, mlp_path: str | Path | None = None,
               k: int = 64, hidden: int = 256) -> BenchResult:
     """Build (module docstring) and time `benchmark_reenactment`."""
-    from agora_core.inference import is_imported_run
+    from agora_core.inference import imported_agora_m, is_imported_run
 
     dev = resolve_device(device)
     if is_imported_run(checkpoint):  # AGORA-M from the run's imported pair unless --basis/--mlp say otherwise
-        basis_path = basis_path or Path(checkpoint) / "basis.safetensors"
-        mlp_path = mlp_path or Path(checkpoint) / "mlp.safetensors"
-        for path in (basis_path, mlp_path):
-            if not Path(path).is_file():
-                raise AgoraError(f"{path}: no such file; import the authors' pair with `agora import svd_basis.pt "
-                                 f"mlp_regressor.pt --run {checkpoint}` or pass --basis/--mlp")
+        basis_path, mlp_path = imported_agora_m(checkpoint, basis_path, mlp_path)
     model = load_agora_model(checkpoint, config, device=dev, gaussians=gaussians, seed=bench.seed)
     g = model.generator
     if bench.resolution is None:

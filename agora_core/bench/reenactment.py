@@ -27,7 +27,7 @@ from torch import Tensor
 from agora_core.bench.timing import PathMemory, Timing, time_interleaved
 from agora_core.gaussians import GaussianSet
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
-from agora_core.models.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import Camera, rasterize
 
 PATHS = ("agora", "agora_m", "render", "agora_animate", "agora_m_blend")

@@ -3,9 +3,8 @@ AGORA-M viewer bundle (neutral Gaussians + int16 fixed-point blendshapes + coeff
 
 - `onnx_export`: `DeformationLifting` (G_d + UV sampling + lifting as one module), ONNX export, parity.
 - `web_bundle`: `write_web_bundle` (the bundle format: module docstring); viewer files in `web/`.
-- `agora_m_files`: readers of basis.safetensors / mlp.safetensors (the AGORA-M stage's files).
 - `sources`: a training checkpoint + seed, or an avatar.pt -> generator, identity cache, neutral, w.
-- `exporters`: what `agora export onnx|web|ply|splat` run.
+- `exporters`: what `agora export onnx|web|ply|splat|spz` run (AGORA-M files read with `mobile.GaussianBasis`/`CoefficientMLP`).
 - `web_server`, `browser`, `browser_bench`: serving, headless Chromium over CDP, the frame-time benchmark.
 - `demo_avatar`: an AGORA-M avatar of the procedural demo head (tests, benchmark, screenshots).
 """

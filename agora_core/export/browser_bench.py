@@ -101,10 +101,10 @@ def write_bench_bundle(folder: Path, checkpoint: str | Path | None, config: str 
 
     from agora_core.bench.bench_setup import bench_identity, random_basis, random_regressor
     from agora_core.bench.reenactment import BenchConfig
-    from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, read_basis, read_mlp, write_basis
+    from agora_core.export.exporters import read_agora_m
     from agora_core.inference import neutral_gaussians
     from agora_core.export.web_bundle import write_web_bundle
-    from agora_core.mobile import load_agora_model
+    from agora_core.mobile import GaussianBasis, load_agora_model
 
     model = load_agora_model(checkpoint, config, gaussians=gaussians, seed=seed)
     g, notes = model.generator, []
@@ -115,14 +115,12 @@ def write_bench_bundle(folder: Path, checkpoint: str | Path | None, config: str 
     with torch.no_grad():
         neutral = neutral_gaussians(g, cache)
     if basis_path is None:  # stages meet through files: write the random ones in the documented layouts
-        random = random_basis(g.num_gaussians, k, seed).basis
-        basis_path = write_basis(folder / "basis.safetensors",
-                                 {grp: random[grp].reshape(k, g.num_gaussians, GROUP_DIMS[grp]) for grp in GROUPS})
+        basis_path = random_basis(g.num_gaussians, k, seed).save(folder / "basis.safetensors")
         notes.append(f"no --basis: random K = {k} blendshapes moving every Gaussian (same cost, meaningless pixels)")
     if mlp_path is None:
-        regressor = random_regressor(g.config.w_dim, g.config.expr_cond_dim, read_basis(basis_path).k, hidden, seed)
+        regressor = random_regressor(g.config.w_dim, g.config.expr_cond_dim, GaussianBasis.load(basis_path).k, hidden, seed)
         mlp_path = regressor.save(folder / "mlp.safetensors", train_mse=0.0, val_mse=0.0)
         notes.append(f"no --mlp: a random regressor (hidden {hidden})")
-    write_web_bundle(folder / "site", neutral, cache.ws[0, 0], read_basis(basis_path), read_mlp(mlp_path),
+    write_web_bundle(folder / "site", neutral, cache.ws[0, 0], *read_agora_m(basis_path, mlp_path),
                      source={"avatar": f"{model.source} seed {seed}", "basis": str(basis_path), "mlp": str(mlp_path)})
     return notes, f"{model.source}, {g.num_gaussians} Gaussians"

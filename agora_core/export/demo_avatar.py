@@ -7,7 +7,7 @@ screenshot when no trained checkpoint is at hand.
   random expressions, jaw and eyelids), so the jaw moves the mouth as in a trained model; the scale,
   rotation and opacity groups are random orthonormal bases (on the Gaussians the mesh moves, zero
   elsewhere) with small random coefficients, so every group of the viewer's blend is exercised.
-- MLP (eq. 10): exactly the documented two-layer LeakyReLU(0.2) network, with non-trivial input
+- MLP (eq. 10): a `CoefficientMLP` with one hidden layer (LeakyReLU 0.2), with non-trivial input
   normalisation and w. Its xyz part is linear in the parameters — hidden pairs leaky(x) − leaky(−x)
   = 1.2·x — fitted by least squares to the SVD coefficients; the other groups use random hidden units
   of [w, e].
@@ -22,10 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, NUM_PARAMS, Basis, CoefficientMlp
+from agora_core.export.web_bundle import NUM_PARAMS, PARAM_DIMS
 from agora_core.gaussians import GaussianSet, rgb_to_sh0, rotmat_to_quat
 from agora_core.head import HeadModel, add_mouth_interior, interpolate, sample_uv_grid
 from agora_core.head.demo_head import build_demo_head
+from agora_core.mobile.basis_file import GaussianBasis
+from agora_core.mobile.coefficient_mlp import CoefficientMLP
+from agora_core.mobile.residuals import RESIDUAL_GROUPS
 
 REGION_COLOURS = {  # albedo per demo-head region (later entries win)
     "face_vertices": (0.86, 0.67, 0.55), "neck_vertices": (0.80, 0.62, 0.50), "ear_vertices": (0.84, 0.64, 0.52),
@@ -41,8 +44,8 @@ LEAKY_SLOPE = 0.2
 class DemoAgoraM:
     neutral: GaussianSet  # batch 1, M Gaussians, SH degree 0
     w: Tensor  # [w_dim]
-    basis: Basis
-    mlp: CoefficientMlp
+    basis: GaussianBasis
+    mlp: CoefficientMLP
     head: HeadModel
 
 
@@ -136,8 +139,7 @@ def build_demo_agora_m(grid: int = 48, k: int = 16, w_dim: int = 8, extra_hidden
     # The other groups act where the mesh moves (as AGORA's facial residual mask confines its residuals);
     # Gaussians that never move keep exactly zero blendshapes, like a real basis.
     moving = torch.nonzero(residual.reshape(num_tuples, m, 3).abs().amax(dim=(0, 2)) > 0)[:, 0]
-    for grp in GROUPS[1:]:
-        d = GROUP_DIMS[grp]
+    for grp, d in list(RESIDUAL_GROUPS.items())[1:]:
         bases[grp] = torch.zeros(k, m, d)
         bases[grp][:, moving] = _orthonormal_rows(k, len(moving) * d, g).reshape(k, len(moving), d)
     coeff_xyz = residual @ vh[:k].T  # [P, K]
@@ -146,12 +148,12 @@ def build_demo_agora_m(grid: int = 48, k: int = 16, w_dim: int = 8, extra_hidden
     b_lin, c0 = linear[:NUM_PARAMS].T, linear[NUM_PARAMS]
     w = torch.randn(w_dim, generator=g)
     mlp = _demo_mlp(b_lin, c0, w_dim, extra_hidden, k, len(moving), other_groups_strength, g)
-    basis = Basis(bases, {grp: torch.ones(k) for grp in GROUPS}, {"format": "agora-basis", "format_version": "1"})
+    basis = GaussianBasis.from_blendshapes(bases, n=num_tuples, seed=seed, source_checkpoint="demo head")
     return DemoAgoraM(neutral, w, basis, mlp, head)
 
 
 def _demo_mlp(b_lin: Tensor, c0: Tensor, w_dim: int, extra: int, k: int, moving: int, strength: float,
-              g: torch.Generator) -> CoefficientMlp:
+              g: torch.Generator) -> CoefficientMLP:
     """Effective layers on raw x = [w, e], then folded into the stored (normalised-input) form."""
     i_dim, e = w_dim + NUM_PARAMS, NUM_PARAMS
     eye = torch.eye(e)
@@ -164,15 +166,17 @@ def _demo_mlp(b_lin: Tensor, c0: Tensor, w_dim: int, extra: int, k: int, moving:
     w1[:k, :e] = b_lin / (1 + LEAKY_SLOPE)
     w1[:k, e:2 * e] = -b_lin / (1 + LEAKY_SLOPE)
     per_gaussian = {"scale": 0.08, "rotation": 0.04, "opacity": 0.04}  # target residual size per Gaussian
-    for gi, grp in enumerate(GROUPS[1:], start=1):
-        gain = strength * per_gaussian[grp] * (moving * GROUP_DIMS[grp] / k) ** 0.5 / extra ** 0.5
+    for gi, grp in enumerate(list(RESIDUAL_GROUPS)[1:], start=1):
+        gain = strength * per_gaussian[grp] * (moving * RESIDUAL_GROUPS[grp] / k) ** 0.5 / extra ** 0.5
         w1[gi * k:(gi + 1) * k, 2 * e:] = gain * torch.randn(k, extra, generator=g)
     b1 = torch.cat([c0, torch.zeros(3 * k)])
     mean = 0.1 * torch.randn(i_dim, generator=g)
     std = 0.5 + torch.rand(i_dim, generator=g)
     # h = W0 (x − mean) / std + b0 == W0_eff x + b0_eff  <=>  W0 = W0_eff·diag(std), b0 = b0_eff + W0_eff·mean
-    return CoefficientMlp(w0_eff * std[None], b0_eff + w0_eff @ mean, w1, b1, mean, std,
-                          {"format": "agora-mlp", "format_version": "1"}, w_dim=w_dim)
+    mlp = CoefficientMLP(w_dim, PARAM_DIMS["expression"], k, 2 * e + extra)
+    mlp.load_state_dict({"layers.0.weight": w0_eff * std[None], "layers.0.bias": b0_eff + w0_eff @ mean,
+                         "layers.1.weight": w1, "layers.1.bias": b1, "input_mean": mean, "input_std": std})
+    return mlp.eval()
 
 
 def write_demo_bundle(out_dir, grid: int = 48, k: int = 16, other_groups_strength: float = 1.0, seed: int = 0):

@@ -10,7 +10,6 @@ from typing import Literal
 import torch
 
 from agora_core.errors import AgoraError
-from agora_core.export.agora_m_files import read_basis, read_mlp
 from agora_core.export.onnx_export import (
     OnnxInputs,
     OnnxParity,
@@ -23,6 +22,9 @@ from agora_core.export.sources import load_avatar_source
 from agora_core.export.web_bundle import write_web_bundle
 from agora_core.gaussians import GaussianSet, write_ply, write_splat
 from agora_core.gaussians.io_spz import write_spz
+from agora_core.inference import imported_agora_m, is_imported_run
+from agora_core.mobile.basis_file import GaussianBasis
+from agora_core.mobile.coefficient_mlp import CoefficientMLP
 
 PARITY_TUPLES = 3  # random (ψ, θ, eyelids) tuples checked through onnxruntime after export
 PARITY_MAX_RELATIVE = 1e-4  # max abs error / max |value| per output (float32 graph vs float32 eager)
@@ -76,10 +78,23 @@ def export_onnx(source: str | Path, out: str | Path, seed: int | None = None, tr
     return report
 
 
-def export_web(source: str | Path, basis: str | Path, mlp: str | Path, out: str | Path, seed: int | None = None,
-               truncation: float = 0.7, sequence: str | Path | None = None) -> Path:
-    """The static AGORA-M viewer bundle in `out` (see `web_bundle`)."""
-    b, m = read_basis(basis), read_mlp(mlp)  # cheap checks before the generator runs
+def read_agora_m(basis: str | Path, mlp: str | Path) -> tuple[GaussianBasis, CoefficientMLP]:
+    """The AGORA-M pair named by --basis / --mlp (one-line errors naming the flag)."""
+    for flag, path in (("--basis", Path(basis)), ("--mlp", Path(mlp))):
+        if not path.is_file():
+            raise AgoraError(f"{flag} {path}: file not found")
+    return GaussianBasis.load(basis), CoefficientMLP.load(mlp)[0]
+
+
+def export_web(source: str | Path, basis: str | Path | None, mlp: str | Path | None, out: str | Path,
+               seed: int | None = None, truncation: float = 0.7, sequence: str | Path | None = None) -> Path:
+    """The static AGORA-M viewer bundle in `out` (see `web_bundle`). Without --basis/--mlp an imported
+    run's own AGORA-M pair is used."""
+    if basis is None or mlp is None:
+        if not is_imported_run(source):
+            raise AgoraError("--basis and --mlp are required (the AGORA-M files of agora extract-basis / fit-mlp)")
+        basis, mlp = imported_agora_m(source, basis, mlp)
+    b, m = read_agora_m(basis, mlp)  # cheap checks before the generator runs
     seq = None
     if sequence is not None:
         path = Path(sequence)

@@ -9,13 +9,20 @@ FLAME itself (LBS) stays outside (it is cheap, and every runtime already has it)
 points at the UV samples are an input, computed with `mesh_points_at_samples` (or any FLAME
 implementation + `head.uv.interpolate` with the face indices and barycentrics of the sidecar file).
 The identity branch runs once per avatar; its outputs are inputs: the 64² tap features f, the
-styles ws and the raw identity attributes A_M at the UV samples. (Our G_d starts its skip image
-from zero, unlike the authors', so the tap's skip image is not an input.)
+styles ws and the raw identity attributes A_M at the UV samples. Our G_d starts its skip image
+from zero; the authors' starts from the identity's, so a model imported from their release
+(`attribute_layout="authors"`) has one more input, the tap's skip image.
 
 Inputs (batch 1, float32):  tap_features [1, C_tap, T, T], ws [1, num_ws, w_dim],
 raw_main [1, M, C_main], mesh_points [1, M, 3], expression [1, E] (E = expr_cond_dim, 50 for the
-paper), jaw [1, 3], eyelids [1, 2].
-Outputs: means [1, M, 3], log_scales [1, M, 3], quats [1, M, 4] (wxyz unit), opacities [1, M].
+paper), jaw [1, 3], eyelids [1, 2]; imported models also tap_skip_image [1, C_img, T, T].
+Outputs: means [1, M, 3], log_scales [1, M, 3], quats [1, M, 4] (wxyz unit; for imported models
+the authors' column-normalised quaternions, normalised per Gaussian by the rasteriser), opacities [1, M].
+
+Mesh points are Interpolate(M(β, ψ, θ), x_uv) as the generator anchors them (`mesh_points_at_samples`):
+barycentric in the sample's face for our models (the sidecar's face indices and barycentrics), the
+mesh's UV position map sampled bilinearly for imported ones (`uv_anchor="position_map"`, recorded
+in the sidecar's metadata).
 
 Noise inputs of G_d use each layer's constant buffer ("const"), as reenactment does. The batch is
 fixed to 1: a browser or phone animates one avatar at a time.
@@ -33,13 +40,13 @@ import torch
 from torch import Tensor, nn
 
 from agora_core.errors import AgoraError
-from agora_core.head import UVSamples, interpolate
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.models.deformation_branch import expression_condition
-from agora_core.models.lifting import lift_gaussians, sample_uv_attributes
+from agora_core.models.lifting import lift_gaussians
 
 OPSET = 17  # GridSample (bilinear, border) needs >= 16; 17 is onnxruntime-web's well-trodden opset
 INPUT_NAMES = ("tap_features", "ws", "raw_main", "mesh_points", "expression", "jaw", "eyelids")
+AUTHORS_INPUTS = ("tap_skip_image",)  # the authors' layout: G_d starts from the identity's skip image
 OUTPUT_NAMES = ("means", "log_scales", "quats", "opacities")
 SIDECAR_FORMAT = "agora-onnx-identity"
 FORMAT_VERSION = 1
@@ -53,27 +60,24 @@ class DeformationLifting(nn.Module):
         if generator.deformation_branch is None:
             raise AgoraError("generator.deformation_branch: this checkpoint is a single-branch model "
                              "(no deformation branch to export); animate it with FLAME alone")
-        if generator.config.attribute_layout == "authors":
-            raise AgoraError("export onnx: models imported from the authors' release are not supported yet "
-                             "(their deformation branch also takes the tap skip image); export ply/splat works")
         self.config = generator.config
-        self.deformation_branch = generator.deformation_branch
-        for name in ("sample_x_uv", "sample_face_idx", "sample_bary"):
-            self.register_buffer(name, getattr(generator, name).clone(), persistent=False)
-        mask = generator.residual_mask
-        self.register_buffer("residual_mask", None if mask is None else mask.clone(), persistent=False)
+        self.generator = generator  # only G_d, the UV sampling and lifting run (and so are traced)
 
     def forward(self, tap_features: Tensor, ws: Tensor, raw_main: Tensor, mesh_points: Tensor,
-                expression: Tensor, jaw: Tensor, eyelids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                expression: Tensor, jaw: Tensor, eyelids: Tensor, tap_skip_image: Tensor | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Animated Gaussian attributes (means, log_scales, quats, opacities), shapes as above."""
         cfg = self.config
         assert expression.shape[1] == cfg.expr_cond_dim, (expression.shape, cfg.expr_cond_dim)
         e = expression_condition(expression, jaw, eyelids, cfg.expr_cond_dim)
-        planes = self.deformation_branch(tap_features, ws, e, noise_mode="const")
-        samples = UVSamples(self.sample_x_uv, self.sample_face_idx, self.sample_bary)
-        deform = sample_uv_attributes(planes, samples)
-        gaussians, _ = lift_gaussians(raw_main, mesh_points, deform, self.residual_mask, cfg)
+        deform = self.generator.deformation_attributes(tap_features, ws, e, tap_skip_image, noise_mode="const")
+        gaussians, _ = lift_gaussians(raw_main, mesh_points, deform, self.generator.residual_mask, cfg)
         return gaussians.means, gaussians.log_scales, gaussians.quats, gaussians.opacities
+
+
+def input_names(generator: AgoraGenerator) -> tuple[str, ...]:
+    """The graph's inputs for `generator` (module docstring)."""
+    return INPUT_NAMES + (AUTHORS_INPUTS if generator.config.attribute_layout == "authors" else ())
 
 
 @dataclass
@@ -87,12 +91,17 @@ class OnnxInputs:
     expression: Tensor
     jaw: Tensor
     eyelids: Tensor
+    tap_skip_image: Tensor | None = None  # imported models only
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return INPUT_NAMES + (AUTHORS_INPUTS if self.tap_skip_image is not None else ())
 
     def as_tuple(self) -> tuple[Tensor, ...]:
-        return tuple(getattr(self, n) for n in INPUT_NAMES)
+        return tuple(getattr(self, n) for n in self.names)
 
     def as_numpy(self) -> dict[str, np.ndarray]:
-        return {n: getattr(self, n).detach().cpu().numpy().astype(np.float32) for n in INPUT_NAMES}
+        return {n: getattr(self, n).detach().cpu().numpy().astype(np.float32) for n in self.names}
 
 
 def mesh_points_at_samples(generator: AgoraGenerator, shape: Tensor, expression: Tensor, jaw: Tensor,
@@ -101,7 +110,7 @@ def mesh_points_at_samples(generator: AgoraGenerator, shape: Tensor, expression:
     b = expression.shape[0]
     zeros = expression.new_zeros
     mesh = generator.head(shape, expression, jaw, zeros(b, 3), zeros(b, 6), eyelids, None)
-    return interpolate(mesh, generator.head.faces, generator.samples)
+    return generator.mesh_points(mesh)
 
 
 def frame_inputs(generator: AgoraGenerator, cache: IdentityCache, expression: Tensor, jaw: Tensor,
@@ -112,8 +121,9 @@ def frame_inputs(generator: AgoraGenerator, cache: IdentityCache, expression: Te
     n = generator.config.expr_cond_dim
     expr = expression[:, :n] if expression.shape[1] >= n else torch.cat(
         [expression, expression.new_zeros(1, n - expression.shape[1])], dim=1)
+    skip = cache.tap_skip_image if generator.config.attribute_layout == "authors" else None
     return OnnxInputs(cache.tap_features, cache.ws, cache.raw_main, points.to(cache.raw_main.dtype),
-                      expr, jaw, eyelids)
+                      expr, jaw, eyelids, skip)
 
 
 def export_deformation_onnx(generator: AgoraGenerator, cache: IdentityCache, path: str | Path,
@@ -141,13 +151,14 @@ def export_deformation_onnx(generator: AgoraGenerator, cache: IdentityCache, pat
         # deprecated in favour of dynamo, which needs onnxscript (not a dependency).
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, example.as_tuple(), str(path), input_names=list(INPUT_NAMES),
+        torch.onnx.export(module, example.as_tuple(), str(path), input_names=list(example.names),
                           output_names=list(OUTPUT_NAMES), opset_version=opset, dynamo=False,
                           do_constant_folding=True, external_data=False)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     meta = {"format": "agora-deform-onnx", "format_version": str(FORMAT_VERSION),
             "num_gaussians": str(generator.num_gaussians), "expr_cond_dim": str(e),
+            "inputs": ",".join(example.names),
             "config": json.dumps(_config_dict(generator))}
     for key, value in meta.items():
         entry = model.metadata_props.add()
@@ -166,7 +177,7 @@ def write_identity_sidecar(generator: AgoraGenerator, cache: IdentityCache, path
                            metadata: dict[str, str] | None = None) -> Path:
     """The per-avatar inputs of the ONNX graph + what a runtime needs around it (safetensors).
 
-    Tensors: tap_features, ws, raw_main (as the graph's inputs), shape [1, S] (FLAME β),
+    Tensors: tap_features, ws, raw_main (and tap_skip_image for imported models: the graph's inputs), shape [1, S] (FLAME β),
     sample_face_idx [M] int64 + sample_bary [M, 3] (mesh points = Σ bary · V[faces[face_idx]]),
     sh [M, K, 3] (colours are not animated: the neutral SH of the avatar).
     """
@@ -180,7 +191,10 @@ def write_identity_sidecar(generator: AgoraGenerator, cache: IdentityCache, path
     tensors = {"tap_features": c.tap_features, "ws": c.ws, "raw_main": c.raw_main, "shape": c.shape,
                "sample_face_idx": generator.sample_face_idx.long(), "sample_bary": generator.sample_bary,
                "sh": sh}
-    meta = {"format": SIDECAR_FORMAT, "format_version": str(FORMAT_VERSION), **(metadata or {})}
+    if generator.config.attribute_layout == "authors":
+        tensors["tap_skip_image"] = c.tap_skip_image
+    meta = {"format": SIDECAR_FORMAT, "format_version": str(FORMAT_VERSION), "uv_anchor": generator.config.uv_anchor,
+            **(metadata or {})}
     path = Path(path)
     from agora_core.mobile.files import save_tensors
 

@@ -6,10 +6,15 @@ at (t mod W, t div W), padding texels zero). Texels hold the Gaussians in *viewe
 "active" Gaussians (some stored blendshape value non-zero) first, then the ones that never move, each
 part in model order (`neutral.splat` keeps model order). The blend pass then runs on the first
 ceil(A / W) rows only.
-  avatar.json          manifest (format agora-web-avatar, format_version 3): counts (num_gaussians,
-                       active_gaussians), texture size, file names, MLP tensor offsets, per-component
-                       basis amplitudes, camera, re-sort settings, etc.
-  neutral.bin          float32 [3, H, W, 4]: (xyz, opacity), (log-scale xyz, active), (quaternion wxyz)
+  avatar.json          manifest (format agora-web-avatar, format_version 4): counts (num_gaussians,
+                       active_gaussians), texture size, file names, the attribute space, the MLP's
+                       layer widths and tensor offsets, per-component basis amplitudes, camera,
+                       re-sort settings, etc.
+  neutral.bin          float32 [3, H, W, 4]: (xyz, opacity), (scale xyz, active), (quaternion wxyz), in
+                       the basis's attribute space ("attribute_space"): "paper" = log-scale and unit
+                       quaternions (`mobile.residuals`), "authors" = linear scale and the authors'
+                       column-normalised quaternions (a basis in their spaces; the viewer then
+                       finishes the blend as their viewer does: `BlendshapeAvatar(finish="viewer")`)
   sh.bin               float32 [S, H, W, 4]: SH coefficient s (rgb, 0), S = 1 or 4 (3DGS convention)
   basis.i32            int16 [L·R, 8T]: row t holds Gaussian t's 11·K blendshape values, component-major,
                        [xyz 3 | scale 3 | rotation 4 | opacity 1] of round(32767 · U_g,k / a_g,k) per
@@ -22,7 +27,8 @@ ceil(A / W) rows only.
                        a_g,k / 4096), integer texels cost a software rasterizer no half-float decoding,
                        and dense int16 pairs cost the blend 11/8 fetches and 22 bytes per component
                        (3 RGBA16I texels: 3 and 24), read as one contiguous run per Gaussian
-  mlp.bin              float32 tensors of mlp.safetensors + the avatar's w, offsets in avatar.json
+  mlp.bin              float32 tensors of mlp.safetensors (any number of hidden layers, widths in
+                       avatar.json "mlp.hidden") + the avatar's w, offsets in avatar.json
   driving_sequence.json  {num_frames, params_dim: 55, fps, frames: [[50 expr, 3 jaw, 2 eyelids]]}
   neutral.splat        the neutral Gaussians for standard 3DGS viewers (antimatter15 format)
   index.html, ui.js, viewer.js, ...   the viewer (VIEWER_FILES, no build step)
@@ -40,19 +46,23 @@ import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError
-from agora_core.export.agora_m_files import GROUP_DIMS, GROUPS, NUM_PARAMS, Basis, CoefficientMlp, check_compatible
 from agora_core.gaussians import GaussianSet, write_splat
+from agora_core.mobile.basis_file import GaussianBasis
+from agora_core.mobile.coefficient_mlp import NEGATIVE_SLOPE, CoefficientMLP
+from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_groups
 from agora_core.render import EG3D_FOCAL, FLAME_CAMERA_RADIUS
 
 FORMAT = "agora-web-avatar"
-FORMAT_VERSION = 3  # 2: viewer order (active first), int16 basis, resort.max_xyz_norm; 3: dense basis.i32 rows
+FORMAT_VERSION = 4  # the one version viewer.js reads (docs/architecture.md "Web bundle")
 MAX_TEXTURE_WIDTH = 2048  # WebGL2 guarantees textures of 2048² (and 256 array layers)
 VIEWER_FILES = ("index.html", "ui.js", "viewer.js", "passes.js", "depth_sort.js", "webgl.js", "shaders.js",
                 "sort_worker.js")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 RESORT_DISPLACEMENT_M = 0.001  # re-sort when some Gaussian may have moved 1 mm (depth_sort.js `displacementBound`)
 BASIS_FIXED_POINT = 32767  # basis.i32 stores int16 values round(BASIS_FIXED_POINT · U / a)
-BASIS_VALUES = sum(GROUP_DIMS[g] for g in GROUPS)  # 11 int16 values per Gaussian and component
+BASIS_VALUES = sum(RESIDUAL_GROUPS.values())  # 11 int16 values per Gaussian and component
+PARAM_DIMS = {"expression": 50, "jaw": 3, "eyelids": 2}  # the authors' web-demo parameter vector
+NUM_PARAMS = sum(PARAM_DIMS.values())  # 55
 MAX_COMPONENTS = 256  # the blend's coefficient uniform block: 256 vec4 = WebGL2's guaranteed 16 KiB
 MAX_LAYERS = 256  # WebGL2's guaranteed texture-array depth
 VIEWER_RADIUS_FACTOR = 1.25  # default viewer distance, × FLAME_CAMERA_RADIUS
@@ -114,9 +124,25 @@ def check_driving_sequence(seq: dict, where: str) -> dict:
     return {**seq, "num_frames": len(seq["frames"])}
 
 
-def _write_mlp(path: Path, mlp: CoefficientMlp, w: Tensor) -> dict:
-    tensors = {"layers.0.weight": mlp.weight0, "layers.0.bias": mlp.bias0, "layers.1.weight": mlp.weight1,
-               "layers.1.bias": mlp.bias1, "input_mean": mlp.input_mean, "input_std": mlp.input_std, "w": w}
+def check_compatible(basis: GaussianBasis, mlp: CoefficientMLP, num_gaussians: int, w_dim: int, where: str) -> None:
+    """The basis, the MLP and the avatar must agree on K, M and w_dim (one line naming what differs)."""
+    if basis.k != mlp.k:
+        raise AgoraError(f"--basis has K={basis.k} components but --mlp predicts K={mlp.k}; use files "
+                         f"from the same extract-basis / fit-mlp run")
+    if basis.num_gaussians != num_gaussians:
+        raise AgoraError(f"--basis is for {basis.num_gaussians} Gaussians but {where} has {num_gaussians}; "
+                         f"extract the basis from the same checkpoint")
+    if mlp.w_dim != w_dim:
+        raise AgoraError(f"--mlp expects w of size {mlp.w_dim} but {where} has w of size {w_dim}")
+    if basis.attribute_space not in ("paper", "authors"):
+        raise AgoraError(f"--basis: unknown attribute_space {basis.attribute_space!r} (expected paper or authors)")
+    if mlp.expr_dim > PARAM_DIMS["expression"]:
+        raise AgoraError(f"--mlp takes {mlp.expr_dim} expression coefficients; the viewer drives at most "
+                         f"{PARAM_DIMS['expression']}")
+
+
+def _write_mlp(path: Path, mlp: CoefficientMLP, w: Tensor) -> dict:
+    tensors = {**mlp.state_dict(), "w": w}
     entries, offset = {}, 0
     with open(path, "wb") as f:
         for name, t in tensors.items():
@@ -124,9 +150,8 @@ def _write_mlp(path: Path, mlp: CoefficientMlp, w: Tensor) -> dict:
             f.write(data.tobytes())
             entries[name] = {"offset": offset, "size": int(data.size), "shape": list(data.shape)}
             offset += data.nbytes
-    return {"hidden": mlp.hidden, "input_dim": int(mlp.weight0.shape[1]), "w_dim": mlp.w_dim,
-            "expr_dim": mlp.expr_dim, "k": mlp.k,
-            "negative_slope": 0.2, "tensors": entries}
+    return {"hidden": list(mlp.hidden_sizes), "input_dim": mlp.in_features, "w_dim": mlp.w_dim,
+            "expr_dim": mlp.expr_dim, "k": mlp.k, "negative_slope": NEGATIVE_SLOPE, "tensors": entries}
 
 
 def basis_texture_shape(texels: int, k: int) -> tuple[int, int, int]:
@@ -136,12 +161,12 @@ def basis_texture_shape(texels: int, k: int) -> tuple[int, int, int]:
     return math.ceil(BASIS_VALUES * k / 8), rows, math.ceil(texels / rows)
 
 
-def _packed_basis(basis: Basis, n: int, gaussians: int, width: int) -> tuple[np.ndarray, dict[str, list[float]]]:
+def _packed_basis(basis: GaussianBasis, n: int, gaussians: int, width: int) -> tuple[np.ndarray, dict[str, list[float]]]:
     """basis.i32 contents int32 [gaussians, width, 4] in model order and the per-group amplitudes a_g,k."""
-    amps = {g: basis.bases[g].abs().flatten(1).amax(1).clamp_min(1e-30) for g in GROUPS}
+    amps = {g: basis.basis[g].abs().amax(1).clamp_min(1e-30) for g in RESIDUAL_GROUPS}
     values = np.zeros((gaussians, 8 * width), dtype="<i2")
     for k in range(basis.k):  # one component at a time: peak memory ~ the packed output
-        fixed = torch.cat([basis.bases[g][k].double() / amps[g][k] for g in GROUPS], dim=1)  # [n, 11]
+        fixed = torch.cat([basis.blendshapes(g)[k].double() / amps[g][k] for g in RESIDUAL_GROUPS], dim=1)  # [n, 11]
         fixed = (fixed * BASIS_FIXED_POINT).round().clamp(-BASIS_FIXED_POINT, BASIS_FIXED_POINT).to(torch.int16)
         values[:n, BASIS_VALUES * k:BASIS_VALUES * (k + 1)] = fixed.numpy()
     amplitudes = {g: a.tolist() for g, a in amps.items()}
@@ -154,13 +179,13 @@ def viewer_order(active: np.ndarray) -> np.ndarray:
     return np.concatenate([np.flatnonzero(active), np.flatnonzero(~active)])
 
 
-def max_xyz_norm(basis: Basis) -> list[float]:
+def max_xyz_norm(basis: GaussianBasis) -> list[float]:
     """[K]: max over Gaussians of |U_xyz,k,i| (metres per unit coefficient). No Gaussian moves farther than
     Σ_k |Δc_k| · max_xyz_norm[k] when the coefficients change by Δc: the viewer's re-sort bound."""
-    return basis.bases["xyz"].float().norm(dim=2).amax(dim=1).tolist()
+    return basis.blendshapes("xyz").float().norm(dim=2).amax(dim=1).tolist()
 
 
-def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis: Basis, mlp: CoefficientMlp,
+def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis: GaussianBasis, mlp: CoefficientMLP,
                      sequence: dict | None = None, source: dict[str, str] | None = None,
                      background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Path:
     """Write the static viewer bundle (module docstring) for one avatar; returns `out_dir`.
@@ -168,7 +193,7 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
     Args:
         neutral: batch-1 neutral Gaussians (SH degree 0 or 1) of M Gaussians, model order.
         w: [w_dim] the avatar's w code (the MLP's identity input).
-        basis, mlp: AGORA-M files (`read_basis`, `read_mlp`) built for this generator.
+        basis, mlp: AGORA-M files (`GaussianBasis.load`, `CoefficientMLP.load`) built for this generator.
         sequence: a driving sequence (web-demo format); default `demo_driving_sequence()`.
     """
     assert neutral.batch_size == 1, neutral.batch_size
@@ -195,9 +220,10 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
     g = neutral.detach().to("cpu").map(lambda t: t.float())
     viewer = g.map(lambda t: t[:, torch.from_numpy(order)])
     flag = torch.from_numpy(active[order].astype(np.float32))[:, None]
+    scales = attribute_groups(viewer, basis.attribute_space)["scale"].reshape(n, 3)  # what the basis blends
     neutral_planes = np.stack([
         _plane(torch.cat([viewer.means[0], viewer.opacities[0, :, None]], 1), width, height),
-        _plane(torch.cat([viewer.log_scales[0], flag], 1), width, height),
+        _plane(torch.cat([scales, flag], 1), width, height),
         _plane(viewer.quats[0], width, height, fill=(1.0, 0.0, 0.0, 0.0)),
     ])  # fmt: skip
     neutral_planes.astype("<f4").tofile(out / "neutral.bin")
@@ -213,11 +239,11 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
         shutil.copyfile(WEB_DIR / name, out / name)
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "num_gaussians": n, "active_gaussians": int(active.sum()),
-        "k": basis.k, "basis_fixed_point": BASIS_FIXED_POINT,
+        "k": basis.k, "attribute_space": basis.attribute_space, "basis_fixed_point": BASIS_FIXED_POINT,
         "basis_texture": {"width": basis_width, "height": rows, "layers": layers},
         "texture_width": width, "texture_height": height, "sh_coefficients": int(g.sh.shape[2]),
         "files": files, "basis_amplitude": amplitudes, "mlp": mlp_entry,
-        "params": {"expression": 50, "jaw": 3, "eyelids": 2},
+        "params": dict(PARAM_DIMS),
         "default_camera": default_camera(g), "background": list(background),
         "resort": {"displacement_m": RESORT_DISPLACEMENT_M, "max_xyz_norm": max_xyz_norm(basis)},
         "sequence": "driving_sequence.json", "splat": "neutral.splat", "source": dict(source or {}),

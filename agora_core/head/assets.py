@@ -13,6 +13,7 @@ import numpy as np
 # FLAME's kinematic tree: 0 global (root), 1 neck, 2 jaw, 3 left eye, 4 right eye.
 JOINT_NAMES = ("global", "neck", "jaw", "left_eye", "right_eye")
 FLAME_PARENTS = np.array([-1, 0, 1, 1, 1], dtype=np.int64)
+RELEASE_HEAD_PREFIX = "agora-release-"  # model ids of the authors' FLAME-with-mouth heads (imported runs)
 
 
 @dataclass

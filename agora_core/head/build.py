@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agora_core.assets import require_asset, resolve_asset
 from agora_core.errors import AgoraError, AgoraWarning
+from agora_core.head.assets import RELEASE_HEAD_PREFIX
 from agora_core.head.config import HeadConfig
 from agora_core.head.flame_io import flame_assets_from_pickle
 from agora_core.head.model import HeadModel
@@ -93,7 +94,7 @@ def head_ids_match(dataset_head_model: str, head_model: str) -> bool:
     data, head = base(dataset_head_model), base(head_model)
     if data in ("", "unknown") or data == head:
         return True
-    return data == SMIRK_FLAME_ID and head.startswith(FLAME_FILE_PREFIX)
+    return data == SMIRK_FLAME_ID and head.startswith((FLAME_FILE_PREFIX, RELEASE_HEAD_PREFIX))  # the authors' is SMIRK's FLAME
 
 
 def check_head_matches(dataset_head_model: str, head: HeadModel | str, dataset_root: str | Path, *,

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError, AgoraWarning, check_finite, file_error
-from agora_core.head.assets import FLAME_PARENTS, FlameAssets, UVTables
+from agora_core.head.assets import FLAME_PARENTS, RELEASE_HEAD_PREFIX, FlameAssets, UVTables
 from agora_core.importer.inert_pickle import InertRecord, PersistentRecord, load_inert_pickle
 from agora_core.models.generator_config import GeneratorConfig
 
@@ -313,6 +313,6 @@ def official_head_assets(ckpt: OfficialCheckpoint) -> FlameAssets:
         J_regressor=_array(ckpt, p + "J_regressor", 2, np.float32),
         weights=_array(ckpt, p + "lbs_weights", 2, np.float32), kintree_table=kintree,
         uv_coords=uv_coords.astype(np.float32), uv_faces=uv_faces, eyelid_dirs=eyelid_dirs,
-        model_id=f"agora-release-{digest.hexdigest()[:12]}", eyelids_after_skinning=True,
+        model_id=f"{RELEASE_HEAD_PREFIX}{digest.hexdigest()[:12]}", eyelids_after_skinning=True,
         uv_tables=UVTables(grid=grid.reshape(-1, 2), raster_vertices=t2i[idxim], raster_bary=barim,
                            residual_mask=(mask[0, 0] >= 0.5).astype(np.float32)))

@@ -12,13 +12,16 @@ from agora_core.inference.model_source import (
     InferenceModel,
     describe_model,
     draw_identity,
+    imported_agora_m,
     is_imported_run,
     load_generator,
     load_model,
+    mapping_labels,
     neutral_flame,
     neutral_gaussians,
     render_generator,
 )
 
 __all__ = ["InferenceModel", "describe_model", "export_model", "is_model_folder", "load_model", "load_generator",
-           "draw_identity", "is_imported_run", "neutral_flame", "neutral_gaussians", "render_generator"]
+           "mapping_labels", "draw_identity", "imported_agora_m", "is_imported_run", "neutral_flame", "neutral_gaussians",
+           "render_generator"]

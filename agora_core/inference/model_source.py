@@ -27,7 +27,9 @@ from agora_core.gaussians import GaussianSet
 from agora_core.inference.model_folder import FORMAT as MODEL_FORMAT
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.render import Camera, rasterize
-from agora_core.render.cameras import deca_camera, deca_mapping_label
+from agora_core.render.cameras import deca_camera, deca_mapping_label, deca_mapping_label_of
+
+DECA_LABEL_DIM = 12  # the authors' mapping label (`deca_mapping_label`); ours is the 25-float EG3D label
 
 IMPORTED_FRAMING = (0.0, 0.0, 0.0, 8.0, 0.0, 0.0)  # DECA camera of imported runs' renders (s = 8)
 
@@ -83,11 +85,34 @@ class InferenceModel:
         return deca_camera(cam.to(joints.dtype), joints[:, 0])
 
 
+def mapping_labels(generator: AgoraGenerator, cameras: Camera) -> Tensor:
+    """The mapping network's labels [B, c_dim] of render cameras: their EG3D labels, or for a model
+    imported from the authors' release (DECA labels) the head rotation each camera realises, so a
+    dataset row or a photo's camera conditions either kind of model."""
+    if generator.config.c_dim == DECA_LABEL_DIM:
+        return deca_mapping_label_of(cameras).float()
+    return cameras.to_label().float()
+
+
 def is_imported_run(path: str | Path | None) -> bool:
     """Whether `path` is a run folder written by `agora import` (it holds the import manifest)."""
     from agora_core.importer.run_folder import MANIFEST
 
     return path is not None and Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def imported_agora_m(run: str | Path, basis: str | Path | None = None, mlp: str | Path | None = None
+                     ) -> tuple[Path, Path]:
+    """The AGORA-M pair of an imported run: `basis` / `mlp` where given (--basis / --mlp), else the
+    run's own RUN/basis.safetensors and RUN/mlp.safetensors (`agora import ... --run RUN`)."""
+    from agora_core.importer.run_folder import BASIS, MLP
+
+    paths = (Path(basis) if basis else Path(run) / BASIS, Path(mlp) if mlp else Path(run) / MLP)
+    for path in paths:
+        if not path.is_file():
+            raise AgoraError(f"{path}: no such file; import the authors' pair with `agora import svd_basis.pt "
+                             f"mlp_regressor.pt --run {run}` or pass --basis/--mlp")
+    return paths
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
@@ -173,12 +198,15 @@ def neutral_gaussians(generator: AgoraGenerator, cache: IdentityCache) -> Gaussi
 
 def render_generator(G, z: Tensor, c: Tensor, flame: dict[str, Tensor], resolution: int,
                      truncation_psi: float = 1.0, noise_mode: str = "random", chunk: int = 16) -> Tensor:
-    """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c, on white."""
+    """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c (EG3D labels [B, 25];
+    the mapping network takes `mapping_labels` of them), on white."""
     out = []
     for i in range(0, z.shape[0], chunk):
         sl = slice(i, i + chunk)
-        gen = G(z[sl], c[sl], {k: v[sl] for k, v in flame.items()}, truncation_psi, noise_mode=noise_mode)
-        rgb, _ = rasterize(gen.gaussians, Camera.from_label(c[sl]), resolution, resolution, background=1.0)
+        cameras = Camera.from_label(c[sl])
+        gen = G(z[sl], mapping_labels(G, cameras), {k: v[sl] for k, v in flame.items()}, truncation_psi,
+                noise_mode=noise_mode)
+        rgb, _ = rasterize(gen.gaussians, cameras, resolution, resolution, background=1.0)
         out.append(rgb.clamp(0, 1))
     return torch.cat(out)
 

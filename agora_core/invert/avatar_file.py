@@ -5,7 +5,8 @@ A dict (loads with `torch.load(path, weights_only=True)`; no pickled modules or 
     format "agora-avatar", format_version 1
     generator         tuned G state dict (all weights; self-contained, no base checkpoint needed)
     generator_config  the resolved GeneratorConfig as a plain dict
-    head_config       the training HeadConfig (how to rebuild the head), head_model its model id
+    head_config       the training HeadConfig (how to rebuild the head), or {"imported_run": folder} for
+                      an avatar of an imported run (the head of its head file); head_model its model id
     resolution        render resolution of the base model (and of `crops`)
     w                 [1, w_dim] the pivot (every synthesis layer uses it)
     shape             [1, S] FLAME shape β of the person
@@ -14,7 +15,7 @@ A dict (loads with `torch.load(path, weights_only=True)`; no pickled modules or 
     crops             [F, R, R, 3] uint8 the input crops (matted on white)
     neutral           cached neutral Gaussians (ψ = 0, θ = 0) of the tuned G: means [1, N, 3],
                       log_scales [1, N, 3], quats [1, N, 4], sh [1, N, K, 3], opacities [1, N]
-    mapping_camera    [25] camera label of the base model's mapping
+    mapping_camera    [c_dim] label of the base model's mapping (EG3D [25]; imported runs: DECA [12])
     sources           input names; base_checkpoint: the checkpoint PTI started from
     pti               settings and results (numbers/strings)
 
@@ -138,22 +139,18 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
     of the demo head with FLAME files given, or FLAME files of another version), or the weights do
     not fit the stored config.
     """
-    import dataclasses
-
+    from agora_core.head.build import build_head
     from agora_core.inference.checkpoint import load_generator_weights
     from agora_core.models.agora_generator import AgoraGenerator
     from agora_core.models.generator_config import GeneratorConfig
-    from agora_core.head.build import build_head
-    from agora_core.head.config import HeadConfig
     from agora_core.run_config import build_dataclass
 
-    head_cfg = build_dataclass(HeadConfig, avatar.head_config, f"{where} (head_config)")
-    if flame_pkl or flame_uv:
-        head_cfg = dataclasses.replace(head_cfg, source="flame", flame_pkl=flame_pkl or head_cfg.flame_pkl,
-                                       flame_uv=flame_uv or head_cfg.flame_uv)
-    if flame_eyelids:
-        head_cfg = dataclasses.replace(head_cfg, flame_eyelids=flame_eyelids)
-    head = build_head(head_cfg)
+    if "imported_run" in avatar.head_config:  # an avatar of an imported run: its head file
+        from agora_core.inference import load_model
+
+        head = load_model(str(avatar.head_config["imported_run"])).generator.head
+    else:
+        head = build_head(_head_config(avatar, where, flame_pkl, flame_uv, flame_eyelids))
     if head.model_id != avatar.head_model:
         raise AgoraError(f"{where}: avatar of head model '{avatar.head_model}', but the head built here is "
                          f"'{head.model_id}'; use the head (--flame/--flame-uv/--flame-eyelids) the avatar was made with")
@@ -164,3 +161,19 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
         raise file_error(where, f"w {tuple(avatar.w.shape)} / shape {tuple(avatar.shape.shape)} do not fit the "
                                 f"generator (w_dim {config.w_dim}, {head.num_shape} shape coefficients)")
     return G.to(device).eval().requires_grad_(False)
+
+
+def _head_config(avatar: AvatarFile, where, flame_pkl, flame_uv, flame_eyelids):
+    """The avatar's training HeadConfig with the --flame/--flame-uv/--flame-eyelids overrides."""
+    import dataclasses
+
+    from agora_core.head.config import HeadConfig
+    from agora_core.run_config import build_dataclass
+
+    head_cfg = build_dataclass(HeadConfig, avatar.head_config, f"{where} (head_config)")
+    if flame_pkl or flame_uv:
+        head_cfg = dataclasses.replace(head_cfg, source="flame", flame_pkl=flame_pkl or head_cfg.flame_pkl,
+                                       flame_uv=flame_uv or head_cfg.flame_uv)
+    if flame_eyelids:
+        head_cfg = dataclasses.replace(head_cfg, flame_eyelids=flame_eyelids)
+    return head_cfg

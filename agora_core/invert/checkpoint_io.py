@@ -1,4 +1,5 @@
-"""The base model PTI starts from: G_ema of a training checkpoint, rebuilt from its stored config.
+"""The base model PTI starts from: G_ema of a training checkpoint, rebuilt from its stored config, or
+the generator of an imported run (`agora import`; `inference.load_model`).
 
 Built on the one checkpoint reader (`inference.checkpoint.load_checkpoint`, weights_only) and head
 builder (`head.build.build_head`), so the head matches the one G was trained on. Every way the
@@ -8,6 +9,7 @@ stored config, a head model other than the one it names) is one `AgoraError` lin
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,19 +29,26 @@ class BaseGenerator:
     """G_ema of a checkpoint (eval mode, no grad) and what inversion needs to know about it."""
 
     generator: AgoraGenerator
-    config: TrainConfig  # the stored training config (head, generator, resolution)
+    config: TrainConfig | None  # the stored training config (head, generator, resolution); None: imported run
     head_model: str  # model id of the head G is built on
-    mapping_camera: Tensor  # [25] camera label fed to the mapping network (the training set's frontal one)
-    source: str  # the checkpoint file
+    mapping_camera: Tensor  # [c_dim] label of the mapping network's framing: the training set's frontal
+    #   EG3D camera [25], or for an imported run the DECA label of its framing [12]
+    source: str  # the checkpoint file or imported run folder
+    imported_resolution: int = 0  # an imported run's render size
 
     @property
     def resolution(self) -> int:
-        return self.config.resolution
+        return self.config.resolution if self.config is not None else self.imported_resolution
 
     def generator_config_dict(self) -> dict:
+        if self.config is None:
+            return dataclasses.asdict(self.generator.config)
         return config_to_dict(self.config.generator)
 
     def head_config_dict(self) -> dict:
+        """How to rebuild the head: the training HeadConfig, or {"imported_run": folder} (its head file)."""
+        if self.config is None:
+            return {"imported_run": str(Path(self.source).resolve())}
         return config_to_dict(self.config.head)
 
 
@@ -59,11 +68,15 @@ def load_base_generator(checkpoint: str | Path, device: str | torch.device = "cp
         flame_pkl, flame_uv: FLAME files overriding the checkpoint's stored paths (head source "flame").
         flame_eyelids: SMIRK's eyelid blendshapes overriding the stored path.
     """
-    import dataclasses
-
     from agora_core.head.build import build_head
+    from agora_core.inference import is_imported_run
     from agora_core.inference.checkpoint import load_checkpoint
 
+    if is_imported_run(checkpoint):
+        if flame_pkl or flame_uv or flame_eyelids:
+            raise AgoraError(f"--flame/--flame-uv/--flame-eyelids: {checkpoint} is an imported run, whose head "
+                             "comes from the authors' file")
+        return _imported_base(checkpoint, device)
     state = load_checkpoint(checkpoint)
     try:
         config = config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
@@ -85,3 +98,13 @@ def load_base_generator(checkpoint: str | Path, device: str | torch.device = "cp
     camera = camera.reshape(25).float() if isinstance(camera, Tensor) and camera.numel() == 25 else frontal_camera_label()
     generator = generator.to(device).eval().requires_grad_(False)
     return BaseGenerator(generator, config, head.model_id, camera.to(device), str(checkpoint))
+
+
+def _imported_base(run: str | Path, device) -> BaseGenerator:
+    """An imported run as PTI's base: its generator; the mapping label of its framing (their s = 8
+    reenactment camera, head unrotated)."""
+    from agora_core.inference import load_model
+
+    model = load_model(run, device)
+    label = model.mapping_labels(1)[0]
+    return BaseGenerator(model.generator, None, model.head_model, label.to(device), str(run), model.resolution)

@@ -81,7 +81,9 @@ def invert_from_inputs(ckpt: str | Path, out: str | Path, inputs: list[str] | tu
         images, names = collect_images([Path(p) for p in inputs], frames)
         tools = FaceTools.load(smirk, modnet, aligned, matting, dev)
         target = target_from_images(images, names, tools, head, res)
-        if not head.model_id.startswith("flame"):
+        from agora_core.head.build import SMIRK_FLAME_ID, head_ids_match
+
+        if not head_ids_match(SMIRK_FLAME_ID, head.model_id):
             warn(f"SMIRK estimates FLAME 2020 parameters, but the checkpoint's head is '{head.model_id}'; "
                  "the fit will be poor")
     loss_fn = make_reconstruction_loss(str(perceptual_weights) if perceptual_weights else None, dev, warn=warn)

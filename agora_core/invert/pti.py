@@ -30,6 +30,7 @@ from agora_core.invert.losses import LossTerms, ReconstructionLoss, psnr
 from agora_core.invert.targets import FRAME_KEYS, InversionTarget
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import Camera, rasterize
+from agora_core.inference import mapping_labels
 
 PTI_W_SPACE_SIZE = 18 * 512  # PTI's ws (StyleGAN2 1024²): its locality α = 30 is a distance there
 
@@ -154,7 +155,7 @@ def render_frames(G: AgoraGenerator, ws: Tensor, flame: dict[str, Tensor], camer
 
 @torch.no_grad()
 def w_statistics(G: AgoraGenerator, camera: Tensor, samples: int, seed: int) -> tuple[Tensor, float]:
-    """Mean w [w_dim] and spread √(E‖w − w̄‖²) of the mapping (PTI), with camera label [25]."""
+    """Mean w [w_dim] and spread √(E‖w − w̄‖²) of the mapping (PTI), with mapping label [c_dim]."""
     gen = torch.Generator().manual_seed(seed)
     dev = camera.device
     ws, chunk = [], 1024
@@ -162,7 +163,7 @@ def w_statistics(G: AgoraGenerator, camera: Tensor, samples: int, seed: int) -> 
         n = min(chunk, samples - start)
         z = torch.randn(n, G.config.z_dim, generator=gen).to(dev)
         shape = torch.zeros(n, G.head.num_shape, device=dev)
-        ws.append(G.mapping(z, camera.reshape(1, 25).expand(n, 25), shape=shape)[:, 0])
+        ws.append(G.mapping(z, camera.reshape(1, -1).expand(n, -1), shape=shape)[:, 0])
     w = torch.cat(ws)
     mean = w.mean(dim=0)
     return mean, float((w - mean).pow(2).sum(dim=1).mean().sqrt())
@@ -189,7 +190,7 @@ def invert_pivot(G: AgoraGenerator, target: InversionTarget, mapping_camera: Ten
     """PTI stage 1: the pivot w (and, few-shot, the FLAME parameters) for `target`.
 
     Args:
-        G: frozen generator; mapping_camera [25]: the label its mapping is sampled with.
+        G: frozen generator; mapping_camera [c_dim]: the label its mapping is sampled with.
         progress: optional `rich.progress.Progress` (a task is added).
     """
     dev = target.images.device
@@ -253,7 +254,6 @@ def tune_generator(G: AgoraGenerator, w: Tensor, params: FrameParameters, target
         w: [1, w_dim] pivot; params: frozen FLAME of the frames; w_avg: [w_dim] for the locality
         regulariser's truncated random codes.
     """
-    dev = target.images.device
     ws = broadcast_w(w, G.num_ws).detach()
     flame, cameras = params.flame(), params.cameras(target.cameras)
     frozen = copy.deepcopy(G).eval().requires_grad_(False) if config.locality else None
@@ -298,7 +298,7 @@ def _locality_loss(G, frozen, ws, flame, cameras, resolution, alpha, config, los
     dev = ws.device
     with torch.no_grad():
         z = torch.randn(1, G.config.z_dim, generator=gen).to(dev)
-        c = cameras.to_label()[:1].float()
+        c = mapping_labels(G, Camera(cameras.cam2world[:1], cameras.intrinsics[:1]))
         shape = flame["shape"][:1]
         w_rand = frozen.mapping(z, c, shape=shape)[:, :1]
         if w_avg is not None:

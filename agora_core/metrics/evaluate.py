@@ -142,13 +142,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, metrics: tuple[str, ...] 
     """Run `metrics` on the checkpoint's G_ema against the dataset; the JSON-ready result dict."""
     from agora_core.data.torch_dataset import HeadImageDataset
     from agora_core.head.build import check_head_matches
-    from agora_core.inference import load_generator
+    from agora_core.inference import load_model
 
     t0 = time.perf_counter()
     ev = load_evaluators(metrics, weights, evaluators, strict=strict, detect_faces=detect_faces, device=device)
-    G, state = load_generator(checkpoint)
-    G = G.to(device)
-    resolution = int(state["config"]["resolution"])
+    model = load_model(checkpoint)  # a training checkpoint or an imported run
+    G = model.generator.to(device)
+    state = {"kimg": (model.state or {}).get("kimg"), "mapping_label": model.mapping_labels(1)[0]}
+    resolution = model.resolution
     dataset = HeadImageDataset(data, resolution=resolution)
     check_head_matches(dataset.index.header.head_model, G.head, data)
     results: dict[str, dict] = {}
@@ -178,7 +179,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, metrics: tuple[str, ...] 
         "dataset_images": len(dataset), "resolution": resolution, "head_model": G.head.model_id,
         "device": str(device), "quick": quick,
         "protocol": {**protocol.as_dict(),
-                     "conditioning_camera": "checkpoint's frontal dataset camera (ID, AED/APD)",
+                     "conditioning_camera": "the model's framing: the checkpoint's frontal dataset camera, or an "
+                                            "imported run's DECA framing (ID, AED/APD)",
                      "crop": ("faces detected, SMIRK crop; fixed ArcFace window" if detect_faces
                               else "FFHQ-aligned renders: fixed SMIRK / ArcFace windows")},
         "weights": {"inception": _path(weights.inception), "arcface": _path(weights.arcface),
@@ -228,7 +230,7 @@ def _identity(G, dataset, state, embedder, protocol: ProtocolConfig, resolution:
     samples = animation_samples(conditions, protocol.id_pairs, 2, G.config.z_dim, protocol.seed + 1)
     advance = bar.stage("ID: image pairs", protocol.id_pairs)
     cosines = []
-    for i0, i1, images in render_animation(G, samples, state["sampling"]["camera"], resolution,
+    for i0, i1, images in render_animation(G, samples, state["mapping_label"], resolution,
                                            protocol.truncation_animation, protocol.batch):
         emb = embedder.embed(images).reshape(i1 - i0, 2, -1)
         cosines.append(pair_cosines(emb[:, 0], emb[:, 1]))
@@ -246,7 +248,7 @@ def _tracking(G, dataset, state, tracker, protocol: ProtocolConfig, resolution: 
                                 protocol.seed + 2)
     advance = bar.stage("AED/APD: renders", protocol.identities * protocol.pairs_per_identity)
     preds, truths = [], []
-    for i0, i1, images in render_animation(G, samples, state["sampling"]["camera"], resolution,
+    for i0, i1, images in render_animation(G, samples, state["mapping_label"], resolution,
                                            protocol.truncation_animation, protocol.batch):
         cams, flame = samples.frame_slice(i0, i1)
         preds.append(tracker.track(images))

@@ -96,14 +96,15 @@ def render_animation(G, samples: AnimationSamples, conditioning_camera: Tensor, 
     """Render the samples identity chunk by identity chunk (each identity branch run once).
 
     Yields (i0, i1, images [(i1 − i0)·K, 3, R, R] in [0, 1]) for identities i0..i1-1, frames in
-    order; the identity is mapped with `conditioning_camera` [25], rendered with each frame's."""
+    order; the identity is mapped with the label `conditioning_camera` [c_dim] (the model's framing),
+    rendered with each frame's camera."""
     device = next(G.parameters()).device
     k = samples.frames
     per_chunk = max(1, batch // k)
     for i0 in range(0, samples.identities, per_chunk):
         i1 = min(samples.identities, i0 + per_chunk)
         n = i1 - i0
-        c_map = conditioning_camera.reshape(1, 25).expand(n, 25).to(device)
+        c_map = conditioning_camera.reshape(1, -1).expand(n, -1).to(device)
         cache = G.identity(samples.z[i0:i1].to(device), c_map, samples.shape[i0:i1].to(device), truncation,
                            noise_mode="const")
         cache = cache.map(lambda t: t.repeat_interleave(k, dim=0))

@@ -10,11 +10,12 @@
 - `coefficient_mlp`: f_mlp (eq. 10) and `mlp.safetensors`.
 - `regressor_fit`: `fit_mlp` (what `agora fit-mlp` runs), resumable.
 - `agora_model`: the AGORA generator to distil (checkpoint or random init of a config).
-The runtime avatar (eq. 11) is `agora_core.models.blendshape_avatar.BlendshapeAvatar`.
+The runtime avatar (eq. 11) is `agora_core.mobile.blendshape_avatar.BlendshapeAvatar`.
 """
 
 from agora_core.mobile.agora_model import AgoraModel, gaussian_count, grid_for_gaussians, load_agora_model
 from agora_core.mobile.basis_file import GaussianBasis
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.mobile.coefficient_mlp import CoefficientMLP, join_groups, split_groups
 from agora_core.mobile.extract import ExtractConfig, ExtractReport, extract_basis, write_extract_report
 from agora_core.mobile.regressor_fit import FitConfig, FitReport, fit_coefficient_mlp, fit_mlp
@@ -34,7 +35,7 @@ from agora_core.mobile.tuples import ConditionPool, IdentityPrior, TupleSampler
 
 __all__ = [
     "AgoraModel", "load_agora_model", "gaussian_count", "grid_for_gaussians",
-    "GaussianBasis", "CoefficientMLP", "split_groups", "join_groups",
+    "GaussianBasis", "BlendshapeAvatar", "CoefficientMLP", "split_groups", "join_groups",
     "ExtractConfig", "ExtractReport", "extract_basis", "write_extract_report",
     "FitConfig", "FitReport", "fit_coefficient_mlp", "fit_mlp",
     "GeneratorResiduals", "ResidualChunk", "RowSource", "regressor_input",

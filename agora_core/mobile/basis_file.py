@@ -49,6 +49,27 @@ class GaussianBasis:
     def k(self) -> int:
         return self.basis["xyz"].shape[0]
 
+    @property
+    def attribute_space(self) -> str:
+        """The residual spaces (`residuals.attribute_groups`): "paper", or "authors" for a basis
+        imported from (or distilled from a model imported from) the authors' release."""
+        return self.extra.get("attribute_space", "paper")
+
+    def blendshapes(self, group: str) -> Tensor:
+        """U of one group per Gaussian: [K, M, D_g] (a view of `basis[group]`)."""
+        return self.basis[group].reshape(self.k, self.num_gaussians, RESIDUAL_GROUPS[group])
+
+    @staticmethod
+    def from_blendshapes(blendshapes: dict[str, Tensor], **provenance) -> "GaussianBasis":
+        """From per-Gaussian blendshapes {group: [K, M, D_g]} (demos, tests); singular values are the
+        rows' norms and the explained variance their cumulative energy fraction."""
+        k, m = blendshapes["xyz"].shape[:2]
+        flat = {g: blendshapes[g].reshape(k, m * d).float().contiguous() for g, d in RESIDUAL_GROUPS.items()}
+        norms = {g: flat[g].norm(dim=1) for g in RESIDUAL_GROUPS}
+        energy = {g: (n.double().square().cumsum(0) / n.double().square().sum().clamp_min(1e-30)).float()
+                  for g, n in norms.items()}
+        return GaussianBasis(flat, norms, energy, m, **provenance)
+
     @staticmethod
     def from_groups(groups: dict[str, GroupBasis], num_gaussians: int, **provenance) -> "GaussianBasis":
         """From `streaming_svd` results (float64) to float32 blendshapes."""

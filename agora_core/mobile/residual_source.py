@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_groups, attribute_space, group_sizes
+from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_residuals, attribute_space, group_sizes
 from agora_core.mobile.tuples import TupleBatch, TupleSampler
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.models.deformation_branch import expression_condition
@@ -97,14 +97,12 @@ class GeneratorResiduals:
                            self.truncation_psi, noise_mode="const")
         u = cache.batch_size
         zeros = lambda n: torch.zeros(u, n, device=dev)  # noqa: E731
-        space = attribute_space(g)
-        neutral = attribute_groups(g.animate(cache, zeros(t.expression.shape[1]), zeros(3), zeros(2),
-                                             noise_mode="const").gaussians, space)
+        neutral = g.animate(cache, zeros(t.expression.shape[1]), zeros(3), zeros(2), noise_mode="const").gaussians
         rows_of = rows_of.to(dev)
         posed_cache = cache.map(lambda x: x[rows_of])
         expression, jaw, eyelids = t.expression[lo:hi].to(dev), t.jaw[lo:hi].to(dev), t.eyelids[lo:hi].to(dev)
-        posed = attribute_groups(g.animate(posed_cache, expression, jaw, eyelids, noise_mode="const").gaussians, space)
-        residuals = {k: posed[k] - neutral[k][rows_of] for k in RESIDUAL_GROUPS}
+        posed = g.animate(posed_cache, expression, jaw, eyelids, noise_mode="const").gaussians
+        residuals = attribute_residuals(posed, neutral.map(lambda x: x[rows_of]), attribute_space(g))
         w = cache.ws[:, 0][rows_of]
         conditions = regressor_input(w, expression, jaw, eyelids, g.config.expr_cond_dim)
         return ResidualChunk(residuals, conditions)

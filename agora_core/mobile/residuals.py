@@ -45,18 +45,19 @@ def attribute_groups(gaussians: GaussianSet, space: str = "paper") -> dict[str, 
             "rotation": gaussians.quats.reshape(b, -1), "opacity": gaussians.opacities.reshape(b, -1)}
 
 
-def attribute_residuals(posed: GaussianSet, neutral: GaussianSet) -> dict[str, Tensor]:
+def attribute_residuals(posed: GaussianSet, neutral: GaussianSet, space: str = "paper") -> dict[str, Tensor]:
     """ΔA = 𝒜(w, β, ψ, θ) − 𝒜(w, β, ψ0, θ0) per group (eq. 9).
 
     Args:
         posed: B posed sets of M Gaussians.
         neutral: the same identities at zero expression / jaw / eyelids, B sets (or 1, broadcast).
+        space: the residual spaces (`attribute_groups`).
     Returns:
         {group: [B, M·D_g]} float residuals.
     """
     assert posed.num_gaussians == neutral.num_gaussians, (posed.num_gaussians, neutral.num_gaussians)
     assert neutral.batch_size in (1, posed.batch_size), (neutral.batch_size, posed.batch_size)
-    p, n = attribute_groups(posed), attribute_groups(neutral)
+    p, n = attribute_groups(posed, space), attribute_groups(neutral, space)
     return {g: p[g] - n[g] for g in RESIDUAL_GROUPS}
 
 

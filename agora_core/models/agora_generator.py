@@ -280,14 +280,23 @@ class AgoraGenerator(nn.Module):
             if deform_dtype is not None and deform_dtype != features.dtype:
                 assert torch.is_inference_mode_enabled(), "a deform_dtype other than the cache's is inference only"
                 features, skip = features.to(deform_dtype), skip.to(deform_dtype)
-            if self.config.attribute_layout == "authors":
-                planes = self.deformation_branch(features, cache.ws, e, noise_mode,
-                                                 skip_image=skip, plane_mask=self._plane_mask())
-            else:
-                planes = self.deformation_branch(features, cache.ws, e, noise_mode)
-            deform = sample_uv_attributes(planes, self.samples, padding_mode=self._attribute_padding)
+            deform = self.deformation_attributes(features, cache.ws, e, skip, noise_mode)
         gaussians, regs = lift_gaussians(cache.raw_main, points, deform, self.residual_mask, self.config)
         return GeneratorOutput(gaussians, regs)
+
+    def deformation_attributes(self, tap_features: Tensor, ws: Tensor, e: Tensor, tap_skip_image: Tensor | None,
+                               noise_mode: NoiseMode = "random") -> Tensor:
+        """A_D = GridSample(G_d(w, e; f), x_uv) (eq. 4, 7): [B, M, C] deformation attributes at the samples.
+
+        tap_features [B, C_tap, T, T], ws [B, num_ws, w_dim], e [B, expr_cond_dim + 5]; tap_skip_image
+        [B, C, T, T] is used by the authors' layout only (their G_d starts from the identity's skip image).
+        """
+        if self.config.attribute_layout == "authors":
+            planes = self.deformation_branch(tap_features, ws, e, noise_mode, skip_image=tap_skip_image,
+                                             plane_mask=self._plane_mask())
+        else:
+            planes = self.deformation_branch(tap_features, ws, e, noise_mode)
+        return sample_uv_attributes(planes, self.samples, padding_mode=self._attribute_padding)
 
     @property
     def _attribute_padding(self) -> str:

@@ -61,7 +61,7 @@ class MobileAvatar:
 
     @staticmethod
     def from_avatar(avatar: AvatarFile, basis_path: str | Path, mlp_path: str | Path, device) -> "MobileAvatar":
-        from agora_core.models.blendshape_avatar import BlendshapeAvatar
+        from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
         basis, mlp = _agora_m_pair(basis_path, mlp_path)
         neutral = avatar.neutral_gaussians(device)
@@ -145,7 +145,7 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
     e.g. the run's imported `basis.safetensors` / `mlp.safetensors`.
     """
     from agora_core.inference import draw_identity, load_model
-    from agora_core.models.blendshape_avatar import BlendshapeAvatar
+    from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
     out = Path(out)
     if out.suffix.lower() != ".mp4":

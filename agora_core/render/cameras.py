@@ -260,6 +260,16 @@ def deca_camera(cam: Tensor, pivot: Tensor, z0: float = DECA_Z0) -> Camera:
     return Camera(cam2world, k)
 
 
+def deca_mapping_label_of(cameras: "Camera") -> Tensor:
+    """`deca_mapping_label` of the head rotation a camera realises: R = diag(1, −1, −1)·R_world→camera
+    (the inverse of `deca_camera`'s rotation), so any render camera (an EG3D label from a photo's head
+    pose, say) conditions the authors' mapping network as their DECA camera would. -> [B, 12]."""
+    w2c = cameras.cam2world[:, :3, :3].transpose(1, 2)
+    flip = torch.tensor([1.0, -1.0, -1.0], dtype=w2c.dtype, device=w2c.device)
+    rot = flip[None, :, None] * w2c
+    return torch.cat([rot.reshape(-1, 9), rot.new_zeros(rot.shape[0], 3)], dim=1)
+
+
 def deca_mapping_label(cam: Tensor) -> Tensor:
     """The authors' 12-float mapping label of a DECA camera: Rodrigues(cam[:3]) flattened row-major,
     then three zeros (s, tx, ty are not given to the mapping network). cam [B, 6] -> [B, 12]."""

@@ -1,5 +1,5 @@
 // GPU side of the AGORA-M viewer: the avatar's textures and the passes of shaders.js.
-//   animate  MLP (2 tiny fragment passes) -> coefficients -> blend of the moving Gaussians' rows
+//   animate  MLP (one tiny fragment pass per layer) -> coefficients -> blend of the moving Gaussians' rows
 //   project  per Gaussian: screen-space mean, conic, footprint, colour (moving rows only if the view is the same)
 //   draw     the sorted splats into a float framebuffer, then to the canvas
 // Texel t holds Gaussian t of the bundle's viewer order: the `active_gaussians` moving ones first.
@@ -19,7 +19,9 @@ export class AvatarPasses {
     const W = (this.texWidth = m.texture_width), Ht = (this.texHeight = m.texture_height);
     this.activeRows = Math.ceil(m.active_gaussians / W);
     const F = gl.FLOAT, A = gl.TEXTURE_2D_ARRAY, T = gl.TEXTURE_2D;
-    const mlp = foldFirstLayer(m, files.mlp), H = m.mlp.hidden, K4 = 4 * this.K;
+    const mlp = foldFirstLayer(m, files.mlp), H = m.mlp.hidden[0], K4 = 4 * this.K;
+    this.dense = mlp.layers.slice(0, -1);  // hidden layers after the first
+    const last = mlp.layers[mlp.layers.length - 1];
     const amp = new Float32Array(4 * this.K);  // a_gk / 32767: int16 basis units -> U_gk
     ['xyz', 'scale', 'rotation', 'opacity'].forEach((g, gi) => m.basis_amplitude[g].forEach((a, k) => {
       amp[4 * k + gi] = a / m.basis_fixed_point;
@@ -33,12 +35,18 @@ export class AvatarPasses {
         gl.RGBA_INTEGER, gl.INT, new Int32Array(files.basis)),
       w0: texture(gl, T, gl.R32F, NUM_PARAMS, H, 1, gl.RED, F, mlp.w0),
       b0: texture(gl, T, gl.R32F, H, 1, 1, gl.RED, F, mlp.bias),
-      w1: texture(gl, T, gl.R32F, H, K4, 1, gl.RED, F, mlp.w1),
-      b1: texture(gl, T, gl.R32F, K4, 1, 1, gl.RED, F, mlp.b1),
+      w1: texture(gl, T, gl.R32F, last.in, K4, 1, gl.RED, F, last.w),
+      b1: texture(gl, T, gl.R32F, K4, 1, 1, gl.RED, F, last.b),
       amp: rgba32f(this.K, 1, amp),
       hidden: rgba32f(H, 1),
       coeff: rgba32f(this.K, 1),
     };
+    this.denseTex = this.dense.map((l) => ({
+      w: texture(gl, T, gl.R32F, l.in, l.out, 1, gl.RED, F, l.w),
+      b: texture(gl, T, gl.R32F, l.out, 1, 1, gl.RED, F, l.b),
+      out: rgba32f(l.out, 1),
+    }));
+    this.denseTex.forEach((t) => { t.fb = framebuffer(gl, [t.out]); });
     for (const name of ['pos', 'cov0', 'cov1', 'screen', 'conic', 'color']) this.tex[name] = rgba32f(W, Ht);
     this.fb = {
       hidden: framebuffer(gl, [this.tex.hidden]),
@@ -48,8 +56,9 @@ export class AvatarPasses {
     };
     this.prog = {
       hidden: program(gl, S.FULLSCREEN_VS, S.MLP_HIDDEN_FS),
+      dense: program(gl, S.FULLSCREEN_VS, S.MLP_DENSE_FS),
       output: program(gl, S.FULLSCREEN_VS, S.MLP_OUTPUT_FS),
-      blend: program(gl, S.FULLSCREEN_VS, S.blendShader(kUsed)),
+      blend: program(gl, S.FULLSCREEN_VS, S.blendShader(kUsed, m.attribute_space)),
       project: program(gl, S.FULLSCREEN_VS, S.PROJECT_FS),
       splat: program(gl, S.SPLAT_VS, S.SPLAT_FS),
       present: program(gl, S.FULLSCREEN_VS, S.PRESENT_FS),
@@ -93,21 +102,36 @@ export class AvatarPasses {
     let p = this.prog.hidden;
     gl.useProgram(p);
     gl.bindFramebuffer(gl.FRAMEBUFFER, this.fb.hidden);
-    gl.viewport(0, 0, m.mlp.hidden, 1);
+    gl.viewport(0, 0, m.mlp.hidden[0], 1);
     this._bind(p, 0, 'u_w0', T, this.tex.w0);
     this._bind(p, 1, 'u_b0', T, this.tex.b0);
     gl.uniform1fv(p.u('u_e'), params);
     gl.uniform1f(p.u('u_slope'), m.mlp.negative_slope);
     gl.drawArrays(gl.TRIANGLES, 0, 3);
+    let hidden = this.tex.hidden;
+    this.dense.forEach((l, i) => {  // further hidden layers (the authors' regressor has two)
+      const t = this.denseTex[i];
+      p = this.prog.dense;
+      gl.useProgram(p);
+      gl.bindFramebuffer(gl.FRAMEBUFFER, t.fb);
+      gl.viewport(0, 0, l.out, 1);
+      this._bind(p, 0, 'u_in', T, hidden);
+      this._bind(p, 1, 'u_w', T, t.w);
+      this._bind(p, 2, 'u_b', T, t.b);
+      gl.uniform1i(p.u('u_inSize'), l.in);
+      gl.uniform1f(p.u('u_slope'), m.mlp.negative_slope);
+      gl.drawArrays(gl.TRIANGLES, 0, 3);
+      hidden = t.out;
+    });
     p = this.prog.output;
     gl.useProgram(p);
     gl.bindFramebuffer(gl.FRAMEBUFFER, this.fb.coeff);
     gl.viewport(0, 0, this.K, 1);
-    this._bind(p, 0, 'u_hidden', T, this.tex.hidden);
+    this._bind(p, 0, 'u_hidden', T, hidden);
     this._bind(p, 1, 'u_w1', T, this.tex.w1);
     this._bind(p, 2, 'u_b1', T, this.tex.b1);
     this._bind(p, 3, 'u_amp', T, this.tex.amp);
-    gl.uniform1i(p.u('u_hiddenSize'), m.mlp.hidden);
+    gl.uniform1i(p.u('u_hiddenSize'), m.mlp.hidden[m.mlp.hidden.length - 1]);
     gl.uniform1i(p.u('u_k'), this.K);
     gl.drawArrays(gl.TRIANGLES, 0, 3);
     gl.bindFramebuffer(gl.READ_FRAMEBUFFER, this.fb.coeff);

@@ -1,6 +1,7 @@
 // GLSL ES 3.0 programs of the AGORA-M viewer. Every per-frame computation runs here, on the GPU:
 //   1. mlpHidden   h_j = leaky(b0'_j + Σ_i W0'_ji e_i)            (one fragment per hidden unit)
-//   2. mlpOutput   c_gk = a_gk (b1_gk + Σ_j W1_gk,j h_j)           (one fragment per component k, RGBA = 4 groups)
+//      mlpDense    h'_j = leaky(b_j + Σ_i W_ji h_i)                (each further hidden layer, if any)
+//   2. mlpOutput   c_gk = a_gk (b_gk + Σ_j W_gk,j h_j)             (one fragment per component k, RGBA = 4 groups)
 //   3. blend       attributes = neutral + Σ_k c_gk U_gk  (eq. 11) -> position/opacity + 3D covariance,
 //                  moving Gaussians only
 //   4. project     per Gaussian: EWA 2D mean, conic, footprint, SH colour toward the camera
@@ -32,10 +33,26 @@ void main() {
   o_hidden = vec4(s > 0.0 ? s : u_slope * s, 0.0, 0.0, 1.0);
 }`;
 
+export const MLP_DENSE_FS = `#version 300 es
+precision highp float;
+precision highp int;
+uniform sampler2D u_in;      // RGBA32F [1, I]: the previous layer's activations (r)
+uniform sampler2D u_w;       // R32F [O rows, I columns]
+uniform sampler2D u_b;       // R32F [1, O]
+uniform int u_inSize;
+uniform float u_slope;
+out vec4 o_hidden;
+void main() {
+  int j = int(gl_FragCoord.x);
+  float s = texelFetch(u_b, ivec2(j, 0), 0).r;
+  for (int i = 0; i < u_inSize; ++i) s += texelFetch(u_w, ivec2(i, j), 0).r * texelFetch(u_in, ivec2(i, 0), 0).r;
+  o_hidden = vec4(s > 0.0 ? s : u_slope * s, 0.0, 0.0, 1.0);
+}`;
+
 export const MLP_OUTPUT_FS = `#version 300 es
 precision highp float;
 precision highp int;
-uniform sampler2D u_hidden;  // RGBA32F [1, H]: hidden activations (r)
+uniform sampler2D u_hidden;  // RGBA32F [1, H]: the last hidden layer's activations (r)
 uniform sampler2D u_w1;      // R32F [4K rows, H columns]
 uniform sampler2D u_b1;      // R32F [1, 4K]
 uniform int u_hiddenSize;
@@ -84,13 +101,22 @@ function blendTerms(k) {
   return lines.join('\n  ');
 }
 
-export function blendShader(k) {
+// The finish after the blend, per attribute space (web_bundle.py "attribute_space"):
+//   paper    log-scales (exp), opacity clamped to [0, 1], the quaternion renormalised;
+//   authors  linear scales clamped to >= 1e-5, opacity clamped to [0, 1], the quaternion (their
+//            column-normalised space) normalised per Gaussian: what their WebGL viewer does
+//            (agora_core/mobile/blendshape_avatar.py, finish "viewer").
+function scaleOf(space) {
+  return space === 'authors' ? 'max(ls, vec3(1e-5))' : 'exp(ls)';
+}
+
+export function blendShader(k, space = 'paper') {
   return `#version 300 es
 precision highp float;
 precision highp int;
 precision highp sampler2DArray;
 precision highp isampler2DArray;
-uniform sampler2DArray u_neutral;  // RGBA32F, layers: (xyz, opacity), (log-scale xyz, active), (quat wxyz)
+uniform sampler2DArray u_neutral;  // RGBA32F, layers: (xyz, opacity), (scale xyz, active), (quat wxyz)
 uniform isampler2DArray u_basis;   // RGBA32I, Gaussian t's basis row at row t mod R, layer t div R
 uniform int u_texWidth;            // W: Gaussian t is at fragment (t mod W, t div W)
 uniform int u_basisRows;           // R: Gaussians per basis layer
@@ -116,7 +142,8 @@ void main() {
     1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y),
     2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x),
     2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y));
-  mat3 m = r * mat3(exp(ls.x), 0.0, 0.0, 0.0, exp(ls.y), 0.0, 0.0, 0.0, exp(ls.z));
+  vec3 sc = ${scaleOf(space)};
+  mat3 m = r * mat3(sc.x, 0.0, 0.0, 0.0, sc.y, 0.0, 0.0, 0.0, sc.z);
   mat3 s = m * transpose(m);  // Σ = R S Sᵀ Rᵀ
   o_pos = pos;
   o_cov0 = vec4(s[0][0], s[0][1], s[0][2], s[1][1]);

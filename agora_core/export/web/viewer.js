@@ -16,7 +16,9 @@ export class AgoraViewer {
       return kind === 'json' ? r.json() : r.arrayBuffer();
     };
     const m = await get('avatar.json', 'json');
-    if (m.format_version !== 3) throw new Error(`avatar.json: format_version ${m.format_version}, this viewer reads 3`);
+    if (m.format_version !== 4) {
+      throw new Error(`avatar.json: format_version ${m.format_version}, this viewer reads 4 (re-run agora export web)`);
+    }
     const files = {};
     await Promise.all(Object.entries(m.files).map(async ([k, v]) => { files[k] = await get(v); }));
     return new AgoraViewer(canvas, m, files);

@@ -55,10 +55,11 @@ export function framebuffer(gl, textures) {
 
 // x = [w, ψ[:E], jaw, eyelids]; h = W0 (x - mean) / std + b0  ==  W0' p + b0'  for the 55-d parameter
 // vector p, with the constant w folded into b0' (once, at load) and zero columns for ψ beyond E.
+// Returns the folded first layer and the later layers {w [out·in], b [out], in, out} as stored.
 export function foldFirstLayer(m, buf) {
   const f = (name) => new Float32Array(buf, m.mlp.tensors[name].offset, m.mlp.tensors[name].size);
   const W0 = f('layers.0.weight'), b0 = f('layers.0.bias'), mean = f('input_mean'), std = f('input_std'), w = f('w');
-  const H = m.mlp.hidden, I = m.mlp.input_dim, wd = m.mlp.w_dim, E = m.mlp.expr_dim;
+  const H = m.mlp.hidden[0], I = m.mlp.input_dim, wd = m.mlp.w_dim, E = m.mlp.expr_dim;
   const column = (p) => (p < 50 ? (p < E ? wd + p : -1) : wd + E + (p - 50));  // input index of parameter p
   const w0 = new Float32Array(H * NUM_PARAMS), bias = new Float32Array(H);
   for (let j = 0; j < H; ++j) {
@@ -73,7 +74,10 @@ export function foldFirstLayer(m, buf) {
     }
     bias[j] = s;
   }
-  return { w0, bias, w1: f('layers.1.weight'), b1: f('layers.1.bias') };
+  const widths = [...m.mlp.hidden, 4 * m.mlp.k];
+  const layers = widths.slice(1).map((out, l) => ({
+    w: f(`layers.${l + 1}.weight`), b: f(`layers.${l + 1}.bias`), in: widths[l], out }));
+  return { w0, bias, layers };
 }
 
 // GPU time of drawn frames (EXT_disjoint_timer_query_webgl2, where the browser exposes it): at most 4

@@ -8,30 +8,33 @@ the residual spaces of docs/architecture.md "AGORA-M files": xyz (metres), log-s
 quaternion (renormalised after blending) and post-sigmoid opacity (clamped to [0, 1]). Colour is
 the neutral's (not animated).
 
-A basis imported from the authors' release (`basis.extra["attribute_space"] == "authors"`) lives in
-their spaces instead: linear scale (clamped to ≥ 1e-5 after blending), their column-normalised
-quaternions (normalised per Gaussian after blending) and opacity clamped to [−0.001, 1.001].
-
-The basis and the regressor are duck-typed (`agora_core.mobile.GaussianBasis` and
-`CoefficientMLP`) so this module does not import the AGORA-M stage that builds them.
+A basis in the authors' spaces (`basis.attribute_space == "authors"`: imported from their release,
+or distilled from a model imported from it) lives in their spaces instead: linear scale (clamped to
+≥ 1e-5 after blending), their column-normalised quaternions and post-activation opacity. Their code
+finishes the blend in two ways, and `finish` picks one:
+- "script" (default; their AGORA-M inference script, whose reference outputs the fixture holds):
+  quaternions normalised per Gaussian and then, in their renderer, per component over all Gaussians;
+  opacity clamped to [−0.001, 1.001];
+- "viewer" (their WebGL viewer, and so `agora export web`): quaternions normalised per Gaussian
+  only, opacity clamped to [0, 1]. At ψ0, θ0 this renders exactly the full model's neutral.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
 from agora_core.gaussians import GaussianSet, normalize_quat, normalize_quat_columns
+from agora_core.mobile.basis_file import GaussianBasis
+from agora_core.mobile.coefficient_mlp import CoefficientMLP
+from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_groups
 from agora_core.models.deformation_branch import expression_condition
 
 if TYPE_CHECKING:
-    from agora_core.mobile.basis_file import GaussianBasis
-    from agora_core.mobile.coefficient_mlp import CoefficientMLP
     from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 
-GROUP_DIMS = {"xyz": 3, "scale": 3, "rotation": 4, "opacity": 1}  # = agora_core.mobile.RESIDUAL_GROUPS
 AUTHORS_MIN_SCALE = 1e-5  # their constraint after blending (linear scale)
 AUTHORS_OPACITY_OVERSHOOT = 1e-3  # their opacity clamp [−o, 1 + o] after blending
 
@@ -44,20 +47,20 @@ class BlendshapeAvatar:
         basis: blendshapes U (`GaussianBasis`: `.basis[g]` [K, M·D_g]).
         mlp: coefficient regressor (`CoefficientMLP`), or None to drive `blend` with given coefficients.
         w: [1, w_dim] the avatar's w (first style vector after truncation), input of f_mlp.
+        finish: how a basis in the authors' spaces finishes the blend (module docstring).
     """
 
-    def __init__(self, neutral: GaussianSet, basis: "GaussianBasis", mlp: "CoefficientMLP | None" = None,
-                 w: Tensor | None = None):
+    def __init__(self, neutral: GaussianSet, basis: GaussianBasis, mlp: CoefficientMLP | None = None,
+                 w: Tensor | None = None, finish: Literal["script", "viewer"] = "script"):
         assert neutral.batch_size == 1, f"one avatar per BlendshapeAvatar, got batch {neutral.batch_size}"
         m = neutral.num_gaussians
         dev, dtype = neutral.device, neutral.means.dtype
         self.neutral = neutral
-        self.authors = (getattr(basis, "extra", None) or {}).get("attribute_space", "paper") == "authors"
-        scale = neutral.log_scales.exp() if self.authors else neutral.log_scales
-        self.neutral_flat = {"xyz": neutral.means.reshape(1, -1), "scale": scale.reshape(1, -1),
-                             "rotation": neutral.quats.reshape(1, -1), "opacity": neutral.opacities.reshape(1, -1)}
-        self.blendshapes = {g: basis.basis[g].to(device=dev, dtype=dtype) for g in GROUP_DIMS}
-        for g, d in GROUP_DIMS.items():
+        assert finish in ("script", "viewer"), finish
+        self.authors, self.finish = basis.attribute_space == "authors", finish
+        self.neutral_flat = attribute_groups(neutral, basis.attribute_space)
+        self.blendshapes = {g: basis.basis[g].to(device=dev, dtype=dtype) for g in RESIDUAL_GROUPS}
+        for g, d in RESIDUAL_GROUPS.items():
             assert self.blendshapes[g].shape[1] == m * d, (g, self.blendshapes[g].shape, m, d)
         self.mlp = mlp.to(dev) if mlp is not None else None
         self.w = None if w is None else w.reshape(1, -1).to(device=dev, dtype=dtype)
@@ -69,8 +72,8 @@ class BlendshapeAvatar:
 
     @staticmethod
     @torch.no_grad()
-    def from_generator(generator: "AgoraGenerator", cache: "IdentityCache", basis: "GaussianBasis",
-                       mlp: "CoefficientMLP | None" = None) -> "BlendshapeAvatar":
+    def from_generator(generator: "AgoraGenerator", cache: "IdentityCache", basis: GaussianBasis,
+                       mlp: CoefficientMLP | None = None) -> "BlendshapeAvatar":
         """The neutral of a cached identity (batch 1) through the full model, once (eq. 11's first term)."""
         assert cache.batch_size == 1, cache.batch_size
         dev = cache.ws.device
@@ -97,16 +100,16 @@ class BlendshapeAvatar:
         b = coefficients["xyz"].shape[0]
         m = self.neutral.num_gaussians
         attrs = {}
-        for g, d in GROUP_DIMS.items():
+        for g, d in RESIDUAL_GROUPS.items():
             c = coefficients[g]
             assert c.shape[0] == b and c.shape[1] <= self.k, (g, c.shape, self.k)
             u = self.blendshapes[g][: c.shape[1]]
             attrs[g] = torch.addmm(self.neutral_flat[g], c.to(u.dtype), u).reshape(b, m, d)
         quats = normalize_quat(attrs["rotation"])
-        if self.authors:  # their constraints, then their renderer's column normalisation of quaternions
-            o = AUTHORS_OPACITY_OVERSHOOT
+        if self.authors:  # their constraints (and, in their script, their renderer's column normalisation)
+            o = AUTHORS_OPACITY_OVERSHOOT if self.finish == "script" else 0.0
             log_scales, opacities = attrs["scale"].clamp_min(AUTHORS_MIN_SCALE).log(), attrs["opacity"][..., 0].clamp(-o, 1 + o)
-            quats = normalize_quat_columns(quats)
+            quats = normalize_quat_columns(quats) if self.finish == "script" else quats
         else:
             log_scales, opacities = attrs["scale"], attrs["opacity"][..., 0].clamp(0.0, 1.0)
         return GaussianSet(means=attrs["xyz"], log_scales=log_scales, quats=quats,
