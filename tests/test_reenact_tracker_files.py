@@ -217,7 +217,7 @@ def test_reenact_cli_refuses_flame_2023_unless_accepted(tmp_path):
     lines = [ln for ln in refused.output.splitlines() if ln.strip()]
     assert refused.exit_code == 2 and len(lines) == 1 and "--accept-flame-mismatch" in lines[0], refused.output
     assert not (tmp_path / "o").exists()
-    done = run("--params", tmp_path / "flame_param.npz", "--out", out, "--accept-flame-mismatch", "--fps", "10")
+    done = run("--params", tmp_path / "flame_param.npz", "--out", out, "--accept-flame-mismatch", "--fps", "10", "--size", RES)
     assert done.exit_code == 0, done.output
     reader = VideoReader(out)
     frames = reader.read_all()

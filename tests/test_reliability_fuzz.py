@@ -119,15 +119,9 @@ def valid(tmp_path_factory, fixtures_dir) -> dict[str, Path]:
     return files
 
 
-def _both(*names: str) -> Callable[[Path], object]:
-    return lambda p: tuple(READERS[n](p) for n in names)
-
-
 def _reader(name: str) -> Callable[[Path], object]:
-    """Each user-file reader, as the CLI calls it (`user_file_readers.READERS`); basis and MLP files
-    go through both their readers (AGORA-M and export)."""
-    special = {"basis": _both("basis (export)", "basis"), "mlp": _both("mlp (export)", "mlp"),
-               "flame_pkl": READERS["flame pickle"], "vgg": READERS["vgg16"]}
+    """Each user-file reader, as the CLI calls it (`user_file_readers.READERS`)."""
+    special = {"flame_pkl": READERS["flame pickle"], "vgg": READERS["vgg16"]}
     if name in special:
         return special[name]
     return READERS["driving" if name.startswith("driving") else name]

@@ -21,11 +21,25 @@ def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[st
     from agora_core.gaussians.files import atomic_write
 
     path = Path(path)
-    data = save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+    data = save(_unshared({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}),
                 metadata={k: str(v) for k, v in metadata.items()})
     with atomic_write(path) as f:  # the permissions of every other output (safetensors' own writer: 0600)
         f.write(data)
     return path
+
+
+def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The tensors, each copied when it shares its storage with another one or is a view into a larger
+    storage (safetensors refuses both; e.g. one tensor stored under two names)."""
+    seen: set[int] = set()
+    out = {}
+    for key, t in tensors.items():
+        storage = t.untyped_storage()
+        if storage.data_ptr() in seen or storage.nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[key] = t
+    return out
 
 
 def load_tensors(path: str | Path, file_format: str, version: int, required: list[str],
