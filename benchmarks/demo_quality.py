@@ -1,4 +1,4 @@
-"""Quality of a model against its training data (issue 18, item 1): the numbers the README reports for
+"""Quality of a model against its training data: the numbers the README reports for
 the shipped demo model. Not a test: it prints a table and writes JSON.
 
     python benchmarks/demo_quality.py models/demo DATA [--json quality.json] [--grid docs/demo_expressions.png]
