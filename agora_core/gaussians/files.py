@@ -72,6 +72,29 @@ def check_output_path(path: str | Path, flag: str = "--out", folder: bool = Fals
     return path
 
 
+def read_json_manifest(folder: str | Path, name: str, file_format: str, version: int, not_one: str) -> dict:
+    """`folder/name`, a JSON object whose `format` and `format_version` are checked (the manifests of
+    model folders and imported runs); one `AgoraError` line naming the file otherwise.
+
+    Args:
+        not_one: what the error says when the file is missing, e.g. "not a model folder (make one with ...)".
+    """
+    import json
+
+    path = Path(folder) / name
+    if not path.is_file():
+        raise file_error(folder, f"no {name}; {not_one}")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise file_error(path, f"not readable JSON ({str(exc)[:120]})") from None
+    if not isinstance(doc, dict) or doc.get("format") != file_format:
+        raise file_error(path, f"expected format '{file_format}'")
+    if doc.get("format_version") != version:
+        raise file_error(path, f"format_version {doc.get('format_version')!r}; this agora reads {version}")
+    return doc
+
+
 def single_set(gaussians: GaussianSet, batch_index: int | None = None) -> GaussianSet:
     """The batch-1 set at ``batch_index`` (or the set itself if it has batch 1), detached on CPU."""
     if batch_index is not None:

@@ -30,7 +30,7 @@ from safetensors.numpy import load_file as load_numpy, save as save_numpy
 from safetensors.torch import load_file as load_torch, save as save_torch
 
 from agora_core.errors import AgoraError, check_finite, file_error
-from agora_core.gaussians.files import atomic_write_bytes
+from agora_core.gaussians.files import atomic_write_bytes, read_json_manifest
 from agora_core.head import FlameAssets, HeadModel, UVTables
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.models.generator_config import GeneratorConfig
@@ -161,16 +161,8 @@ def load_imported_run(folder: str | Path, device: str | torch.device = "cpu") ->
     """The generator of an imported run folder (written by `import_official_checkpoint`)."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise AgoraError(f"{folder}: no {MANIFEST}; not an imported run (make one with `agora import`)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise file_error(manifest_path, f"not readable JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise file_error(manifest_path, f"expected format '{FORMAT}'")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise file_error(manifest_path, f"format_version {manifest.get('format_version')!r}; this agora reads {FORMAT_VERSION}")
+    manifest = read_json_manifest(folder, MANIFEST, FORMAT, FORMAT_VERSION,
+                                  "not an imported run (make one with `agora import`)")
     try:
         config = GeneratorConfig(**manifest["generator"])
     except (KeyError, TypeError) as exc:

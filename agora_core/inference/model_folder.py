@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors, save as save_safetensors
 
 from agora_core.errors import AgoraError, check_finite, file_error
-from agora_core.gaussians.files import atomic_write_bytes, check_output_path
+from agora_core.gaussians.files import atomic_write_bytes, check_output_path, read_json_manifest
 
 FORMAT = "agora-model"
 FORMAT_VERSION = 1
@@ -89,16 +89,8 @@ def _run_folder(checkpoint: Path) -> Path:
 def read_manifest(folder: str | Path) -> dict:
     """model.json of a model folder, its structure checked (one line naming the file otherwise)."""
     path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise file_error(folder, f"no {MANIFEST}; not a model folder (make one with `agora export model RUN --out DIR`)")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise file_error(path, f"not readable JSON ({str(exc)[:120]})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise file_error(path, f"expected format '{FORMAT}'")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise file_error(path, f"format_version {doc.get('format_version')!r}; this agora reads {FORMAT_VERSION}")
+    doc = read_json_manifest(folder, MANIFEST, FORMAT, FORMAT_VERSION,
+                             "not a model folder (make one with `agora export model RUN --out DIR`)")
     types = {"config": dict, "head_model": str, "sampling": dict, "weights_sha256": str, "resolution": int}
     for key, kind in types.items():
         if not isinstance(doc.get(key), kind):
