@@ -63,8 +63,8 @@ def resolve_checkpoint_path(path: str | Path, no_checkpoints: str, not_found: st
     from agora_core.inference import is_imported_run
 
     if is_imported_run(path):
-        raise AgoraError(f"{path}: an imported run (agora import); this command does not read imported runs yet "
-                         "(sample, reenact --seed, export ply/splat, bench, extract-basis and fit-mlp do)")
+        raise AgoraError(f"{path}: an imported run (agora import); this command reads training checkpoints of "
+                         "agora train only")
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is None:
