@@ -91,10 +91,10 @@ def test_sample_writes_a_grid_png_and_ply_files(app, tmp_path: Path, monkeypatch
 def test_sample_refuses_a_checkpoint_of_another_head(tmp_path):
     """`agora sample` / export rebuild the head from the stored config: a different head is one line."""
     from agora_core.errors import AgoraError
-    from agora_core.inference import load_generator
+    from agora_core.inference import load_model
     from test_invert_helpers import write_checkpoint
 
     path = write_checkpoint(tmp_path / "ckpt.pt", head_model="flame-0123456789ab+mouth")
     with pytest.raises(AgoraError, match="made with head model 'flame-0123456789ab\\+mouth'") as err:
-        load_generator(path)
+        load_model(path)
     assert "\n" not in str(err.value)

@@ -114,3 +114,17 @@ def check_head_model(head: HeadModel, expected: str, where: str | Path) -> None:
     if expected and head.model_id != expected:
         raise AgoraError(f"{where}: made with head model '{expected}', but its config builds "
                          f"'{head.model_id}'; pass the matching --flame/--flame-uv/--flame-eyelids files")
+
+
+def with_flame_files(config: HeadConfig, flame_pkl: str | None = None, flame_uv: str | None = None,
+                     flame_eyelids: str | None = None) -> HeadConfig:
+    """`config` with the --flame/--flame-uv/--flame-eyelids files put in place of its stored paths (FLAME
+    files make the head a FLAME head); unchanged when none is given."""
+    import dataclasses
+
+    if flame_pkl or flame_uv:
+        config = dataclasses.replace(config, source="flame", flame_pkl=flame_pkl or config.flame_pkl,
+                                     flame_uv=flame_uv or config.flame_uv)
+    if flame_eyelids:
+        config = dataclasses.replace(config, flame_eyelids=flame_eyelids)
+    return config

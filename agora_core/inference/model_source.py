@@ -1,12 +1,14 @@
 """`load_model`: a generator ready for inference from a training run, a model folder or an imported run.
 
-Three sources, one result:
+The one place a model source becomes a generator: every stage that uses a model calls `load_model`
+(PTI's base, `invert.checkpoint_io`, and AGORA-M's, `mobile.agora_model`, wrap it with what is
+theirs); `random_model` builds the untrained generator of a config the same way. Three sources:
 - a training checkpoint of `agora train` (a `.pt`, or a run folder: its newest): G_ema rebuilt from
   the stored config; cameras are EG3D labels (25 floats), the framing is the training set's most
   frontal camera and FLAME shapes are drawn from the training set's per-coefficient Gaussian (the
   checkpoint's `sampling` entry);
 - a model folder (`agora export model`, `inference.model_folder`): the same, read from G_ema's
-  safetensors and model.json (`train.checkpoint.load_checkpoint` reads both kinds);
+  safetensors and model.json (`inference.checkpoint.load_checkpoint` reads both kinds);
 - an imported run (`agora import`, a folder with `imported.json`): the authors' generator; cameras
   are DECA cameras (axis-angle, s, tx, ty) that orbit the posed root joint, the mapping label is
   `deca_mapping_label`; the framing is their reenactment's fixed s = 8 (`--cam-scale 8`) with zero
@@ -15,23 +17,27 @@ Three sources, one result:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
+from agora_core.head import HeadModel
 from agora_core.inference.model_folder import FORMAT as MODEL_FORMAT
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.render import Camera, rasterize
 from agora_core.render.cameras import deca_camera, deca_mapping_label, deca_mapping_label_of
+from agora_core.run_config import TrainConfig
 
 DECA_LABEL_DIM = 12  # the authors' mapping label (`deca_mapping_label`); ours is the 25-float EG3D label
 
 IMPORTED_FRAMING = (0.0, 0.0, 0.0, 8.0, 0.0, 0.0)  # DECA camera of imported runs' renders (s = 8)
+RANDOM_INIT = "random-init"
 
 
 @dataclass
@@ -39,21 +45,29 @@ class InferenceModel:
     """A generator (eval mode, no grad) and how its avatars are framed and sampled."""
 
     generator: AgoraGenerator
-    source: str  # the checkpoint file or the imported run folder
-    kind: Literal["checkpoint", "model", "imported"]  # model: a model folder (agora export model)
+    source: str  # the checkpoint file, model folder or imported run folder; "random-init (<config>)"
+    kind: Literal["checkpoint", "model", "imported", "random-init"]  # model: a model folder (agora export model)
     resolution: int  # the render resolution it was trained at
     camera_convention: Literal["eg3d", "deca"]
-    framing: Tensor  # eg3d: [25] label of the sampling camera; deca: [6] camera
-    shape_mean: Tensor  # [S] FLAME shape prior of sampled identities
-    shape_std: Tensor  # [S]
-    state: dict | None = None  # the training checkpoint dict (None for imported runs)
+    framing: Tensor | None  # eg3d: [25] label of the sampling camera; deca: [6] camera; None: not stored
+    shape_mean: Tensor | None  # [S] FLAME shape prior of sampled identities; None: not stored
+    shape_std: Tensor | None  # [S]
+    state: dict | None = None  # the training checkpoint dict (None for imported runs and random inits)
+    config: TrainConfig | None = None  # the stored training config (head files overridden); None: imported
 
     @property
     def head_model(self) -> str:
         return self.generator.head.model_id
 
+    def _sampling(self, *entries: str) -> None:
+        """An `AgoraError` when the file stores no framing or shape statistics (only PTI and AGORA-M do without)."""
+        if any(getattr(self, name) is None for name in entries or ("framing", "shape_mean", "shape_std")):
+            raise AgoraError(f"{self.source}: no 'sampling' entry (camera, shape statistics); re-save it with this "
+                             "agora's train")
+
     def mapping_labels(self, n: int) -> Tensor:
         """[n, c_dim] mapping-network labels of the framing camera."""
+        self._sampling("framing")
         f = self.framing.to(self.generator.sample_x_uv.device)
         label = deca_mapping_label(f[None]) if self.camera_convention == "deca" else f[None]
         return label.expand(n, label.shape[1]).clone()
@@ -67,6 +81,7 @@ class InferenceModel:
         `global_pose` [n, 3] are the frames' head rotations (default: the framing's) and `flame` their
         expression, jaw, neck, eyes, eyelids (default: neutral). eg3d: the framing label, unposed.
         """
+        self._sampling("framing")
         n = shape.shape[0] if global_pose is None else global_pose.shape[0]
         f = self.framing.to(shape.device)
         if self.camera_convention == "eg3d":
@@ -115,12 +130,70 @@ def imported_agora_m(run: str | Path, basis: str | Path | None = None, mlp: str 
     return paths
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
-    """The model at `path`: an imported run folder, else a training checkpoint or run folder."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", *, flame_pkl: str | None = None,
+               flame_uv: str | None = None, flame_eyelids: str | None = None,
+               uv_grid: Callable[[HeadModel], int] | None = None) -> InferenceModel:
+    """The model at `path`: an imported run folder, a model folder, else a training checkpoint or run
+    folder (its newest), with its head checked against the one it was made with.
+
+    Args:
+        flame_pkl, flame_uv, flame_eyelids: FLAME files in place of the stored head config's
+            (--flame/--flame-uv/--flame-eyelids; an imported run's head comes from its own file).
+        uv_grid: the UV sample grid to re-sample the planes on, chosen from the built head (the grid only
+            sets where the planes are sampled; the weights do not depend on it). None: the stored one.
+    """
+    from agora_core.head.build import with_flame_files
+    from agora_core.inference.checkpoint import load_checkpoint
+    from agora_core.run_config import config_from_dict
+
     path = Path(path)
     if is_imported_run(path):
+        if flame_pkl or flame_uv or flame_eyelids:
+            raise AgoraError(f"--flame/--flame-uv/--flame-eyelids: {path} is an imported run, whose head comes "
+                             "from the authors' file")
+        if uv_grid is not None:
+            raise AgoraError(f"--gaussians: {path} is an imported run, whose Gaussians sit on the file's own UV grid")
         return _imported(path, device)
-    return _checkpoint(path, device)
+    state = load_checkpoint(path)
+    config = config_from_dict(state["config"], source=f"{path} (stored config)")
+    config = dataclasses.replace(config, head=with_flame_files(config.head, flame_pkl, flame_uv, flame_eyelids))
+    return _build(config, state, str(path), device, uv_grid)
+
+
+def random_model(config: str | Path | None, seed: int = 0, device: str | torch.device = "cpu",
+                 uv_grid: Callable[[HeadModel], int] | None = None) -> InferenceModel:
+    """A randomly initialised generator of the config YAML `config` (None: the defaults), initialised
+    from `seed`; no framing or shape statistics (kind "random-init")."""
+    from agora_core.run_config import load_config
+
+    return _build(load_config(config), None, f"{RANDOM_INIT} ({config or 'default config'})", device, uv_grid, seed)
+
+
+def _build(config: TrainConfig, state: dict | None, source: str, device, uv_grid, seed: int = 0) -> InferenceModel:
+    """G of `config` on its head (built through `head.build.build_head`, so it matches training), with
+    the weights of `state` (a training checkpoint or model folder dict) when given."""
+    from agora_core.head.build import build_head, check_head_model
+    from agora_core.inference.checkpoint import load_generator_weights
+
+    head = build_head(config.head)
+    if state is not None:
+        check_head_model(head, str(state.get("head_model", "")), source)
+    if uv_grid is not None:
+        config = dataclasses.replace(config, generator=dataclasses.replace(config.generator,
+                                                                           gaussian_grid=uv_grid(head)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = AgoraGenerator(config.generator, head)
+    if state is not None:
+        load_generator_weights(generator, state.get("G_ema"), source)
+    generator = generator.to(device).eval().requires_grad_(False)
+    sampling = (state or {}).get("sampling") or {}
+    stored = lambda key: sampling[key].float().reshape(-1) if isinstance(sampling.get(key), Tensor) else None  # noqa: E731
+    camera = stored("camera")
+    kind = "random-init" if state is None else "model" if state.get("format") == MODEL_FORMAT else "checkpoint"
+    return InferenceModel(generator, source, kind, int(config.resolution), "eg3d",
+                          camera if camera is not None and camera.numel() == 25 else None,
+                          stored("shape_mean"), stored("shape_std"), state, config)
 
 
 def _imported(folder: Path, device) -> InferenceModel:
@@ -131,36 +204,6 @@ def _imported(folder: Path, device) -> InferenceModel:
     zeros = torch.zeros(g.head.num_shape)
     return InferenceModel(g, str(folder), "imported", run.resolution, "deca", torch.tensor(IMPORTED_FRAMING),
                           zeros, zeros.clone())
-
-
-def _checkpoint(path: Path, device) -> InferenceModel:
-    from agora_core.head.build import build_head, check_head_model
-    from agora_core.inference.checkpoint import load_checkpoint, load_generator_weights
-    from agora_core.run_config import config_from_dict
-
-    state = load_checkpoint(path)
-    config = config_from_dict(state["config"], source=f"{path} (stored config)")
-    head = build_head(config.head)
-    check_head_model(head, str(state.get("head_model", "")), path)
-    generator = AgoraGenerator(config.generator, head)
-    load_generator_weights(generator, state.get("G_ema"), path)
-    sampling = state.get("sampling")
-    if not sampling:
-        raise AgoraError(f"{path}: no 'sampling' entry (camera, shape statistics); re-save it with this agora's train")
-    generator = generator.to(device).eval().requires_grad_(False)
-    kind = "model" if state.get("format") == MODEL_FORMAT else "checkpoint"
-    return InferenceModel(generator, str(path), kind, int(config.resolution), "eg3d",
-                          sampling["camera"].float().reshape(25), sampling["shape_mean"].float(),
-                          sampling["shape_std"].float(), state)
-
-
-def load_generator(checkpoint: str | Path) -> tuple[AgoraGenerator, dict]:
-    """G_ema of a training checkpoint (or a run folder's newest) in eval mode, and the checkpoint dict
-    (for stages that read its training statistics; `load_model` reads any model)."""
-    model = load_model(checkpoint)
-    if model.state is None:
-        raise AgoraError(f"{checkpoint}: an imported run; this command needs a training checkpoint of agora train")
-    return model.generator, model.state
 
 
 @torch.no_grad()
@@ -174,6 +217,7 @@ def draw_identity(model: InferenceModel, seed: int, n: int = 1, truncation: floa
     """
     if not 0.0 <= truncation <= 1.0:
         raise AgoraError(f"--truncation {truncation}: expected a value in [0, 1]")
+    model._sampling()
     g = model.generator
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, g.config.z_dim, generator=gen)
@@ -216,7 +260,7 @@ def describe_model(model: InferenceModel) -> list[tuple[str, str]]:
     g, cfg = model.generator, model.generator.config
     counts = g.parameter_counts()
     kinds = {"imported": "imported run (agora import)", "model": "model folder (agora export model)",
-             "checkpoint": "training checkpoint"}
+             "checkpoint": "training checkpoint", "random-init": "randomly initialised"}
     rows = [("kind", kinds[model.kind]),
             ("source", model.source), ("head model", model.head_model),
             ("Gaussians", f"{g.num_gaussians:,}"), ("render size", f"{model.resolution}²"),

@@ -165,15 +165,9 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
 
 def _head_config(avatar: AvatarFile, where, flame_pkl, flame_uv, flame_eyelids):
     """The avatar's training HeadConfig with the --flame/--flame-uv/--flame-eyelids overrides."""
-    import dataclasses
-
+    from agora_core.head.build import with_flame_files
     from agora_core.head.config import HeadConfig
     from agora_core.run_config import build_dataclass
 
     head_cfg = build_dataclass(HeadConfig, avatar.head_config, f"{where} (head_config)")
-    if flame_pkl or flame_uv:
-        head_cfg = dataclasses.replace(head_cfg, source="flame", flame_pkl=flame_pkl or head_cfg.flame_pkl,
-                                       flame_uv=flame_uv or head_cfg.flame_uv)
-    if flame_eyelids:
-        head_cfg = dataclasses.replace(head_cfg, flame_eyelids=flame_eyelids)
-    return head_cfg
+    return with_flame_files(head_cfg, flame_pkl, flame_uv, flame_eyelids)

@@ -7,9 +7,10 @@ measures its reconstruction error, `FIT_MLP` (fresh seeds, sec. 3.7) trains the 
 
 Tuple i belongs to identity i // expressions_per_identity (the identity branch runs once per
 identity, as the authors' cached backbone does). Conditions come from a dataset's (camera, FLAME)
-rows when given — sampled jointly, as training samples them — else from priors: z ~ N(0, I);
+rows when given — sampled jointly, as training samples them; the cameras turned into the model's
+mapping labels (`ConditionPool.as_mapping_labels`) — else from priors: z ~ N(0, I);
 β ~ N(mean, diag(std²)) and the frontal mapping camera of a checkpoint's `sampling` entry
-(`IdentityPrior.from_checkpoint`), or β ~ N(0, I) and FFHQ-like cameras without one; expressions
+(`mobile.agora_model.identity_prior`), or β ~ N(0, I) and FFHQ-like cameras without one; expressions
 as the synthetic dataset samples them (`data.synthetic.sample_flame`).
 Only the inputs of the coefficient regressor animate a tuple (expression truncated to
 `expr_dim`, jaw, eyelids); neck, eyes and the global rotation stay zero.
@@ -53,7 +54,7 @@ class TupleBatch:
 class ConditionPool:
     """(camera, FLAME) rows of a dataset, the empirical training distribution."""
 
-    cameras: np.ndarray  # [P, 25]
+    cameras: np.ndarray  # [P, c_dim] the mapping label of each row's camera (EG3D labels [P, 25] as read)
     flame: dict[str, np.ndarray]  # dataset FLAME keys -> [P, D]
 
     @staticmethod
@@ -68,23 +69,28 @@ class ConditionPool:
         return ConditionPool(np.asarray(index.cameras, np.float64),
                              {k: np.asarray(v, np.float64) for k, v in index.flame.items()})
 
+    def as_mapping_labels(self, generator) -> "ConditionPool":
+        """The pool with each camera replaced by the label `generator`'s mapping network takes for it
+        (`inference.mapping_labels`: the EG3D label itself, or for an imported model the DECA label of
+        the head rotation the camera realises)."""
+        from agora_core.inference import mapping_labels
+        from agora_core.render import Camera
+
+        labels = mapping_labels(generator, Camera.from_label(torch.as_tensor(self.cameras)))
+        return ConditionPool(labels.double().numpy(), self.flame)
+
     def __len__(self) -> int:
         return self.cameras.shape[0]
 
 
 @dataclass
 class IdentityPrior:
-    """Where identities come from without a dataset: a training checkpoint's `sampling` entry."""
+    """Where identities come from without a dataset: a training checkpoint's `sampling` entry
+    (`mobile.agora_model.identity_prior`)."""
 
     camera: np.ndarray | None = None  # [c_dim] fixed mapping label (None: FFHQ-like random EG3D cameras)
     shape_mean: np.ndarray | None = None  # [S] β mean (None: 0)
     shape_std: np.ndarray | None = None  # [S] β std (None: 1)
-
-    @staticmethod
-    def from_checkpoint(state: dict) -> "IdentityPrior":
-        sampling = state.get("sampling") or {}
-        get = lambda key: None if key not in sampling else np.asarray(sampling[key], np.float64)  # noqa: E731
-        return IdentityPrior(get("camera"), get("shape_mean"), get("shape_std"))
 
 
 class TupleSampler:
@@ -103,7 +109,7 @@ class TupleSampler:
         return np.random.default_rng([self.seed, self.stream, kind, index])
 
     def _identity(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(z [Z], camera [25], β [S]) of identity i."""
+        """(z [Z], mapping label [c_dim], β [S]) of identity i."""
         rng = self._rng(_IDENTITY, i)
         z = rng.standard_normal(self.z_dim)
         if self.pool is not None:
