@@ -44,6 +44,20 @@ def _unxz(src, dst):
     return dst
 
 
+def flame2020_dataset(folder):
+    """The demo identity's views relabelled as SMIRK ("flame2020") parameters: a dataset an imported
+    run accepts (its head is the authors' FLAME 2020; the dataset's FLAME rows have the demo head's sizes)."""
+    import json
+
+    from test_invert_helpers import demo_dataset
+
+    shutil.copytree(demo_dataset(), folder)
+    doc = json.loads((folder / "dataset.json").read_text())
+    doc["head_model"] = "flame2020"
+    (folder / "dataset.json").write_text(json.dumps(doc))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def official_pkl(tmp_path_factory):
     return _unxz(OFFICIAL / "agora_official_format_random.pkl.xz", tmp_path_factory.mktemp("official") / "ckpt.pkl")

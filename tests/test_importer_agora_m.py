@@ -165,3 +165,51 @@ def test_extract_basis_and_fit_mlp_run_on_an_imported_run(official, imported_run
         out = avatar.blend(zero)  # zero coefficients: the neutral, through their constraints
     clamped = avatar.neutral.log_scales.exp().clamp_min(1e-5).log()  # their scale floor (random weights reach it)
     assert rel(out.means, avatar.neutral.means) < TOL and rel(out.log_scales, clamped) < TOL
+
+
+def test_extract_basis_on_an_imported_run_takes_a_dataset_of_its_head(imported_run, tmp_path):
+    """`--dataset` rows condition an imported model: each camera becomes the DECA label of the head rotation
+    it realises (`inference.mapping_labels`), FLAME rows of other sizes are padded/truncated to the head's;
+    a dataset of another head is refused in one line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from agora_cli.app import app
+    from agora_core.data.format import read_dataset_index
+    from agora_core.mobile import load_agora_model
+    from agora_core.mobile.basis_file import GaussianBasis
+    from agora_core.mobile.tuples import EXTRACT, TupleSampler
+    from agora_core.render import Camera
+    from agora_core.render.cameras import deca_mapping_label_of
+    from official_fixtures import flame2020_dataset
+
+    data = flame2020_dataset(tmp_path / "data")
+    model = load_agora_model(imported_run, dataset=data)
+    g, pool = model.generator, model.pool
+    assert pool is not None and pool.cameras.shape == (4, 12)
+    index = read_dataset_index(data)
+    want = deca_mapping_label_of(Camera.from_label(torch.as_tensor(index.cameras, dtype=torch.float64)))
+    assert float((torch.as_tensor(pool.cameras) - want).abs().max()) < 1e-6  # float32 label, |R| ≤ 1
+    sampler = TupleSampler(z_dim=g.config.z_dim, num_shape=g.head.num_shape, num_expr=g.head.num_expr,
+                           expr_dim=g.config.expr_cond_dim, seed=0, stream=EXTRACT, expressions_per_identity=2, pool=pool)
+    t = sampler.tuples(0, 4)
+    assert t.camera.shape == (4, 12) and t.shape.shape == (4, 300) and t.expression.shape == (4, 50)
+    demo_shape = pool.flame["shape"].shape[1]
+    assert demo_shape < 300 and not t.shape[:, demo_shape:].any()  # the demo head's β, zero-padded
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["extract-basis", str(imported_run), "--dataset", str(data), "--n", "8", "--k", "2",
+                              "--heldout", "4", "--out", str(tmp_path / "b.safetensors")])
+    assert res.exit_code == 0, res.output
+    basis = GaussianBasis.load(tmp_path / "b.safetensors")
+    assert basis.num_gaussians == 2789 and basis.k == 2
+    assert all(torch.isfinite(b).all() for b in basis.basis.values())
+
+    rows = json.loads((data / "dataset.json").read_text())
+    rows["head_model"] = "flame-0123456789ab+mouth"  # FLAME parameters of another head
+    (data / "dataset.json").write_text(json.dumps(rows))
+    res = runner.invoke(app, ["extract-basis", str(imported_run), "--dataset", str(data), "--n", "8", "--k", "2",
+                              "--out", str(tmp_path / "c.safetensors")])
+    assert res.exit_code == 2 and "FLAME parameters of head model 'flame-0123456789ab+mouth'" in res.output
+    assert not (tmp_path / "c.safetensors").exists()

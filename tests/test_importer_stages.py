@@ -9,7 +9,7 @@ import torch
 
 from agora_core.errors import AgoraError
 from agora_core.render.cameras import deca_camera
-from official_fixtures import TOL, rel
+from official_fixtures import TOL, flame2020_dataset, rel
 
 
 def test_sample_and_ply_splat_exports_run_on_an_imported_run(imported_run, tmp_path):
@@ -96,21 +96,6 @@ def test_invert_runs_on_an_imported_run_from_a_photo_and_a_dataset(imported_run,
                                    "--out", str(tmp_path / "d.pt"), "--w-steps", "1", "--g-steps", "0", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert AvatarFile.load(tmp_path / "d.pt").sources == [f"{data}:2"]
-
-
-def flame2020_dataset(folder):
-    """The demo identity's views relabelled as SMIRK ("flame2020") parameters: a dataset an imported
-    run accepts (its head is the authors' FLAME 2020)."""
-    import json
-    import shutil
-
-    from test_invert_helpers import demo_dataset
-
-    shutil.copytree(demo_dataset(), folder)
-    doc = json.loads((folder / "dataset.json").read_text())
-    doc["head_model"] = "flame2020"
-    (folder / "dataset.json").write_text(json.dumps(doc))
-    return folder
 
 
 def test_eval_runs_on_an_imported_run(imported_run, tmp_path):
