@@ -3,13 +3,17 @@
     python benchmarks/extract_basis_memory.py                    # N = 2K, 5K, 10K, 20K, K = 128
     python benchmarks/extract_basis_memory.py --passes 1         # same memory, 6x less time
     python benchmarks/extract_basis_memory.py --ns 500,1000 --k 16 --config tiny.yaml
+    python benchmarks/extract_basis_memory.py --source models/demo --ns 1000 --k 64 --passes 1
+    python benchmarks/extract_basis_memory.py --source runs/agora-release --ns 1000 --k 64 --passes 1
 
 The authors' low-rank SVD of the whole N × (M·D) matrix ran out of memory at N = 20K or K = 128
 (Tables 5-6). `extract_basis` streams the residuals, so its memory should not grow with N: each N
-runs `agora_core.mobile.extract_basis` in a fresh subprocess (randomly initialised model of the
-config, demo scale by default) and reports the child's peak RSS (`ru_maxrss`) — model, torch,
-accumulators, chunks and the written basis included. Target: < 1.3x growth from the first N to
-the last.
+runs `agora_core.mobile.extract_basis` in a fresh subprocess and reports the child's peak RSS
+(`ru_maxrss`) — model, torch, accumulators, chunks and the written basis included. The model is a
+randomly initialised one of `--config` (demo scale by default), or with `--source` any model
+`agora extract-basis` reads (a training run, a model folder such as models/demo, an imported run of
+the authors' release: the full-size case, 184,599 Gaussians), loaded the way the command loads it.
+Target: < 1.3x growth from the first N to the last.
 
 The randomized method's memory does not depend on the number of passes either (its accumulators
 are allocated once and each pass reuses them), so `--passes 1` measures the same peak in a sixth
@@ -41,7 +45,7 @@ def child(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model = load_agora_model(None, args.config, seed=0)
+    model = load_agora_model(args.source or None, None if args.source else args.config, seed=0)
     base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cfg = ExtractConfig(n=args.n, k=args.k, method=args.method, memory_budget_mb=args.memory_budget,
                         passes=args.passes, heldout=args.heldout, batch_size=args.batch_size)
@@ -50,7 +54,8 @@ def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         basis.save(Path(tmp) / "basis.safetensors")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"n": args.n, "k": args.k, "gaussians": basis.num_gaussians, "peak_mb": peak_kb / 1024,
+    print(json.dumps({"source": model.source, "n": args.n, "k": args.k, "gaussians": basis.num_gaussians,
+                      "peak_mb": peak_kb / 1024,
                       "model_mb": base_kb / 1024, "seconds": time.perf_counter() - t0, **plan,
                       "avg_explained": report.average_explained[args.k]}))
 
@@ -58,6 +63,8 @@ def child(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="model config (random init)")
+    parser.add_argument("--source", default="", help="a model instead: training run or checkpoint, model folder, "
+                                                     "imported run")
     parser.add_argument("--ns", default="2000,5000,10000,20000", help="comma-separated N")
     parser.add_argument("--k", type=int, default=128)
     parser.add_argument("--method", default="randomized", choices=["auto", "randomized", "gram"])
@@ -74,13 +81,13 @@ def main() -> None:
         child(args)
         return
     rows = []
-    print(f"config {args.config}, K = {args.k}, method {args.method}, passes {args.passes}, "
+    print(f"{args.source or 'config ' + args.config}, K = {args.k}, method {args.method}, passes {args.passes}, "
           f"budget {args.memory_budget} MB")
     print(f"{'N':>7} {'method':>10} {'passes':>6} {'chunk':>6} {'peak RSS MB':>12} {'vs first':>9} {'s':>8}")
     for n in (int(x) for x in args.ns.split(",")):
         cmd = [sys.executable, __file__, "--child", "--n", str(n)] + [
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-            if k in ("config", "k", "method", "memory_budget", "passes", "heldout", "batch_size", "threads")]
+            if k in ("config", "source", "k", "method", "memory_budget", "passes", "heldout", "batch_size", "threads")]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if proc.returncode != 0:
             print(f"{n:>7} failed:\n{proc.stderr[-2000:]}")
