@@ -13,7 +13,7 @@ from agora_cli.common import console, setup_runtime, user_errors
 from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
-CkptArg = Annotated[Optional[Path], typer.Argument(metavar="[CKPT]", help="Training checkpoint (or run folder: its newest). Omit to use a randomly initialised model of --config.", show_default=False)]
+CkptArg = Annotated[Optional[Path], typer.Argument(metavar="[CKPT]", help="Training checkpoint (or run folder: its newest), model folder or imported run. Omit to use a randomly initialised model of --config.", show_default=False)]
 
 
 @user_errors
