@@ -66,9 +66,8 @@ def test_residual_chunks_regenerate_identically(generator):
     # eq. 9 by hand: posed - neutral of one tuple through identity()/animate()
     t = src.sampler.tuples(10, 11)
     cache = generator.identity(t.z, t.camera, t.shape, CONFIG.truncation_psi, noise_mode="const")
-    posed = generator.animate(cache, t.expression, t.jaw, t.eyelids, noise_mode="const").gaussians
-    zeros = torch.zeros_like
-    neutral = generator.animate(cache, zeros(t.expression), zeros(t.jaw), zeros(t.eyelids), noise_mode="const").gaussians
+    posed = generator.animate(cache, t.flame, noise_mode="const").gaussians
+    neutral = generator.animate(cache, t.flame.map(torch.zeros_like), noise_mode="const").gaussians
     torch.testing.assert_close(first.residuals["xyz"][2], (posed.means - neutral.means).reshape(-1), atol=1e-6, rtol=0)
 
 

@@ -117,8 +117,8 @@ class FrameParameters(nn.Module):
 
     def flame(self) -> FlameParams:
         """The frames' FLAME parameters, shape broadcast to the frames."""
-        return FlameParams.from_dict({k: getattr(self, k) for k in FLAME_KEYS}, dtype=None).replace(
-            shape=self.shape.expand(self.num_frames, -1))
+        fields = {k: getattr(self, k) for k in FLAME_KEYS}
+        return FlameParams(**fields | {"shape": self.shape.expand(self.num_frames, -1)})
 
     def cameras(self, labels: Tensor) -> Camera:
         return rotate_cameras(Camera.from_label(labels), self.camera_rotation)
