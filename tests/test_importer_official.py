@@ -90,7 +90,7 @@ def test_deformation_planes_match_before_sampling(official, official_io):
     from agora_core.models.deformation_branch import expression_condition
     from agora_core.models.lifting import sample_uv_attributes
 
-    e = expression_condition(expr, jaw, eyelids, G.config.expr_cond_dim)
+    e = expression_condition(FlameParams(expression=expr, jaw=jaw, eyelids=eyelids), G.config.expr_cond_dim)
     assert torch.equal(e, case["deform_code"])  # a concatenation of the inputs: exact
     planes = G.deformation_branch(cache.tap_features, cache.ws, e, "const", skip_image=cache.tap_skip_image,
                                   plane_mask=G.head.uv_residual_mask)
