@@ -11,6 +11,7 @@ exporting", shows them together (examples/api_example.py, run by tests/test_api.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ from agora_core.export.exporters import write_gaussians
 from agora_core.export.sources import AvatarSource as Avatar
 from agora_core.export.sources import load_avatar_source
 from agora_core.gaussians import GaussianSet
+from agora_core.head import FlameParams
 from agora_core.invert.from_inputs import PTISettings, invert_from_inputs
 from agora_core.invert.run import InvertResult
 from agora_core.reenact.driving import DrivingSequence
@@ -65,11 +67,13 @@ def demo_views(folder: str | Path, resolution: int, seed: int = 0) -> Path:
     return make_demo_identity_dataset(folder, resolution=resolution, seed=seed)
 
 
-def animate(avatar: Avatar, flame: dict[str, Tensor]) -> GaussianSet:
-    """The avatar's Gaussians for T frames of FLAME parameters (`DrivingSequence.flame()`: expression
-    [T, E], jaw [T, 3], eyelids [T, 2], neck [T, 3], eyes [T, 6]): batch T, as `agora reenact` animates."""
-    dev = avatar.generator.sample_x_uv.device
-    return FullAvatar(avatar.generator, avatar.cache).animate({k: v.to(dev) for k, v in flame.items()})
+def animate(avatar: Avatar, flame: FlameParams | Mapping[str, Tensor]) -> GaussianSet:
+    """The avatar's Gaussians for T frames of FLAME parameters (`DrivingSequence.flame()`), or a dict
+    with their keys (expression [T, E], jaw [T, 3], optional eyelids [T, 2], neck [T, 3], eyes [T, 6]):
+    batch T, as `agora reenact` animates; a shape there is not used (the avatar's is)."""
+    if not isinstance(flame, FlameParams):
+        flame = FlameParams.from_dict(flame)
+    return FullAvatar(avatar.generator, avatar.cache).animate(flame.to(avatar.generator.sample_x_uv.device))
 
 
 def render(gaussians: GaussianSet, cameras: Camera, resolution: int) -> Tensor:

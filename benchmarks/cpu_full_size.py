@@ -73,6 +73,13 @@ def frames(g, n: int, batch: int, seed: int = 1):
              0.3 * torch.rand(batch, 2, generator=gen)) for _ in range(n)]
 
 
+def _frame(expression, jaw, eyelids):
+    """One batch of driving frames as the generator and AGORA-M take them."""
+    from agora_core.head import FlameParams
+
+    return FlameParams(expression=expression, jaw=jaw, eyelids=eyelids)
+
+
 def realistic(splats, means):
     """The surface splats (module docstring) at `means` [B, N, 3]."""
     b = means.shape[0]
@@ -94,7 +101,7 @@ def onnx_runner(g, cache, threads: int, folder: Path):
 
     def run(expression, jaw, eyelids):
         with torch.no_grad():
-            inputs = frame_inputs(g, cache, expression, jaw, eyelids).as_numpy()
+            inputs = frame_inputs(g, cache, _frame(expression, jaw, eyelids)).as_numpy()
         return torch.from_numpy(session.run(["means"], inputs)[0])
 
     return run
@@ -128,15 +135,15 @@ def part1(g, cache, avatar, rounds: int, threads: int, onnx_folder: Path | None)
 
     def previous(e, j, l):
         with torch.no_grad():
-            return g.animate(cache, e, j, l, noise_mode="const").gaussians.means
+            return g.animate(cache, _frame(e, j, l), noise_mode="const").gaussians.means
 
     def inference(e, j, l):
         with torch.inference_mode():
-            return g.animate(cache, e, j, l, noise_mode="const").gaussians.means
+            return g.animate(cache, _frame(e, j, l), noise_mode="const").gaussians.means
 
     def agora_m(e, j, l):
         with torch.inference_mode():
-            return avatar.animate(e, j, l).means
+            return avatar.animate(_frame(e, j, l)).means
 
     variants = {"previous": previous, "inference": inference}
     if onnx_folder is not None:
@@ -155,12 +162,12 @@ def part2(g, cache, avatar, splats, camera, rounds: int, batches: tuple[int, ...
 
     def agora(e, j, l):
         with torch.inference_mode():
-            means = g.animate(cache, e, j, l, noise_mode="const").gaussians.means
+            means = g.animate(cache, _frame(e, j, l), noise_mode="const").gaussians.means
             return rasterize(realistic(splats, means), camera, 512, 512, background=1.0)[0]
 
     def agora_m(e, j, l):
         with torch.inference_mode():
-            return rasterize(realistic(splats, avatar.animate(e, j, l).means), camera, 512, 512, background=1.0)[0]
+            return rasterize(realistic(splats, avatar.animate(_frame(e, j, l)).means), camera, 512, 512, background=1.0)[0]
 
     for b in batches:
         times = interleaved({"agora": agora, "agora_m": agora_m}, frames(g, rounds, b), rounds)
@@ -176,7 +183,7 @@ def part3(g, cache, splats, camera) -> None:
     for name, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
         with torch.inference_mode():
             start = time.perf_counter()
-            gaussians = g.animate(cache, e, j, l, noise_mode="const", deform_dtype=dtype).gaussians
+            gaussians = g.animate(cache, _frame(e, j, l), noise_mode="const", deform_dtype=dtype).gaussians
             spent[name] = time.perf_counter() - start
             out[name] = rasterize(gaussians, camera, 512, 512, background=1.0)[0]
     mse = float((out["float32"] - out["bfloat16"]).square().mean())

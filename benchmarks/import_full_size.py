@@ -87,8 +87,8 @@ def main() -> None:
         cache = G.identity(torch.randn(1, 512, generator=gen), deca_mapping_label(cam), torch.zeros(1, 300), 0.7,
                            noise_mode="const")
         identity_s = time.perf_counter() - t0
-        expr, jaw, eyelids = neutral_flame(G, 1)
-        _, joints = G.head.forward_with_joints(torch.zeros(1, 300), expr, jaw, torch.zeros(1, 3), torch.zeros(1, 6), eyelids)
+        neutral = neutral_flame(G, 1)
+        _, joints = G.head.forward_with_joints(neutral.replace(shape=torch.zeros(1, 300)))
         camera = deca_camera(cam, joints[:, 0])
         from agora_core.bench.bench_setup import random_basis, random_regressor
         from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
@@ -98,13 +98,13 @@ def main() -> None:
         avatar = BlendshapeAvatar.from_generator(G, cache, basis, random_regressor(512, 50, 64, (256, 512), 0))
         animate, render, mobile, mobile_render = [], [], [], []
         for i in range(args.frames + 1):
-            e = 0.5 * torch.randn(1, 50, generator=gen)
+            frame = neutral.replace(expression=0.5 * torch.randn(1, 50, generator=gen))
             t0 = time.perf_counter()
-            out = G.animate(cache, e, jaw, eyelids, noise_mode="const").gaussians
+            out = G.animate(cache, frame, noise_mode="const").gaussians
             t1 = time.perf_counter()
             rasterize(out, camera, 512, 512, background=1.0)
             t2 = time.perf_counter()
-            out_m = avatar.animate(e, jaw, eyelids)
+            out_m = avatar.animate(frame)
             t3 = time.perf_counter()
             rasterize(out_m, camera, 512, 512, background=1.0)
             t4 = time.perf_counter()

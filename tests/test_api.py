@@ -69,7 +69,7 @@ def test_api_calls_are_the_clis(run, tmp_path):
     flame = driving.flame()
     gaussians = api.animate(avatar, flame)
     assert gaussians.batch_size == 3
-    neutral = {k: torch.zeros_like(v[:1]) for k, v in flame.items()}
+    neutral = {k: torch.zeros_like(v[:1]) for k, v in flame.as_dict().items()}  # a dict is taken too
     again = api.animate(avatar, neutral)
     torch.testing.assert_close(again.means, avatar.neutral.means, rtol=0, atol=1e-6)  # zero pose = neutral
     frames = api.render(gaussians, driving.cameras(), avatar.resolution)

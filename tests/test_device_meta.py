@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten
 import agora_core.models.dual_discrimination as dual_discrimination
 from agora_core.gaussians import GaussianSet
 from agora_core.gaussians.io_splat import splat_colours
+from agora_core.head import FlameParams
 from agora_core.invert.losses import ReconstructionLoss, psnr
 from agora_core.invert.pti import FrameParameters
 from agora_core.mobile.basis_file import GaussianBasis
@@ -94,9 +95,9 @@ def to_meta(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def meta_flame(head, b: int = B) -> dict[str, torch.Tensor]:
-    return {"shape": meta(b, head.num_shape), "expression": meta(b, head.num_expr), "jaw": meta(b, 3),
-            "neck": meta(b, 3), "eyes": meta(b, 6), "eyelids": meta(b, 2)}
+def meta_flame(head, b: int = B) -> FlameParams:
+    return FlameParams(shape=meta(b, head.num_shape), expression=meta(b, head.num_expr), jaw=meta(b, 3),
+                       neck=meta(b, 3), eyes=meta(b, 6), eyelids=meta(b, 2))
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +145,7 @@ def test_generator_stays_on_the_device(generator, head):
         assert_on_meta(out.gaussians, out.regularizers)
     cache = generator.identity(meta(1, 16), meta(1, 25), meta(1, head.num_shape), noise_mode="const")
     assert_on_meta(cache)
-    out = generator.animate(cache, meta(B, head.num_expr), meta(B, 3), None, noise_mode="const")
+    out = generator.animate(cache, FlameParams(expression=meta(B, head.num_expr), jaw=meta(B, 3)), noise_mode="const")
     assert out.gaussians.batch_size == B
     assert_on_meta(out.gaussians, out.regularizers)
 
@@ -154,7 +155,7 @@ def test_generator_ablations_stay_on_the_device(config, head):
     variant = dataclasses.replace(config.generator, shape_conditioning="mapping", deformation_branch=False,
                                   residual_mask="none", position_zero_init=False, sh_degree=0)
     G = to_meta(AgoraGenerator(variant, copy.deepcopy(head)))
-    out = G(meta(B, 16), meta(B, 25), {k: v for k, v in meta_flame(head).items() if k != "eyelids"})
+    out = G(meta(B, 16), meta(B, 25), meta_flame(head).replace(eyelids=None))
     assert out.gaussians.sh.shape == (B, G.num_gaussians, 1, 3)
     assert_on_meta(out.gaussians, out.regularizers)
 
@@ -219,10 +220,11 @@ def test_agora_m_runtime_stays_on_the_device(config, head, generator):
     mlp = CoefficientMLP(config.generator.w_dim, config.generator.expr_cond_dim, k, hidden=8)
     cache = generator.identity(meta(1, 16), meta(1, 25), meta(1, head.num_shape), noise_mode="const")
     avatar = BlendshapeAvatar.from_generator(generator, cache, basis, mlp)
-    posed = avatar.animate(meta(B, head.num_expr), meta(B, 3), meta(B, 2))
+    frames = FlameParams(expression=meta(B, head.num_expr), jaw=meta(B, 3), eyelids=meta(B, 2))
+    posed = avatar.animate(frames)
     assert posed.means.shape == (B, m, 3) and posed.opacities.shape == (B, m)
     assert_on_meta(posed, list(mlp.buffers()))
-    full = generator.animate(cache, meta(B, head.num_expr), meta(B, 3), meta(B, 2), noise_mode="const").gaussians
+    full = generator.animate(cache, frames, noise_mode="const").gaussians
     coefficients = basis.to(META).project(attribute_residuals(full, avatar.neutral))
     assert coefficients["xyz"].shape == (B, k)
     assert_on_meta(coefficients, avatar.blend(coefficients))

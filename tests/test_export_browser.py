@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from agora_core.head import FlameParams
 from agora_core.export.browser import HeadlessBrowser
 from agora_core.export.browser_bench import run_browser_benchmark
 from agora_core.export.demo_avatar import build_demo_agora_m
@@ -80,7 +81,7 @@ def _read(page) -> np.ndarray:
 def torch_render(reference: BlendshapeAvatar, cam, expr, jaw, eyelids) -> np.ndarray:
     t = lambda v: torch.tensor([list(v)], dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
-        gaussians = reference.animate(t(expr), t(jaw), t(eyelids))
+        gaussians = reference.animate(FlameParams(expression=t(expr), jaw=t(jaw), eyelids=t(eyelids)))
         rgb, _ = rasterize(gaussians, cam, WIDTH, HEIGHT, 1.0)
     return rgb[0].permute(1, 2, 0).numpy().clip(0, 1)
 

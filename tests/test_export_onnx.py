@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from agora_cli.export import export_app
+from agora_core.head import FlameParams
 from agora_core.export.onnx_export import (
     INPUT_NAMES,
     OUTPUT_NAMES,
@@ -40,13 +41,14 @@ def tiny():
 
 def test_wrapper_is_the_generators_per_frame_path(tiny):
     G, _, cache = tiny
-    expression, jaw, eyelids = torch.randn(1, G.head.num_expr), torch.tensor([[0.2, 0.05, 0.0]]), torch.rand(1, 2)
+    frame = FlameParams(expression=torch.randn(1, G.head.num_expr), jaw=torch.tensor([[0.2, 0.05, 0.0]]),
+                        eyelids=torch.rand(1, 2))
     # animate() feeds FLAME the full ψ but G_d only ψ[:expr_cond_dim]; the graph gets both the same way.
-    expected = G.animate(cache, expression, jaw, eyelids, noise_mode="const").gaussians
-    got = DeformationLifting(G)(*frame_inputs(G, cache, expression, jaw, eyelids).as_tuple())
+    expected = G.animate(cache, frame, noise_mode="const").gaussians
+    got = DeformationLifting(G)(*frame_inputs(G, cache, frame).as_tuple())
     for name, a, b in zip(OUTPUT_NAMES, got, (expected.means, expected.log_scales, expected.quats, expected.opacities)):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
-    without_noise = G.animate(cache, expression, jaw, eyelids, noise_mode="none").gaussians
+    without_noise = G.animate(cache, frame, noise_mode="none").gaussians
     assert (expected.means - without_noise.means).abs().max() > 0  # the constant noise is part of the graph
 
 

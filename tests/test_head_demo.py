@@ -19,6 +19,7 @@ from agora_core.head.demo_head import (
     write_demo_head,
 )
 from agora_core.head.flame_io import flame_assets_from_pickle
+from agora_core.head.flame_params import FlameParams
 from agora_core.head.model import HeadModel
 from agora_core.head.regions import boundary_loops
 
@@ -37,13 +38,11 @@ def model(assets):
 
 
 def _pose(model, **kwargs):
-    params = model.zeros_like_params(1)
-    for key, value in kwargs.items():
-        if key == "expr_index":
-            continue
-        params[key] = torch.as_tensor(value, dtype=torch.float32).reshape(1, -1)
+    params = model.zero_params(1)
+    fields = {"expression" if key == "expr" else key: torch.as_tensor(value, dtype=torch.float32).reshape(1, -1)
+              for key, value in kwargs.items() if key != "expr_index"}
     with torch.no_grad():
-        return model(**params)[0].double().numpy()
+        return model(params.replace(**fields))[0].double().numpy()
 
 
 def _expr(model, index: int, value: float):
@@ -172,10 +171,9 @@ def test_smile_and_brow_raise(assets, model):
 
 def test_eyelids_close_over_the_eyeballs(assets, model):
     v0 = _pose(model)
-    params = model.zeros_like_params(1)
-    params["eyelids"] = torch.tensor([[1.0, 0.0]])
+    params = model.zero_params(1).replace(eyelids=torch.tensor([[1.0, 0.0]]))
     with torch.no_grad():
-        v1 = model(**params)[0].double().numpy()
+        v1 = model(params)[0].double().numpy()
     moved = np.abs(v1 - v0).max(axis=1) > posed_head_tol(v0)
     opening = assets.extras["eye_opening"]
     assert moved.any() and set(np.nonzero(moved)[0]) <= set(opening)
@@ -272,9 +270,10 @@ def test_pickle_round_trip(assets, tmp_path):
 def test_random_parameters_finite(model):
     g = torch.Generator().manual_seed(0)
     b = 4
-    verts = model(torch.randn(b, model.num_shape, generator=g), 2 * torch.randn(b, model.num_expr, generator=g),
-                  0.2 * torch.rand(b, 3, generator=g), 0.3 * torch.randn(b, 3, generator=g),
-                  0.2 * torch.randn(b, 6, generator=g), torch.rand(b, 2, generator=g))
+    verts = model(FlameParams(shape=torch.randn(b, model.num_shape, generator=g),
+                              expression=2 * torch.randn(b, model.num_expr, generator=g),
+                              jaw=0.2 * torch.rand(b, 3, generator=g), neck=0.3 * torch.randn(b, 3, generator=g),
+                              eyes=0.2 * torch.randn(b, 6, generator=g), eyelids=torch.rand(b, 2, generator=g)))
     assert verts.shape == (b, model.num_vertices, 3) and torch.isfinite(verts).all()
 
 

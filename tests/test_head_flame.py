@@ -15,6 +15,7 @@ from format_fixtures import FIXTURES
 
 from agora_core.errors import AgoraError
 from agora_core.head import (
+    FlameParams,
     HeadModel,
     flame_assets_from_pickle,
     load_flame_pickle,
@@ -206,7 +207,7 @@ def test_head_model_matches_smplx_flame(tmp_path, fixture_assets):
     pose = 0.3 * torch.randn(b, 15, generator=g)
     glob, neck, jaw, eyes = pose[:, :3], pose[:, 3:6], pose[:, 6:9], pose[:, 9:]
     with torch.no_grad():
-        ours = model(shape, expr, jaw, neck, eyes, None, glob)
+        ours = model(FlameParams(shape=shape, expression=expr, jaw=jaw, neck=neck, eyes=eyes), glob)
         theirs = ref(betas=shape, expression=expr, global_orient=glob, neck_pose=neck, jaw_pose=jaw,
                      leye_pose=eyes[:, :3], reye_pose=eyes[:, 3:]).vertices
     # same float32 maths in the same order (smplx.lbs.lbs); 1e-5 leaves room for reductions
@@ -218,17 +219,17 @@ def test_head_model_padding_eyelids_and_helpers(fixture_assets):
     eyelid = np.zeros((120, 3, 2))
     eyelid[7, 1, 0] = 0.5
     model = HeadModel(assets.replace(eyelid_dirs=eyelid))
-    params = model.zeros_like_params(2)
-    assert params["shape"].shape == (2, 300) and params["eyes"].shape == (2, 6)
+    params = model.zero_params(2)
+    assert params.shape.shape == (2, 300) and params.eyes.shape == (2, 6)
     neutral = model.neutral(2)
     torch.testing.assert_close(neutral[0], torch.as_tensor(assets.v_template, dtype=torch.float32))
-    few = dict(params, shape=torch.zeros(2, 10), expr=torch.zeros(2, 5))
-    torch.testing.assert_close(model(**few), neutral)
-    lids = dict(params, eyelids=torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
-    delta = model(**lids) - neutral
+    few = params.replace(shape=torch.zeros(2, 10), expression=torch.zeros(2, 5))
+    torch.testing.assert_close(model(few), neutral)
+    lids = params.replace(eyelids=torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    delta = model(lids) - neutral
     assert torch.allclose(delta[0, 7], torch.tensor([0.0, 0.5, 0.0]), atol=1e-6)
     assert delta.abs().sum() - delta[0, 7].abs().sum() < 1e-5
-    _, joints = model.forward_with_joints(**params)
+    _, joints = model.forward_with_joints(params)
     assert joints.shape == (2, 5, 3)
 
 

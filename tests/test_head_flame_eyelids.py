@@ -32,9 +32,9 @@ def _write_smirk_eyelids(folder: Path, dirs: np.ndarray) -> Path:
 
 def _lid_delta(head, lids: list[float]) -> torch.Tensor:
     """Vertices [V,3] with eyelid coefficients `lids` minus the neutral head (everything else zero)."""
-    params = head.zeros_like_params(1)
+    params = head.zero_params(1)
     with torch.no_grad():
-        return head(**dict(params, eyelids=torch.tensor([lids]))) - head(**params)
+        return head(params.replace(eyelids=torch.tensor([lids]))) - head(params)
 
 
 @pytest.fixture(scope="module")

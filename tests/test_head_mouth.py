@@ -207,9 +207,9 @@ def test_mouth_blendshapes_copied_from_lips(head, mouth):
 
 def test_jaw_moves_lower_teeth_only(mouth):
     model = HeadModel(mouth)
-    p = model.zeros_like_params(1)
-    neutral = model(**p)
-    opened = model(**dict(p, jaw=torch.tensor([[0.3, 0.0, 0.0]])))
+    p = model.zero_params(1)
+    neutral = model(p)
+    opened = model(p.replace(jaw=torch.tensor([[0.3, 0.0, 0.0]])))
     d = (opened - neutral)[0].norm(dim=1)
     assert d[torch.as_tensor(mouth.extras["upper_teeth"])].max() < 1e-6
     assert d[torch.as_tensor(mouth.extras["lower_teeth"])].min() > 1e-3

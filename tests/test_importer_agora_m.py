@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from agora_core.head import FlameParams
 from agora_core.errors import AgoraError
 from agora_core.render.cameras import deca_mapping_label
 from official_fixtures import OFFICIAL, QUAT_TOL, TOL, rel
@@ -40,7 +41,7 @@ def test_imported_agora_m_reproduces_the_authors_reference(official, official_ag
     base = case["base_gaussians_physical"]
     assert rel(avatar.neutral.means, base["xyz"]) < TOL and rel(avatar.neutral.quats, base["rotation"]) < QUAT_TOL
     f = inp["flame_55"]
-    c = avatar.coefficients(f[:, :50], f[:, 50:53], f[:, 53:])
+    c = avatar.coefficients(FlameParams(expression=f[:, :50], jaw=f[:, 50:53], eyelids=f[:, 53:]))
     assert rel(torch.cat([c[g] for g in ("xyz", "scale", "rotation", "opacity")], 1), case["mlp_output_coefficients"]) < TOL
     out = avatar.blend(c)
     blended, ri = case["blended_physical"], case["rasterizer_inputs"]

@@ -16,6 +16,7 @@ import sys
 import pytest
 import torch
 
+from agora_core.head import FlameParams
 from agora_core.errors import AgoraError
 from agora_core.head import HeadModel
 from agora_core.importer import (
@@ -50,7 +51,8 @@ def test_forward_reproduces_the_authors_reference(official, official_io, index):
     cache = G.identity(None, None, shape, ws=ws, noise_mode="const")
     assert rel(cache.tap_features, case["features_at_res"]) < TOL
     assert rel(cache.tap_skip_image, case["img_at_res"]) < TOL
-    vertices, joints = G.head.forward_with_joints(shape, expr, jaw, torch.zeros(1, 3), torch.zeros(1, 6), eyelids)
+    flame = FlameParams(shape=shape, expression=expr, jaw=jaw, eyelids=eyelids)
+    vertices, joints = G.head.forward_with_joints(flame)
     assert rel(vertices, case["flame_vertices_posed"]) < TOL
     if "condition_map" in case:
         from agora_core.models.shape_conditioning import shape_displacement
@@ -58,7 +60,7 @@ def test_forward_reproduces_the_authors_reference(official, official_io, index):
         assert rel(G.uv_position_map(shape_displacement(G.head, shape)), case["condition_map"]) < TOL
         # our cached planes hold the position channels after the 1×1 position conv
         assert rel(cache.planes[:, 3:], case["identity_planes_raw"][:, 3:]) < TOL
-    out = G.animate(cache, expr, jaw, eyelids, noise_mode="const").gaussians
+    out = G.animate(cache, flame, noise_mode="const").gaussians
     ri = case["rasterizer_inputs"]
     assert rel(out.means, ri["means"]) < TOL
     assert rel(out.log_scales.exp(), ri["scales"]) < TOL
@@ -72,7 +74,7 @@ def test_forward_reproduces_the_authors_reference(official, official_io, index):
     per_gaussian = dataclasses.replace(G.config, quaternion_norm="per_gaussian")
     G2 = AgoraGenerator(per_gaussian, G.head)
     G2.load_state_dict(G.state_dict())
-    q = G2.eval().animate(cache, expr, jaw, eyelids, noise_mode="const").gaussians.quats
+    q = G2.eval().animate(cache, flame, noise_mode="const").gaussians.quats
     assert rel(q, pre["ROTATION"]) < QUAT_TOL
     cam = deca_camera(inp["c"], joints[:, 0])
     assert rel(cam.world2cam(), ri["viewmats"][:, 0]) < TOL
@@ -88,7 +90,7 @@ def test_deformation_planes_match_before_sampling(official, official_io):
     from agora_core.models.deformation_branch import expression_condition
     from agora_core.models.lifting import sample_uv_attributes
 
-    e = expression_condition(expr, jaw, eyelids, G.config.expr_cond_dim)
+    e = expression_condition(FlameParams(expression=expr, jaw=jaw, eyelids=eyelids), G.config.expr_cond_dim)
     assert torch.equal(e, case["deform_code"])  # a concatenation of the inputs: exact
     planes = G.deformation_branch(cache.tap_features, cache.ws, e, "const", skip_image=cache.tap_skip_image,
                                   plane_mask=G.head.uv_residual_mask)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agora_core.head import FlameParams
 from agora_core.errors import AgoraError
 from agora_core.render.cameras import deca_camera
 from official_fixtures import TOL, flame2020_dataset, rel
@@ -55,11 +56,11 @@ def test_onnx_export_of_an_imported_run_matches_its_animate(imported_run, tmp_pa
     # the graph's module is animate after FLAME: the same Gaussians as the full model (same arithmetic)
     avatar = load_avatar_source(imported_run, seed=0)
     g = avatar.generator
-    expression, jaw, eyelids = neutral_flame(g)
-    expression[0, :3], jaw[0, 0], eyelids[0] = torch.tensor([1.0, -0.5, 0.3]), 0.2, 0.4
+    frame = neutral_flame(g)
+    frame.expression[0, :3], frame.jaw[0, 0], frame.eyelids[0] = torch.tensor([1.0, -0.5, 0.3]), 0.2, 0.4
     with torch.no_grad():
-        ours = DeformationLifting(g)(*frame_inputs(g, avatar.cache, expression, jaw, eyelids).as_tuple())
-        full = g.animate(avatar.cache, expression, jaw, eyelids, noise_mode="const").gaussians
+        ours = DeformationLifting(g)(*frame_inputs(g, avatar.cache, frame).as_tuple())
+        full = g.animate(avatar.cache, frame, noise_mode="const").gaussians
     for got, want in zip(ours, (full.means, full.log_scales, full.quats, full.opacities)):
         assert rel(got, want) < TOL
 
@@ -187,9 +188,9 @@ def test_reenact_drives_an_imported_run_with_their_camera_convention(imported_ru
     head, n = model.generator.head, 3
     zeros = lambda k: torch.zeros(n, k)  # noqa: E731
     pose = torch.tensor([[0.0, -0.2, 0.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.0]])
-    flame = {"expression": zeros(50), "jaw": zeros(3), "neck": zeros(3), "eyes": zeros(6), "eyelids": zeros(2)}
+    flame = FlameParams(expression=zeros(50), jaw=zeros(3), neck=zeros(3), eyes=zeros(6), eyelids=zeros(2))
     cams = model.cameras(torch.zeros(1, 300), pose, flame)
-    _, joints = head.forward_with_joints(zeros(300), zeros(50), zeros(3), zeros(3), zeros(6), zeros(2))
+    _, joints = head.forward_with_joints(flame.replace(shape=zeros(300)))
     expected = deca_camera(torch.cat([pose, model.framing[3:].expand(n, 3)], 1), joints[:, 0])
     assert rel(cams.cam2world, expected.cam2world) < TOL and rel(cams.intrinsics, expected.intrinsics) < TOL
     assert rel(cams.intrinsics[:, 0, 0], torch.full((n,), 0.5 * 8 * 2.28)) < TOL  # s = 8 framing

@@ -57,7 +57,7 @@ def _render_view(avatar_path, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     avatar = AvatarFile.load(avatar_path)
     G = build_avatar_generator(avatar, avatar_path)
     view = target_from_dataset(demo_dataset(), [index], G.head, RES)
-    flame = dict(view.flame, shape=avatar.shape)
+    flame = view.flame.replace(shape=avatar.shape)
     return render_frames(G, broadcast_w(avatar.w, G.num_ws), flame, Camera.from_label(view.cameras), RES), view.images
 
 
@@ -91,8 +91,8 @@ def test_avatar_file_holds_tensors_and_plain_types(one_shot, few_shot):
     # few-shot tuned the FLAME parameters (shared β, per-frame ψ, θ), one-shot kept the estimates
     few, one = AvatarFile.load(few_shot.avatar), AvatarFile.load(one_shot.avatar)
     truth = target_from_dataset(demo_dataset(), [0, 1, 2], build_avatar_generator(one, one_shot.avatar).head, RES)
-    assert not torch.equal(few.frames["expression"], truth.flame["expression"])
-    torch.testing.assert_close(one.frames["expression"], truth.flame["expression"][:1])
+    assert not torch.equal(few.frames["expression"], truth.flame.expression)
+    torch.testing.assert_close(one.frames["expression"], truth.flame.expression[:1])
     # sidecars: loss curves per stage, preview PNG
     import json
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from agora_core.head import FlameParams
 from agora_core.face.camera import camera_from_head_pose
 from agora_core.face.smirk import SmirkEncoder, load_smirk_encoder
 from agora_core.metrics.tracking import (
@@ -83,8 +84,8 @@ def test_rmse_equals_the_rms_of_known_noise_and_failed_fits_are_counted_not_used
 
 def test_tracking_targets_pad_expression_to_fifty_and_keep_the_heads_shape():
     labels = _labels(torch.zeros(2, 3))
-    flame = {"shape": torch.randn(2, 60), "expression": torch.randn(2, 20), "jaw": torch.zeros(2, 3),
-             "neck": torch.zeros(2, 3), "eyelids": torch.rand(2, 2)}
+    flame = FlameParams(shape=torch.randn(2, 60), expression=torch.randn(2, 20), jaw=torch.zeros(2, 3),
+                        neck=torch.zeros(2, 3), eyelids=torch.rand(2, 2))
     t = tracking_targets(labels, flame)
     assert t["expression"].shape == (2, 50) and (t["expression"][:, 20:] == 0).all()
     assert t["shape"].shape == (2, 60)

@@ -59,7 +59,7 @@ def test_full_rank_basis_reproduces_agora_exactly(generator):
     out = avatar.blend(basis.project(rows.residuals))
     t = src.sampler.tuples(0, 8)
     cache = identity_of(generator, src, 0)
-    posed = generator.animate(cache, t.expression, t.jaw, t.eyelids, noise_mode="const").gaussians
+    posed = generator.animate(cache, t.flame, noise_mode="const").gaussians
     for name in ("means", "log_scales", "quats", "opacities"):
         torch.testing.assert_close(getattr(out, name), getattr(posed, name), atol=ATOL, rtol=0)
     torch.testing.assert_close(out.sh, posed.sh, atol=0, rtol=0)  # colour is not animated
@@ -78,7 +78,7 @@ def test_agora_m_renders_close_to_agora_and_improves_with_k(generator):
     rows = held.chunk(0, 8)  # one held-out identity, 8 expressions
     cache = identity_of(generator, held, 0)
     t = held.sampler.tuples(0, 8)
-    posed = generator.animate(cache, t.expression, t.jaw, t.eyelids, noise_mode="const").gaussians
+    posed = generator.animate(cache, t.flame, noise_mode="const").gaussians
     reference, _ = rasterize(posed, camera, 64, 64, background=1.0)
     scores = {}
     for k in (1, 4, 16, 48):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from test_mobile_tinyhead import single_thread, tiny_generator  # noqa: F401  (fixture)
 
+from agora_core.head import FlameParams
 from agora_core.errors import AgoraError
 from agora_core.mobile import CoefficientMLP, ExtractConfig, FitConfig, extract_basis, fit_coefficient_mlp, fit_mlp
 from agora_core.mobile.regressor_fit import fit_paths, load_regressor_data
@@ -98,7 +99,7 @@ def test_avatar_animates_with_the_regressor(generator, basis, fitted):
     cache = generator.identity(torch.randn(1, 8), torch.zeros(1, 25), torch.zeros(1, 4), 0.7, noise_mode="const")
     avatar = BlendshapeAvatar.from_generator(generator, cache, basis, model)
     with torch.no_grad():
-        out = avatar.animate(torch.randn(3, 6), torch.zeros(3, 3), torch.zeros(3, 2))
+        out = avatar.animate(FlameParams(expression=torch.randn(3, 6), jaw=torch.zeros(3, 3), eyelids=torch.zeros(3, 2)))
     assert out.batch_size == 3 and out.num_gaussians == generator.num_gaussians
     torch.testing.assert_close(out.quats.norm(dim=-1), torch.ones(3, generator.num_gaussians), atol=1e-6, rtol=0)
     assert out.opacities.min() >= 0 and out.opacities.max() <= 1

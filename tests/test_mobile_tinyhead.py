@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from agora_core.head import FlameParams
 from agora_core.head import FlameAssets, HeadModel
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.models.generator_config import GeneratorConfig
@@ -72,8 +73,8 @@ def tiny_generator(head: HeadModel | None = None, seed: int = 0, **changes) -> A
 def test_tiny_head_drives_the_generator():
     g = tiny_generator()
     cache = g.identity(torch.randn(2, 8), torch.zeros(2, 25), torch.zeros(2, 4), noise_mode="const")
-    out = g.animate(cache, torch.randn(2, 6), torch.tensor([[0.2, 0, 0]] * 2), torch.zeros(2, 2),
-                    noise_mode="const")
+    frames = FlameParams(expression=torch.randn(2, 6), jaw=torch.tensor([[0.2, 0, 0]] * 2), eyelids=torch.zeros(2, 2))
+    out = g.animate(cache, frames, noise_mode="const")
     assert out.gaussians.num_gaussians == g.num_gaussians > 50
     assert torch.isfinite(out.gaussians.means).all()
 

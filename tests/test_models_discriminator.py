@@ -12,7 +12,7 @@ import pytest
 import torch
 from sphere_head import sphere_head_assets
 
-from agora_core.head import HeadModel, interpolate, sample_uv_grid
+from agora_core.head import FlameParams, HeadModel, interpolate, sample_uv_grid
 from agora_core.models import AgoraDiscriminator, DiscriminatorConfig, dual_discrimination_cue
 from agora_core.models.dual_discrimination import mesh_splats, splat_shapes, uv_colours
 from agora_core.render import orbit_cameras, rasterize
@@ -34,10 +34,10 @@ def front_cameras(b: int):
     return orbit_cameras(torch.zeros(b), torch.zeros(b), radius=1.0)
 
 
-def flame(b: int, jaw: float = 0.0, expr: float = 0.0) -> dict:
+def flame(b: int, jaw: float = 0.0, expr: float = 0.0) -> FlameParams:
     g = torch.Generator().manual_seed(3)
-    return {"shape": torch.randn(b, 4, generator=g), "expression": expr * torch.randn(b, 6, generator=g),
-            "jaw": torch.tensor([[jaw, 0.0, 0.0]]).repeat(b, 1), "eyelids": None}
+    return FlameParams(shape=torch.randn(b, 4, generator=g), expression=expr * torch.randn(b, 6, generator=g),
+                       jaw=torch.tensor([[jaw, 0.0, 0.0]]).repeat(b, 1))
 
 
 # ----------------------------------------------------------------------------- discriminator

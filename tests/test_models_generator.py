@@ -17,6 +17,7 @@ import torch
 from agora_core.errors import AgoraError
 from agora_core.gaussians import log_scale, position_offset, rotation
 from agora_core.head import (
+    FlameParams,
     FlameAssets,
     HeadModel,
     add_mouth_interior,
@@ -74,12 +75,12 @@ def make_generator(head, **changes) -> AgoraGenerator:
     return AgoraGenerator(dataclasses.replace(TINY, **changes), head)
 
 
-def flame_batch(b: int, expr_scale: float = 1.0, jaw_open: float = 0.2, shape_scale: float = 1.0) -> dict:
+def flame_batch(b: int, expr_scale: float = 1.0, jaw_open: float = 0.2, shape_scale: float = 1.0) -> FlameParams:
     g = torch.Generator().manual_seed(1)
-    return {"shape": shape_scale * torch.randn(b, 4, generator=g),
-            "expression": expr_scale * torch.randn(b, 8, generator=g),
-            "jaw": torch.tensor([[jaw_open, 0.0, 0.0]]).repeat(b, 1), "eyelids": torch.rand(b, 2, generator=g),
-            "neck": torch.zeros(b, 3), "eyes": torch.zeros(b, 6)}
+    return FlameParams(shape=shape_scale * torch.randn(b, 4, generator=g),
+                       expression=expr_scale * torch.randn(b, 8, generator=g),
+                       jaw=torch.tensor([[jaw_open, 0.0, 0.0]]).repeat(b, 1), eyelids=torch.rand(b, 2, generator=g),
+                       neck=torch.zeros(b, 3), eyes=torch.zeros(b, 6))
 
 
 def latents(g: AgoraGenerator, b: int):
@@ -143,9 +144,10 @@ def test_opacity_beta_loss_values():
 
 
 def test_expression_condition_pads_and_orders():
-    e = expression_condition(torch.ones(2, 3), torch.full((2, 3), 2.0), None, expr_dim=5)
+    e = expression_condition(FlameParams(expression=torch.ones(2, 3), jaw=torch.full((2, 3), 2.0)), expr_dim=5)
     assert e.tolist()[0] == [1, 1, 1, 0, 0, 2, 2, 2, 0, 0]
-    assert expression_condition(torch.ones(1, 60), torch.zeros(1, 3), torch.ones(1, 2), 50).shape == (1, 55)
+    flame = FlameParams(expression=torch.ones(1, 60), jaw=torch.zeros(1, 3), eyelids=torch.ones(1, 2))
+    assert expression_condition(flame, 50).shape == (1, 55)
 
 
 # ----------------------------------------------------------------------------- eq. 6
@@ -207,11 +209,10 @@ def test_shapes_and_identity_animate_split(head):
     assert gs.means.shape == (2, m, 3) and gs.sh.shape == (2, m, 4, 3) and gs.opacities.shape == (2, m)
     assert set(out.regularizers) == {"position", "scale", "deform_position", "deform_scale", "opacity_beta"}
     assert all(r.ndim == 0 and torch.isfinite(r) for r in out.regularizers.values())
-    cache = g.identity(z, c, flame["shape"], noise_mode="const")
+    cache = g.identity(z, c, flame.shape, noise_mode="const")
     assert cache.planes.shape == (2, 23, 16, 16) and cache.raw_main.shape == (2, m, 23)
     assert cache.tap_features.shape == (2, 16, 8, 8) and cache.tap_skip_image.shape == (2, 23, 8, 8)
-    again = g.animate(cache, flame["expression"], flame["jaw"], flame["eyelids"], flame["neck"], flame["eyes"],
-                      noise_mode="const")
+    again = g.animate(cache, flame, noise_mode="const")
     for name in ("means", "log_scales", "quats", "sh", "opacities"):
         torch.testing.assert_close(getattr(again.gaussians, name), getattr(gs, name), atol=ATOL, rtol=0)
     assert g.num_ws == 6 and g.deformation_branch.num_ws == 3
@@ -221,7 +222,7 @@ def test_animate_never_runs_the_identity_branch(head, monkeypatch):
     g = make_generator(head)
     z, c, _ = latents(g, 1)
     flame = flame_batch(3)
-    cache = g.identity(z, c, flame["shape"][:1])
+    cache = g.identity(z, c, flame.shape[:1])
 
     def boom(*args, **kwargs):
         raise AssertionError("identity branch called from animate()")
@@ -229,7 +230,7 @@ def test_animate_never_runs_the_identity_branch(head, monkeypatch):
     for module, name in ((g.synthesis, "forward"), (g.synthesis, "forward_with_tap"), (g.mapping_network, "forward")):
         monkeypatch.setattr(module, name, boom)
     monkeypatch.setattr("agora_core.models.agora_generator.shape_displacement", boom)
-    out = g.animate(cache, flame["expression"], flame["jaw"])  # one avatar, three frames
+    out = g.animate(cache, FlameParams(expression=flame.expression, jaw=flame.jaw))  # one avatar, three frames
     assert out.gaussians.batch_size == 3
 
 
@@ -237,11 +238,11 @@ def test_zero_residuals_give_the_pure_mesh_lifting(head, monkeypatch):
     g = make_generator(head)
     z, c, _ = latents(g, 2)
     flame = flame_batch(2)
-    cache = g.identity(z, c, flame["shape"])
+    cache = g.identity(z, c, flame.shape)
     monkeypatch.setattr(g.deformation_branch, "forward",
                         lambda f, ws, e, noise_mode="random": torch.zeros(f.shape[0], 9, 16, 16))
-    out = g.animate(cache, flame["expression"], flame["jaw"], flame["eyelids"])
-    mesh = head(flame["shape"], flame["expression"], flame["jaw"], flame["neck"], flame["eyes"], flame["eyelids"])
+    out = g.animate(cache, flame.replace(neck=None, eyes=None))
+    mesh = head(flame)
     points = interpolate(mesh, head.faces, g.samples)
     ref = canonical_gaussians(cache.raw_main, points, g.config)
     sl = main_channel_slices(g.config.sh_degree)
@@ -257,9 +258,9 @@ def test_residuals_only_inside_the_facial_mask(head):
     g = make_generator(head)
     z, c, _ = latents(g, 2)
     flame = flame_batch(2)
-    cache = g.identity(z, c, flame["shape"], noise_mode="const")
-    out = g.animate(cache, flame["expression"], flame["jaw"], noise_mode="const").gaussians
-    mesh = head(flame["shape"], flame["expression"], flame["jaw"], flame["neck"], flame["eyes"])
+    cache = g.identity(z, c, flame.shape, noise_mode="const")
+    out = g.animate(cache, flame.replace(eyelids=None), noise_mode="const").gaussians
+    mesh = head(flame.replace(eyelids=None))
     base = canonical_gaussians(cache.raw_main, interpolate(mesh, head.faces, g.samples), g.config)
     inside = g.residual_mask.bool()
     assert 0 < inside.sum() < len(inside)

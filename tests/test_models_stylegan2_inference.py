@@ -14,6 +14,7 @@ import pytest
 import torch
 from tolerances import assert_within, rounding_tol
 
+from agora_core.head import FlameParams
 from agora_core.models import SynthesisLayer, SynthesisNetwork, SynthesisTail, ToOutput
 from agora_core.models import stylegan2_inference
 
@@ -122,12 +123,12 @@ def test_generator_animate_in_inference_mode_matches(layout):
         torch.nn.init.normal_(g.deformation_branch.position_head.weight, std=0.3)
     with torch.no_grad():
         cache = g.identity(torch.randn(2, 16), torch.zeros(2, 25), 0.5 * torch.randn(2, 4), noise_mode="const")
-    expr, jaw, eyelids = torch.randn(2, 8), 0.1 * torch.randn(2, 3), torch.rand(2, 2)
+    frames = FlameParams(expression=torch.randn(2, 8), jaw=0.1 * torch.randn(2, 3), eyelids=torch.rand(2, 2))
     with torch.no_grad():
-        ref = g.animate(cache, expr, jaw, eyelids, noise_mode="const").gaussians
+        ref = g.animate(cache, frames, noise_mode="const").gaussians
     with torch.inference_mode():
-        fast = g.animate(cache, expr, jaw, eyelids, noise_mode="const").gaussians
-        half = g.animate(cache, expr, jaw, eyelids, noise_mode="const", deform_dtype=torch.bfloat16).gaussians
+        fast = g.animate(cache, frames, noise_mode="const").gaussians
+        half = g.animate(cache, frames, noise_mode="const", deform_dtype=torch.bfloat16).gaussians
     for name in ("means", "log_scales", "quats", "opacities"):
         a, b, c = getattr(ref, name), getattr(fast, name), getattr(half, name)
         assert c.dtype == a.dtype
@@ -138,4 +139,4 @@ def test_generator_animate_in_inference_mode_matches(layout):
         assert (c - a).abs().max() < 0.05 * (a.abs().max() + 1), name
     with pytest.raises(AssertionError, match="inference only"):
         with torch.no_grad():
-            g.animate(cache, expr, jaw, eyelids, noise_mode="const", deform_dtype=torch.bfloat16)
+            g.animate(cache, frames, noise_mode="const", deform_dtype=torch.bfloat16)

@@ -49,7 +49,7 @@ def test_vhap_and_gaussian_avatars_flame_param(tmp_path):
                          ("eyes", "eyes_pose")):
         np.testing.assert_array_equal(getattr(seq, ours), arrays[theirs])
     assert not seq.eyelids.any() and seq.fps == 25.0 and seq.camera is None
-    np.testing.assert_array_equal(seq.flame()["eyes"].numpy(), arrays["eyes_pose"])  # the eyes drive the avatar
+    np.testing.assert_array_equal(seq.flame().eyes.numpy(), arrays["eyes_pose"])  # the eyes drive the avatar
 
 
 def test_vhap_per_frame_export_folder_in_natural_order(tmp_path):

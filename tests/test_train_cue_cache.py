@@ -75,7 +75,7 @@ def test_real_batch_rows_match_the_condition_rows(data: Path):
     assert rows.tolist() == [2, 10, 15]
     c, flame = conditions.take(rows)
     assert torch.equal(c, batch["camera"])
-    for key, value in flame.items():
+    for key, value in flame.as_dict().items():
         assert torch.equal(value, batch[key].float()), key
 
 

@@ -19,8 +19,8 @@ def conditions(tmp_path_factory) -> ConditionSampler:
 
 
 def test_rows_are_the_widest_jaw_then_the_largest_expressions(conditions: ConditionSampler):
-    jaw = conditions.flame["jaw"][:8, 0]
-    norms = conditions.flame["expression"][:8].norm(dim=1)
+    jaw = conditions.flame.jaw[:8, 0]
+    norms = conditions.flame.expression[:8].norm(dim=1)
     rows = expression_rows(conditions, 5).tolist()
     assert rows[0] == int(jaw.argmax())
     rest = [i for i in norms.argsort(descending=True).tolist() if i != rows[0]]
@@ -34,11 +34,11 @@ def test_grid_inputs_neutral_row_identities_along_columns(conditions: ConditionS
     rows, cols = 4, 3
     grid = sample_grid_inputs(conditions, 16, rows, cols, seed=5)
     chosen = expression_rows(conditions, rows)
-    flame = {k: v.reshape(rows, cols, -1) for k, v in grid.flame.items()}
+    flame = {k: v.reshape(rows, cols, -1) for k, v in grid.flame.as_dict().items()}
     for key in ("expression", "jaw", "eyelids", "eyes"):
         assert not flame[key][0].any(), key  # row 0 neutral
         for r in range(1, rows):  # row r: item chosen[r - 1] in every column
-            assert torch.equal(flame[key][r], conditions.flame[key][chosen[r - 1]].expand(cols, -1)), (key, r)
+            assert torch.equal(flame[key][r], getattr(conditions.flame, key)[chosen[r - 1]].expand(cols, -1)), (key, r)
     assert not flame["neck"].any()
     z = grid.z.reshape(rows, cols, -1)
     for r in range(1, rows):  # identity (z, shape) holds down each column
@@ -46,4 +46,4 @@ def test_grid_inputs_neutral_row_identities_along_columns(conditions: ConditionS
     assert not torch.equal(z[0, 0], z[0, 1])
     assert torch.equal(grid.c, grid.c[:1].expand(rows * cols, 25))  # one (frontal) camera
     again = sample_grid_inputs(conditions, 16, rows, cols, seed=5)
-    assert torch.equal(again.z, grid.z) and all(torch.equal(again.flame[k], grid.flame[k]) for k in grid.flame)
+    assert torch.equal(again.z, grid.z) and all(torch.equal(a, b) for a, b in zip(again.flame.as_dict().values(), grid.flame.as_dict().values()))

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from agora_core.bench.timing import PathMemory, Timing, time_interleaved
 from agora_core.gaussians import GaussianSet
+from agora_core.head import FlameParams
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 from agora_core.render import Camera, rasterize
@@ -86,13 +87,12 @@ def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def driving_sequence(num_expr: int, n: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """n frames of (expression [n, E], jaw [n, 3], eyelids [n, 2]) as the synthetic data samples them."""
+def driving_sequence(num_expr: int, n: int, seed: int, device: torch.device) -> FlameParams:
+    """n frames of expression [n, E], jaw and eyelids as the synthetic data samples them (neck and eyes zero)."""
     from agora_core.data.synthetic import sample_flame
 
     s = sample_flame(np.random.default_rng([seed, 7]), n, 1, num_expr)
-    f32 = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-    return f32(s.expression), f32(s.jaw), f32(s.eyelids)
+    return FlameParams(expression=s.expression, jaw=s.jaw, eyelids=s.eyelids).to(device)
 
 
 def state_bytes(generator: AgoraGenerator, cache: IdentityCache, avatar: BlendshapeAvatar) -> dict[str, int]:
@@ -114,17 +114,17 @@ def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avata
     assert config.resolution is not None, "resolve BenchConfig.resolution first (run_bench does)"
     res = config.resolution
     camera = camera.to(device)
-    expression, jaw, eyelids = driving_sequence(generator.head.num_expr, DRIVING_FRAMES, config.seed, device)
+    driving = driving_sequence(generator.head.num_expr, DRIVING_FRAMES, config.seed, device)
 
     def render(g: GaussianSet) -> Tensor:
         return rasterize(g, camera, res, res, background=1.0)[0]
 
     paths = {
-        "agora": lambda e, j, l: render(generator.animate(cache, e, j, l, noise_mode="const").gaussians),
-        "agora_m": lambda e, j, l: render(avatar.animate(e, j, l)),
+        "agora": lambda f: render(generator.animate(cache, f, noise_mode="const").gaussians),
+        "agora_m": lambda f: render(avatar.animate(f)),
         "render": None,  # filled per batch size: the neutral, expanded
-        "agora_animate": lambda e, j, l: generator.animate(cache, e, j, l, noise_mode="const").gaussians.means,
-        "agora_m_blend": lambda e, j, l: avatar.animate(e, j, l).means,
+        "agora_animate": lambda f: generator.animate(cache, f, noise_mode="const").gaussians.means,
+        "agora_m_blend": lambda f: avatar.animate(f).means,
     }
     if not config.breakdown:
         paths = {k: v for k, v in paths.items() if k in ("agora", "agora_m", "render")}
@@ -135,9 +135,9 @@ def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avata
         batches = []
         for i in range(config.warmup + calls):
             idx = (torch.arange(b, device=device) + i * b) % DRIVING_FRAMES
-            batches.append((expression[idx], jaw[idx], eyelids[idx]))
+            batches.append(driving[idx])
         neutral_b = avatar.neutral.map(lambda t: t.expand(b, *t.shape[1:]))
-        steps = {name: (lambda i: render(neutral_b)) if name == "render" else (lambda i, fn=fn: fn(*batches[i]))
+        steps = {name: (lambda i: render(neutral_b)) if name == "render" else (lambda i, fn=fn: fn(batches[i]))
                  for name, fn in paths.items()}
         for name, (timing, memory) in time_interleaved(steps, calls, config.warmup, device, b).items():
             rows.append(_row(name, timing, memory, state[name]))

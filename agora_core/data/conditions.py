@@ -14,6 +14,7 @@ from torch import Tensor
 
 from agora_core.data.format import FLAME_KEYS, DatasetIndex
 from agora_core.data.torch_dataset import mirror_camera_label
+from agora_core.head.flame_params import FlameParams
 
 
 class ConditionSampler:
@@ -30,7 +31,7 @@ class ConditionSampler:
             flame = {k: np.concatenate([flame[k], index.mirrored_flame[k]], axis=0) for k in FLAME_KEYS}
         self.num_images = len(index)  # rows [0, num_images) are unflipped, the rest their flips
         self.cameras = torch.from_numpy(np.ascontiguousarray(cameras, dtype=np.float32))
-        self.flame = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in flame.items()}
+        self.flame = FlameParams.from_dict({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in flame.items()})
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -44,9 +45,9 @@ class ConditionSampler:
         """The rows [B] of a `HeadImageDataset` batch (its ``index`` and ``flipped``)."""
         return batch["index"].long() + batch["flipped"].long() * self.num_images
 
-    def take(self, idx: Tensor, device: torch.device | str = "cpu") -> tuple[Tensor, dict[str, Tensor]]:
-        """The items at `idx` [n] (no randomness)."""
-        return self.cameras[idx].to(device), {k: v[idx].to(device) for k, v in self.flame.items()}
+    def take(self, idx: Tensor, device: torch.device | str = "cpu") -> tuple[Tensor, FlameParams]:
+        """The items at `idx` [n] (no randomness): camera labels [n, 25] and their FLAME parameters."""
+        return self.cameras[idx].to(device), self.flame[idx].to(device)
 
     def state(self) -> Tensor:
         return self.generator.get_state()

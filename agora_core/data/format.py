@@ -27,11 +27,11 @@ import numpy as np
 
 from agora_core.errors import ARCHIVE_ERRORS, AgoraError, check_finite, file_error
 from agora_core.gaussians.files import atomic_write_bytes
+from agora_core.head.flame_params import FIXED_DIMS as FLAME_FIXED_DIMS
+from agora_core.head.flame_params import FLAME_KEYS
 
 FORMAT_NAME = "agora-dataset"
 FORMAT_VERSION = 1
-FLAME_KEYS = ("shape", "expression", "jaw", "neck", "eyes", "eyelids")
-FLAME_FIXED_DIMS = {"jaw": 3, "neck": 3, "eyes": 6, "eyelids": 2}
 
 
 @dataclass

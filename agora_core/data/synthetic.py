@@ -12,7 +12,6 @@ files is refused before anything is written (`check_synthetic_output`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,7 +23,7 @@ from agora_core.data.format import DatasetHeader, DatasetRecord, read_run_state,
 from agora_core.errors import AgoraError, file_error
 from agora_core.gaussians import GaussianSet, rgb_to_sh0
 from agora_core.gaussians.files import atomic_write
-from agora_core.head import HeadModel, demo_head_model, interpolate, sample_uv_grid
+from agora_core.head import FlameParams, HeadModel, demo_head_model, interpolate, sample_uv_grid
 from agora_core.render import FLAME_CAMERA_RADIUS, Camera, orbit_cameras, rasterize
 from agora_core.render.images import to_uint8_hwc
 
@@ -41,26 +40,9 @@ def demo_head_with_mouth() -> HeadModel:
     return demo_head_model(mouth_interior=True)
 
 
-@dataclass
-class FlameSample:
-    """A batch of FLAME parameters (numpy), keys as in the dataset format."""
-
-    shape: np.ndarray  # [B, S]
-    expression: np.ndarray  # [B, E]
-    jaw: np.ndarray  # [B, 3]
-    neck: np.ndarray  # [B, 3]
-    eyes: np.ndarray  # [B, 6]
-    eyelids: np.ndarray  # [B, 2]
-
-    def as_dict(self, i: int) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k)[i] for k in ("shape", "expression", "jaw", "neck", "eyes", "eyelids")}
-
-    def torch(self) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(getattr(self, k), dtype=torch.float32) for k in ("shape", "expression", "jaw", "neck", "eyes", "eyelids")}
-
-
-def sample_flame(rng: np.random.Generator, n: int, num_shape: int, num_expr: int) -> FlameSample:
-    """FFHQ-like FLAME parameters: mostly mild expressions, a jaw that opens sometimes."""
+def sample_flame(rng: np.random.Generator, n: int, num_shape: int, num_expr: int) -> FlameParams:
+    """FFHQ-like FLAME parameters (float32, drawn in float64): mostly mild expressions, a jaw that
+    opens sometimes."""
     expression = np.zeros((n, num_expr))
     k = min(num_expr, NUM_EXPRESSION_SAMPLED)
     expression[:, :k] = rng.normal(scale=EXPRESSION_STD, size=(n, k))
@@ -75,14 +57,9 @@ def sample_flame(rng: np.random.Generator, n: int, num_shape: int, num_expr: int
     gaze = rng.normal(scale=0.08, size=(n, 2))
     eyes[:, [0, 3]] = gaze[:, :1]  # pitch, both eyes alike
     eyes[:, [1, 4]] = gaze[:, 1:]  # yaw
-    return FlameSample(
-        shape=rng.normal(size=(n, num_shape)),
-        expression=expression,
-        jaw=jaw,
-        neck=rng.normal(scale=0.05, size=(n, 3)),
-        eyes=eyes,
-        eyelids=eyelids,
-    )
+    arrays = {"shape": rng.normal(size=(n, num_shape)), "expression": expression, "jaw": jaw,
+              "neck": rng.normal(scale=0.05, size=(n, 3)), "eyes": eyes, "eyelids": eyelids}
+    return FlameParams.from_dict(arrays)
 
 
 def sample_cameras(rng: np.random.Generator, n: int) -> Camera:
@@ -112,9 +89,9 @@ class DemoHeadRenderer:
         return interpolate(per_vertex[None], self.head.faces, self.samples)[0]
 
     @torch.no_grad()
-    def gaussians(self, albedo: torch.Tensor, flame: dict[str, torch.Tensor]) -> GaussianSet:
-        """Surface splat of the posed head: albedo [B, M, 3], flame dict of [B, ...] -> GaussianSet."""
-        verts = self.head(flame["shape"], flame["expression"], flame["jaw"], flame["neck"], flame["eyes"], flame["eyelids"])
+    def gaussians(self, albedo: torch.Tensor, flame: FlameParams) -> GaussianSet:
+        """Surface splat of the posed head: albedo [B, M, 3], B heads -> GaussianSet."""
+        verts = self.head(flame)
         means = interpolate(verts, self.head.faces, self.samples)
         normals = torch.nn.functional.normalize(interpolate(vertex_normals(verts, self.head.faces), self.head.faces, self.samples), dim=-1)
         rgb = shade(albedo, normals)
@@ -129,7 +106,7 @@ class DemoHeadRenderer:
             opacities=torch.full((b, m), 0.98),
         )
 
-    def render(self, albedo: torch.Tensor, flame: dict[str, torch.Tensor], cameras: Camera, resolution: int) -> torch.Tensor:
+    def render(self, albedo: torch.Tensor, flame: FlameParams, cameras: Camera, resolution: int) -> torch.Tensor:
         """[B, 3, R, R] images in [0, 1] on white."""
         rgb, _ = rasterize(self.gaussians(albedo, flame), cameras, resolution, resolution, background=1.0)
         return rgb.clamp(0, 1)
@@ -184,8 +161,7 @@ def _make_synthetic_dataset(n: int, out: Path, resolution: int, seed: int, progr
             todo = [i for i in idx if not (out / files[i]).exists()]
             if todo:
                 albedo = torch.stack([renderer.albedo(identities[i]) for i in todo])
-                params = {k: v[todo] for k, v in flame.torch().items()}
-                images = renderer.render(albedo, params, cameras.select(torch.as_tensor(todo)), resolution)
+                images = renderer.render(albedo, flame[todo], cameras.select(torch.as_tensor(todo)), resolution)
                 for j, i in enumerate(todo):
                     path = out / files[i]
                     tmp = path.with_name(path.stem + ".tmp.png")
@@ -195,7 +171,7 @@ def _make_synthetic_dataset(n: int, out: Path, resolution: int, seed: int, progr
 
     labels = cameras.to_label().numpy()
     records = [
-        DatasetRecord(file=files[i], camera=labels[i], flame=flame.as_dict(i), source=f"synthetic:{seed}:{i}")
+        DatasetRecord(file=files[i], camera=labels[i], flame=flame.row_arrays(i), source=f"synthetic:{seed}:{i}")
         for i in range(n)
     ]
     header = DatasetHeader(head_model=head.model_id, resolution=resolution, source="synthetic", extra={"seed": seed, "n": n, "camera_radius": FLAME_CAMERA_RADIUS})

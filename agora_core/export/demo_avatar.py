@@ -24,7 +24,7 @@ from torch import Tensor
 
 from agora_core.export.web_bundle import NUM_PARAMS, PARAM_DIMS
 from agora_core.gaussians import GaussianSet, rgb_to_sh0, rotmat_to_quat
-from agora_core.head import HeadModel, add_mouth_interior, interpolate, sample_uv_grid
+from agora_core.head import FlameParams, HeadModel, add_mouth_interior, interpolate, sample_uv_grid
 from agora_core.head.demo_head import build_demo_head
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import CoefficientMLP
@@ -61,9 +61,7 @@ def _random_params(n: int, g: torch.Generator) -> Tensor:
 
 def sample_points(head: HeadModel, samples, params: Tensor) -> Tensor:
     """Posed demo-head points at the UV samples for parameter vectors [B, 55] -> [B, M, 3]."""
-    b = params.shape[0]
-    z = params.new_zeros
-    verts = head(z(b, head.num_shape), params[:, :50], params[:, 50:53], z(b, 3), z(b, 6), params[:, 53:55], None)
+    verts = head(FlameParams(expression=params[:, :50], jaw=params[:, 50:53], eyelids=params[:, 53:55]))
     return interpolate(verts, head.faces, samples)
 
 

@@ -22,6 +22,7 @@ from agora_core.export.sources import load_avatar_source
 from agora_core.export.web_bundle import write_web_bundle
 from agora_core.gaussians import GaussianSet, write_ply, write_splat
 from agora_core.gaussians.io_spz import write_spz
+from agora_core.head import FlameParams
 from agora_core.inference import imported_agora_m, is_imported_run
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import CoefficientMLP
@@ -52,7 +53,8 @@ def random_frame_inputs(generator, cache, seed: int) -> OnnxInputs:
     g = torch.Generator().manual_seed(seed)
     noisy = cache.map(lambda t: t + 0.1 * torch.randn(t.shape, generator=g) if t.is_floating_point() else t)
     expression = torch.randn(1, generator.head.num_expr, generator=g)
-    return frame_inputs(generator, noisy, expression, 0.1 * torch.randn(1, 3, generator=g), torch.rand(1, 2, generator=g))
+    jaw = 0.1 * torch.randn(1, 3, generator=g)
+    return frame_inputs(generator, noisy, FlameParams(expression=expression, jaw=jaw, eyelids=torch.rand(1, 2, generator=g)))
 
 
 def export_onnx(source: str | Path, out: str | Path, seed: int | None = None, truncation: float = 0.7,

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from agora_core.errors import AgoraError
+from agora_core.head import FlameParams
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.models.deformation_branch import expression_condition
 from agora_core.models.lifting import lift_gaussians
@@ -69,7 +70,7 @@ class DeformationLifting(nn.Module):
         """Animated Gaussian attributes (means, log_scales, quats, opacities), shapes as above."""
         cfg = self.config
         assert expression.shape[1] == cfg.expr_cond_dim, (expression.shape, cfg.expr_cond_dim)
-        e = expression_condition(expression, jaw, eyelids, cfg.expr_cond_dim)
+        e = expression_condition(FlameParams(expression=expression, jaw=jaw, eyelids=eyelids), cfg.expr_cond_dim)
         deform = self.generator.deformation_attributes(tap_features, ws, e, tap_skip_image, noise_mode="const")
         gaussians, _ = lift_gaussians(raw_main, mesh_points, deform, self.generator.residual_mask, cfg)
         return gaussians.means, gaussians.log_scales, gaussians.quats, gaussians.opacities
@@ -104,26 +105,20 @@ class OnnxInputs:
         return {n: getattr(self, n).detach().cpu().numpy().astype(np.float32) for n in self.names}
 
 
-def mesh_points_at_samples(generator: AgoraGenerator, shape: Tensor, expression: Tensor, jaw: Tensor,
-                           eyelids: Tensor | None) -> Tensor:
-    """Interpolate(M(β, ψ, θ), x_uv) (eq. 5) as `animate` computes it: [B, M, 3], global pose zero."""
-    b = expression.shape[0]
-    zeros = expression.new_zeros
-    mesh = generator.head(shape, expression, jaw, zeros(b, 3), zeros(b, 6), eyelids, None)
-    return generator.mesh_points(mesh)
+def mesh_points_at_samples(generator: AgoraGenerator, flame: FlameParams) -> Tensor:
+    """Interpolate(M(β, ψ, θ), x_uv) (eq. 5) as `animate` computes it: [B, M, 3], global pose zero.
+    The graph animates expression, jaw and eyelids only: neck and eyes are taken as zero."""
+    return generator.mesh_points(generator.head(flame.replace(neck=None, eyes=None)))
 
 
-def frame_inputs(generator: AgoraGenerator, cache: IdentityCache, expression: Tensor, jaw: Tensor,
-                 eyelids: Tensor) -> OnnxInputs:
-    """Inputs for one frame: cached identity (batch 1) + FLAME parameters [1, E'], [1, 3], [1, 2]."""
-    assert cache.batch_size == 1 and expression.shape[0] == 1, (cache.batch_size, expression.shape)
-    points = mesh_points_at_samples(generator, cache.shape, expression, jaw, eyelids)
-    n = generator.config.expr_cond_dim
-    expr = expression[:, :n] if expression.shape[1] >= n else torch.cat(
-        [expression, expression.new_zeros(1, n - expression.shape[1])], dim=1)
+def frame_inputs(generator: AgoraGenerator, cache: IdentityCache, flame: FlameParams) -> OnnxInputs:
+    """Inputs for one frame: cached identity (batch 1) + one frame's expression, jaw and eyelids."""
+    assert cache.batch_size == 1 and flame.batch_size == 1, (cache.batch_size, flame.batch_size)
+    points = mesh_points_at_samples(generator, flame.replace(shape=cache.shape))
+    expr = flame.padded(n_expr=generator.config.expr_cond_dim).expression
     skip = cache.tap_skip_image if generator.config.attribute_layout == "authors" else None
     return OnnxInputs(cache.tap_features, cache.ws, cache.raw_main, points.to(cache.raw_main.dtype),
-                      expr, jaw, eyelids, skip)
+                      expr, flame.jaw, flame.eyelids, skip)
 
 
 def export_deformation_onnx(generator: AgoraGenerator, cache: IdentityCache, path: str | Path,
@@ -144,8 +139,8 @@ def export_deformation_onnx(generator: AgoraGenerator, cache: IdentityCache, pat
     module = DeformationLifting(generator).eval()
     b = 1
     e = generator.config.expr_cond_dim
-    example = frame_inputs(generator, cache.detach(), cache.raw_main.new_zeros(b, e),
-                           cache.raw_main.new_zeros(b, 3), cache.raw_main.new_zeros(b, 2))
+    example = frame_inputs(generator, cache.detach(),
+                           FlameParams.zeros(b, n_expr=e, device=cache.raw_main.device, dtype=cache.raw_main.dtype))
     with torch.no_grad(), warnings.catch_warnings():
         # Shape asserts become trace-time constants (batch 1 is fixed anyway); the legacy exporter is
         # deprecated in favour of dynamo, which needs onnxscript (not a dependency).
@@ -185,8 +180,9 @@ def write_identity_sidecar(generator: AgoraGenerator, cache: IdentityCache, path
 
     c = cache.detach()
     with torch.no_grad():
-        points = mesh_points_at_samples(generator, c.shape, c.shape.new_zeros(1, generator.config.expr_cond_dim),
-                                        c.shape.new_zeros(1, 3), c.shape.new_zeros(1, 2))
+        neutral = FlameParams.zeros(1, n_expr=generator.config.expr_cond_dim, device=c.shape.device,
+                                    dtype=c.shape.dtype)
+        points = mesh_points_at_samples(generator, neutral.replace(shape=c.shape))
         sh = canonical_gaussians(c.raw_main, points.to(c.raw_main.dtype), generator.config).sh[0]
     tensors = {"tap_features": c.tap_features, "ws": c.ws, "raw_main": c.raw_main, "shape": c.shape,
                "sample_face_idx": generator.sample_face_idx.long(), "sample_bary": generator.sample_bary,

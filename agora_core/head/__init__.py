@@ -8,6 +8,7 @@ from agora_core.head.flame_io import (
     load_flame_pickle,
     save_flame_pickle,
 )
+from agora_core.head.flame_params import FLAME_KEYS, FlameParams, fit_coefficients
 from agora_core.head.model import HeadModel
 from agora_core.head.mouth import add_mouth_interior
 from agora_core.head.obj_io import read_uv_obj, write_uv_obj
@@ -25,7 +26,7 @@ from agora_core.head.uv import (
 )
 
 __all__ = [
-    "FlameAssets", "UVTables", "HeadModel", "UVRasterMap", "UVSamples", "add_mouth_interior",
+    "FLAME_KEYS", "FlameAssets", "FlameParams", "UVTables", "HeadModel", "fit_coefficients", "UVRasterMap", "UVSamples", "add_mouth_interior",
     "back_head_faces", "bake_to_uv", "boundary_loops", "build_uv_raster", "find_free_uv_rect",
     "find_mouth_loop", "flame_assets_from_pickle", "interpolate", "interpolate_reference",
     "lip_sets", "load_eyelid_blendshapes", "load_flame_pickle", "read_uv_obj", "sample_uv_grid", "save_flame_pickle",

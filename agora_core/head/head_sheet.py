@@ -164,14 +164,14 @@ def render_head_sheet(head: FlameAssets | HeadModel, out_png: str | Path, size: 
         cams.append(Camera.look_at(eye, torch.tensor([TARGET], dtype=torch.float32)))
     columns = []
     for cell in cells:
-        params = model.zeros_like_params(1)
+        params = model.zero_params(1)
         if cell.shape is not None:
-            params["shape"] = torch.as_tensor(np.asarray(cell.shape, np.float32))[None]
+            params = params.replace(shape=torch.as_tensor(np.asarray(cell.shape, np.float32))[None])
         for k, value in (cell.expr or {}).items():
-            params["expr"][0, k] = value
-        params["jaw"][0, 0] = cell.jaw
+            params.expression[0, k] = value
+        params.jaw[0, 0] = cell.jaw
         with torch.no_grad():
-            verts = model(**params)[0].double().numpy()
+            verts = model(params)[0].double().numpy()
         gaussians = mesh_to_gaussians(verts, faces, albedo)
         tiles = []
         for cam in cams:

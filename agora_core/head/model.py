@@ -15,14 +15,8 @@ from smplx.lbs import lbs
 
 from agora_core.errors import AgoraError
 from agora_core.head.assets import FlameAssets
+from agora_core.head.flame_params import FlameParams, fit_coefficients
 from agora_core.head.regions import lip_sets
-
-
-def _fit_coeffs(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Zero-pad or truncate the last dim of x [B, n'] to n (missing trailing coefficients = 0)."""
-    if x.shape[1] >= n:
-        return x[:, :n]
-    return torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
 
 
 class HeadModel(torch.nn.Module):
@@ -91,60 +85,45 @@ class HeadModel(torch.nn.Module):
     def num_vertices(self) -> int:
         return self.v_template.shape[0]
 
-    def zeros_like_params(self, batch: int) -> dict[str, torch.Tensor]:
-        """Zero (neutral) parameters for `forward(**params)`, on this model's device."""
-        z = lambda n: self.v_template.new_zeros(batch, n)  # noqa: E731
-        return {"shape": z(self.num_shape), "expr": z(self.num_expr), "jaw": z(3), "neck": z(3),
-                "eyes": z(6), "eyelids": z(2), "global_pose": z(3)}
+    def zero_params(self, batch: int) -> FlameParams:
+        """The neutral head of the mean shape (this model's widths), B times, on this model's device."""
+        return FlameParams.zeros(batch, self.num_shape, self.num_expr, self.v_template.device, self.v_template.dtype)
 
-    def forward_with_joints(self, shape: torch.Tensor, expr: torch.Tensor, jaw: torch.Tensor,
-                            neck: torch.Tensor, eyes: torch.Tensor,
-                            eyelids: torch.Tensor | None = None,
-                            global_pose: torch.Tensor | None = None
+    def forward_with_joints(self, flame: FlameParams, global_pose: torch.Tensor | None = None
                             ) -> tuple[torch.Tensor, torch.Tensor]:
         """M(β, ψ, θ) (eq. 2) and the posed joints.
 
         Args:
-            shape [B,S'], expr [B,E']: coefficients; missing trailing ones are zero, extra ones
-                beyond the model's basis are ignored.
-            jaw [B,3], neck [B,3], eyes [B,6] (left then right), global_pose [B,3] or None (zero):
-                axis-angle; full pose order is FLAME's (global, neck, jaw, left eye, right eye).
-            eyelids [B,2] or None: SMIRK eyelid coefficients (left, right); ignored when the
-                model has no eyelid blendshapes.
+            flame: B heads; shape and expression are zero-padded or truncated to this model's bases,
+                eyelids are ignored when the model has no eyelid blendshapes.
+            global_pose: [B,3] axis-angle or None (zero); full pose order is FLAME's (global, neck,
+                jaw, left eye, right eye).
         Returns:
             vertices [B,V,3], joints [B,5,3].
         """
-        b = shape.shape[0]
-        assert shape.ndim == 2 and expr.ndim == 2 and expr.shape[0] == b, (shape.shape, expr.shape)
-        assert jaw.shape == (b, 3) and neck.shape == (b, 3) and eyes.shape == (b, 6), (
-            jaw.shape, neck.shape, eyes.shape)
+        b = flame.batch_size
         if global_pose is None:
-            global_pose = jaw.new_zeros(b, 3)
+            global_pose = flame.jaw.new_zeros(b, 3)
         assert global_pose.shape == (b, 3), global_pose.shape
         dtype = self.v_template.dtype
-        coeffs = [_fit_coeffs(shape.to(dtype), self.num_shape), _fit_coeffs(expr.to(dtype), self.num_expr)]
-        if self.has_eyelids:
-            if eyelids is None:
-                eyelids = shape.new_zeros(b, 2)
-            assert eyelids.shape == (b, 2), eyelids.shape
-            if not self.eyelids_after_skinning:
-                coeffs.append(eyelids.to(dtype))
-        full_pose = torch.cat([global_pose, neck, jaw, eyes], dim=1).to(dtype)
+        coeffs = [fit_coefficients(flame.shape.to(dtype), self.num_shape),
+                  fit_coefficients(flame.expression.to(dtype), self.num_expr)]
+        if self.has_eyelids and not self.eyelids_after_skinning:
+            coeffs.append(flame.eyelids.to(dtype))
+        full_pose = torch.cat([global_pose, flame.neck, flame.jaw, flame.eyes], dim=1).to(dtype)
         vertices, joints = lbs(torch.cat(coeffs, dim=1), full_pose, self.v_template, self.blendshapes,
                                self.posedirs, self.J_regressor, self.parents, self.lbs_weights,
                                pose2rot=True)
         if self.eyelids_after_skinning:
-            e = eyelids.to(dtype)
+            e = flame.eyelids.to(dtype)
             vertices = vertices + e[:, 0, None, None] * self.eyelid_offsets[:, :, 0] \
                 + e[:, 1, None, None] * self.eyelid_offsets[:, :, 1]
         return vertices, joints
 
-    def forward(self, shape: torch.Tensor, expr: torch.Tensor, jaw: torch.Tensor, neck: torch.Tensor,
-                eyes: torch.Tensor, eyelids: torch.Tensor | None = None,
-                global_pose: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, flame: FlameParams, global_pose: torch.Tensor | None = None) -> torch.Tensor:
         """Posed vertices [B,V,3] = M(β, ψ, θ) (eq. 2); arguments as `forward_with_joints`."""
-        return self.forward_with_joints(shape, expr, jaw, neck, eyes, eyelids, global_pose)[0]
+        return self.forward_with_joints(flame, global_pose)[0]
 
     def neutral(self, batch: int = 1) -> torch.Tensor:
         """The template in zero pose, expression and shape, [B,V,3]."""
-        return self.forward(**self.zeros_like_params(batch))
+        return self.forward(self.zero_params(batch))

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
-from agora_core.head import HeadModel
+from agora_core.head import FlameParams, HeadModel
 from agora_core.inference.model_folder import FORMAT as MODEL_FORMAT
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.render import Camera, rasterize
@@ -73,7 +73,7 @@ class InferenceModel:
         return label.expand(n, label.shape[1]).clone()
 
     def cameras(self, shape: Tensor, global_pose: Tensor | None = None,
-                flame: dict[str, Tensor] | None = None) -> Camera:
+                flame: FlameParams | None = None) -> Camera:
         """Render cameras of the framing for avatars of FLAME shapes [n, S] (or [1, S] for driven frames).
 
         deca (the authors' convention): a DECA camera [head rotation, s, tx, ty] with the framing's
@@ -88,13 +88,8 @@ class InferenceModel:
             assert global_pose is None, "EG3D framings take their head pose from the driving cameras"
             return Camera.from_label(f[None].expand(n, 25).clone())
         head = self.generator.head
-        params = head.zeros_like_params(n)
-        params.update({"shape": shape.to(params["shape"].dtype).expand(n, -1)})
-        if flame is not None:
-            params.update({"expr": flame["expression"], "jaw": flame["jaw"], "neck": flame["neck"],
-                           "eyes": flame["eyes"], "eyelids": flame["eyelids"]})
-        _, joints = head.forward_with_joints(params["shape"], params["expr"], params["jaw"], params["neck"],
-                                             params["eyes"], params["eyelids"])
+        params = head.zero_params(n) if flame is None else flame
+        _, joints = head.forward_with_joints(params.replace(shape=shape.to(params.device, params.expression.dtype).expand(n, -1)))
         rotation = f[:3].expand(n, 3) if global_pose is None else global_pose.to(f.device)
         cam = torch.cat([rotation, f[3:].expand(n, 3)], dim=1)
         return deca_camera(cam.to(joints.dtype), joints[:, 0])
@@ -227,20 +222,18 @@ def draw_identity(model: InferenceModel, seed: int, n: int = 1, truncation: floa
     return cache, shape
 
 
-def neutral_flame(generator: AgoraGenerator, batch: int = 1) -> tuple[Tensor, Tensor, Tensor]:
-    """Zero (expression [B, E], jaw [B, 3], eyelids [B, 2]): the neutral pose of `animate`."""
-    dev = generator.sample_x_uv.device
-    return (torch.zeros(batch, generator.head.num_expr, device=dev), torch.zeros(batch, 3, device=dev),
-            torch.zeros(batch, 2, device=dev))
+def neutral_flame(generator: AgoraGenerator, batch: int = 1) -> FlameParams:
+    """The neutral pose of `animate` (zero expression, jaw, neck, eyes, eyelids), on the generator's device."""
+    return FlameParams.zeros(batch, n_expr=generator.head.num_expr, device=generator.sample_x_uv.device)
 
 
 @torch.no_grad()
 def neutral_gaussians(generator: AgoraGenerator, cache: IdentityCache) -> GaussianSet:
     """𝒜(w, β, ψ0 = 0, θ0 = 0): the full model's neutral Gaussians (constant noise)."""
-    return generator.animate(cache, *neutral_flame(generator, cache.batch_size), noise_mode="const").gaussians
+    return generator.animate(cache, neutral_flame(generator, cache.batch_size), noise_mode="const").gaussians
 
 
-def render_generator(G, z: Tensor, c: Tensor, flame: dict[str, Tensor], resolution: int,
+def render_generator(G, z: Tensor, c: Tensor, flame: FlameParams, resolution: int,
                      truncation_psi: float = 1.0, noise_mode: str = "random", chunk: int = 16) -> Tensor:
     """Images [B, 3, R, R] in [0, 1] of G(z, c, flame) seen through the cameras c (EG3D labels [B, 25];
     the mapping network takes `mapping_labels` of them), on white."""
@@ -248,7 +241,7 @@ def render_generator(G, z: Tensor, c: Tensor, flame: dict[str, Tensor], resoluti
     for i in range(0, z.shape[0], chunk):
         sl = slice(i, i + chunk)
         cameras = Camera.from_label(c[sl])
-        gen = G(z[sl], mapping_labels(G, cameras), {k: v[sl] for k, v in flame.items()}, truncation_psi,
+        gen = G(z[sl], mapping_labels(G, cameras), flame[sl], truncation_psi,
                 noise_mode=noise_mode)
         rgb, _ = rasterize(gen.gaussians, cameras, resolution, resolution, background=1.0)
         out.append(rgb.clamp(0, 1))

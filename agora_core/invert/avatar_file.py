@@ -35,11 +35,12 @@ from torch import Tensor
 from agora_core.errors import AgoraError, check_finite, file_error
 from agora_core.gaussians import GaussianSet
 from agora_core.gaussians.files import atomic_write
+from agora_core.head.flame_params import FLAME_KEYS
 
 FORMAT_NAME = "agora-avatar"
 FORMAT_VERSION = 1
 NEUTRAL_KEYS = ("means", "log_scales", "quats", "sh", "opacities")
-FRAME_FIELDS = ("expression", "jaw", "eyelids", "neck", "eyes", "camera", "camera_rotation")
+FRAME_FIELDS = (*(k for k in FLAME_KEYS if k != "shape"), "camera", "camera_rotation")  # shape: one, stored beside
 _ENTRY_TYPES = {"generator": dict, "generator_config": dict, "head_config": dict, "head_model": str, "resolution": int,
                 "w": Tensor, "shape": Tensor, "frames": dict, "crops": Tensor, "neutral": dict, "mapping_camera": Tensor,
                 "sources": list, "base_checkpoint": str, "pti": dict}

@@ -17,6 +17,7 @@ import torch
 
 from agora_core.data.format import DatasetHeader, DatasetRecord, read_dataset_index, write_dataset_index
 from agora_core.errors import AgoraError
+from agora_core.head import FlameParams
 from agora_core.render import FLAME_CAMERA_RADIUS, Camera, orbit_cameras
 
 DEMO_IDENTITY_STREAM = 7_000_001  # keeps demo identities apart from prep-data --synthetic's (seed, i)
@@ -57,7 +58,7 @@ class DemoIdentity:
         return DemoIdentity(seed, renderer, albedo, shape)
 
     @torch.no_grad()
-    def render(self, flame: dict[str, torch.Tensor], cameras: Camera, resolution: int, batch: int = 8) -> torch.Tensor:
+    def render(self, flame: FlameParams, cameras: Camera, resolution: int, batch: int = 8) -> torch.Tensor:
         """[T, 3, R, R] in [0, 1]: this person with per-frame FLAME (shape replaced by theirs)."""
         t = cameras.cam2world.shape[0]
         head = self.renderer.head
@@ -65,11 +66,7 @@ class DemoIdentity:
         for s in range(0, t, batch):
             idx = torch.arange(s, min(t, s + batch))
             n = len(idx)
-            f = {"shape": self.shape.expand(n, -1)}
-            for key, dim in (("expression", head.num_expr), ("jaw", 3), ("neck", 3), ("eyes", 6), ("eyelids", 2)):
-                v = flame.get(key)
-                v = torch.zeros(n, dim) if v is None else v[idx].float()
-                f[key] = v[:, :dim] if v.shape[1] >= dim else torch.cat([v, v.new_zeros(n, dim - v.shape[1])], 1)
+            f = flame[idx].to("cpu", torch.float32).replace(shape=self.shape.expand(n, -1)).padded(n_expr=head.num_expr)
             cams = Camera(cameras.cam2world[idx], cameras.intrinsics[idx])
             out.append(self.renderer.render(self.albedo.expand(n, -1, -1), f, cams, resolution))
         return torch.cat(out)
@@ -90,12 +87,12 @@ def make_demo_identity_dataset(out: str | Path, resolution: int = 64, seed: int 
     head = person.renderer.head
     n = len(DEMO_VIEWS)
     flame = sample_flame(np.random.default_rng([DEMO_IDENTITY_STREAM, seed, 1]), n, head.num_shape, head.num_expr)
-    flame.expression *= 0.5  # mild expressions: the identity should be recognisable in every view
-    flame.neck[:] = 0.0
-    flame.shape[:] = person.shape.numpy()
+    flame.expression.mul_(0.5)  # mild expressions: the identity should be recognisable in every view
+    flame.neck.zero_()
+    flame.shape[:] = person.shape
     yaw, pitch = (torch.tensor(v, dtype=torch.float64) for v in zip(*DEMO_VIEWS))
     cameras = orbit_cameras(yaw, pitch, radius=FLAME_CAMERA_RADIUS, target=(0.0, 0.0, 0.0))
-    images = person.render(flame.torch(), cameras, resolution)
+    images = person.render(flame, cameras, resolution)
     files = [f"images/{i:08d}.png" for i in range(n)]
     for i, img in enumerate(images):
         rgb = (img.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
@@ -103,7 +100,7 @@ def make_demo_identity_dataset(out: str | Path, resolution: int = 64, seed: int 
         cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         tmp.replace(out / files[i])
     labels = cameras.to_label().numpy()
-    records = [DatasetRecord(files[i], labels[i], flame.as_dict(i), source=f"{SOURCE_PREFIX}:{seed}:{i}") for i in range(n)]
+    records = [DatasetRecord(files[i], labels[i], flame.row_arrays(i), source=f"{SOURCE_PREFIX}:{seed}:{i}") for i in range(n)]
     header = DatasetHeader(head_model=head.model_id, resolution=resolution, source="synthetic",
                            extra={"demo_identity_seed": int(seed), "splat_grid": grid, "views": [list(v) for v in DEMO_VIEWS],
                                   "camera_radius": FLAME_CAMERA_RADIUS, "held_out_index": n - 1})

@@ -26,8 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from agora_core.face.camera import axis_angle_to_rotmat
+from agora_core.head import FLAME_KEYS, FlameParams
 from agora_core.invert.losses import LossTerms, ReconstructionLoss, psnr
-from agora_core.invert.targets import FRAME_KEYS, InversionTarget
+from agora_core.invert.targets import InversionTarget
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.render import Camera, rasterize
 from agora_core.inference import mapping_labels
@@ -94,11 +95,10 @@ class FrameParameters(nn.Module):
     Starts at the estimates; `deviation()` is the squared distance from them (mean per group).
     """
 
-    def __init__(self, flame: dict[str, Tensor], tunable: bool):
+    def __init__(self, flame: FlameParams, tunable: bool):
         super().__init__()
-        f = flame["expression"].shape[0]
-        init = {"shape": flame["shape"].mean(dim=0, keepdim=True), **{k: flame[k] for k in FRAME_KEYS},
-                "camera_rotation": flame["expression"].new_zeros(f, 3)}
+        init = {**flame.as_dict(), "shape": flame.shape.mean(dim=0, keepdim=True),
+                "camera_rotation": flame.expression.new_zeros(flame.batch_size, 3)}
         for name, value in init.items():
             self.register_buffer(f"init_{name}", value.detach().clone().float())
             self.register_parameter(name, nn.Parameter(value.detach().clone().float(), requires_grad=tunable))
@@ -115,9 +115,10 @@ class FrameParameters(nn.Module):
                  for n, p in self.named_parameters() if p.requires_grad]
         return torch.stack(terms).sum() if terms else self.expression.new_zeros(())
 
-    def flame(self) -> dict[str, Tensor]:
-        """Dataset-keyed FLAME dict, shape broadcast to the frames."""
-        return {"shape": self.shape.expand(self.num_frames, -1), **{k: getattr(self, k) for k in FRAME_KEYS}}
+    def flame(self) -> FlameParams:
+        """The frames' FLAME parameters, shape broadcast to the frames."""
+        fields = {k: getattr(self, k) for k in FLAME_KEYS}
+        return FlameParams(**fields | {"shape": self.shape.expand(self.num_frames, -1)})
 
     def cameras(self, labels: Tensor) -> Camera:
         return rotate_cameras(Camera.from_label(labels), self.camera_rotation)
@@ -143,12 +144,11 @@ def broadcast_w(w: Tensor, num_ws: int) -> Tensor:
     return w[:, None, :].expand(-1, num_ws, -1)
 
 
-def render_frames(G: AgoraGenerator, ws: Tensor, flame: dict[str, Tensor], cameras: Camera,
+def render_frames(G: AgoraGenerator, ws: Tensor, flame: FlameParams, cameras: Camera,
                   resolution: int) -> Tensor:
-    """One avatar (ws [1, num_ws, w_dim], β flame["shape"][:1]) in F poses: [F, 3, R, R] in [0, 1]."""
-    cache = G.identity(None, None, flame["shape"][:1], ws=ws, noise_mode="const")
-    out = G.animate(cache, flame["expression"], flame["jaw"], flame["eyelids"], flame["neck"], flame["eyes"],
-                    noise_mode="const")
+    """One avatar (ws [1, num_ws, w_dim], β flame.shape[:1]) in F poses: [F, 3, R, R] in [0, 1]."""
+    cache = G.identity(None, None, flame.shape[:1], ws=ws, noise_mode="const")
+    out = G.animate(cache, flame, noise_mode="const")
     rgb, _ = rasterize(out.gaussians, cameras, resolution, resolution, background=1.0)
     return rgb
 
@@ -299,13 +299,13 @@ def _locality_loss(G, frozen, ws, flame, cameras, resolution, alpha, config, los
     with torch.no_grad():
         z = torch.randn(1, G.config.z_dim, generator=gen).to(dev)
         c = mapping_labels(G, Camera(cameras.cam2world[:1], cameras.intrinsics[:1]))
-        shape = flame["shape"][:1]
+        shape = flame.shape[:1]
         w_rand = frozen.mapping(z, c, shape=shape)[:, :1]
         if w_avg is not None:
             w_rand = w_avg.lerp(w_rand, config.locality_truncation)
         direction = w_rand.expand_as(ws) - ws
         ws_r = ws + alpha * direction / direction.norm().clamp_min(1e-8)
-        first = {k: v[:1] for k, v in flame.items()}
+        first = flame[:1]
         cam = Camera(cameras.cam2world[:1], cameras.intrinsics[:1])
         reference = render_frames(frozen, ws_r, first, cam, resolution)
     images = render_frames(G, ws_r, first, cam, resolution)

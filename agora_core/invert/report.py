@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agora_core.head import FlameParams
 from agora_core.invert.pti import FrameParameters, broadcast_w, render_frames, rotate_cameras
 from agora_core.invert.targets import InversionTarget
 from agora_core.models.agora_generator import AgoraGenerator
@@ -28,15 +29,13 @@ NEW_JAW = 0.3  # jaw opening (radians) of the preview's new expression
 NEW_EXPRESSION = (1.5, -1.0, 1.0)  # its first expression coefficients
 
 
-def preview_flame(flame: dict[str, Tensor]) -> dict[str, Tensor]:
+def preview_flame(flame: FlameParams) -> FlameParams:
     """The frames' FLAME with a new expression: jaw open, the first coefficients set."""
-    new = {k: v.clone() for k, v in flame.items()}
-    new["expression"].zero_()
-    k = min(len(NEW_EXPRESSION), new["expression"].shape[1])
-    new["expression"][:, :k] = torch.tensor(NEW_EXPRESSION[:k], dtype=new["expression"].dtype)
-    new["jaw"].zero_()
-    new["jaw"][:, 0] = NEW_JAW
-    return new
+    expression, jaw = torch.zeros_like(flame.expression), torch.zeros_like(flame.jaw)
+    k = min(len(NEW_EXPRESSION), expression.shape[1])
+    expression[:, :k] = torch.tensor(NEW_EXPRESSION[:k], dtype=expression.dtype)
+    jaw[:, 0] = NEW_JAW
+    return flame.replace(expression=expression, jaw=jaw)
 
 
 @torch.no_grad()
@@ -45,14 +44,14 @@ def preview_row(G: AgoraGenerator, w: Tensor, params: FrameParameters, target: I
     """[F', 4, 3, R, R]: input, reconstruction, novel view, new expression for the first `frames`
     frames (all by default), rendered in one batch (the identity branch runs once)."""
     f = target.num_frames if frames is None else min(frames, target.num_frames)
-    flame = {k: v[:f] for k, v in params.flame().items()}
+    flame = params.flame()[:f]
     cameras = params.cameras(target.cameras)
     cameras = Camera(cameras.cam2world[:f], cameras.intrinsics[:f])
     yaw = torch.zeros(f, 3, device=w.device)
     yaw[:, 1] = NOVEL_VIEW_YAW
     novel = rotate_cameras(cameras, yaw)
     new = preview_flame(flame)
-    batch = {k: torch.cat([flame[k], flame[k], new[k]]) for k in flame}
+    batch = FlameParams.cat([flame, flame, new])
     cams = Camera(torch.cat([cameras.cam2world, novel.cam2world, cameras.cam2world]),
                   torch.cat([cameras.intrinsics] * 3))
     images = render_frames(G, broadcast_w(w, G.num_ws), batch, cams, target.resolution).reshape(3, f, 3, *target.images.shape[-2:])
@@ -63,7 +62,7 @@ def preview_row(G: AgoraGenerator, w: Tensor, params: FrameParameters, target: I
 def render_heldout(G: AgoraGenerator, w: Tensor, shape: Tensor, heldout: InversionTarget) -> Tensor:
     """[F, 3, R, R]: the avatar (pivot w [1, w_dim], β [1, S]) in the held-out views' own labels
     (dataset camera and expression: nothing of them was fitted)."""
-    flame = dict(heldout.flame, shape=shape.expand(heldout.num_frames, -1))
+    flame = heldout.flame.replace(shape=shape.expand(heldout.num_frames, -1))
     return render_frames(G, broadcast_w(w, G.num_ws), flame, Camera.from_label(heldout.cameras),
                          heldout.resolution).clamp(0, 1)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from agora_core.errors import AgoraError
+from agora_core.inference import neutral_gaussians
 from agora_core.invert.avatar_file import AvatarFile, temp_path
 from agora_core.invert.checkpoint_io import BaseGenerator
 from agora_core.invert.losses import ReconstructionLoss, psnr
@@ -77,7 +78,7 @@ def invert(base: BaseGenerator, target: InversionTarget, out: str | Path, config
     with _progress(progress) as bar:
         pivot = invert_pivot(G, target, base.mapping_camera, config, loss_fn, bar)
         before = preview_row(G, pivot.w, pivot.params, target, frames=1)
-        pivot_shape = pivot.params.flame()["shape"][:1].detach()
+        pivot_shape = pivot.params.flame().shape[:1].detach()
         if heldout is not None:
             heldout = heldout.to(dev)
             heldout_before = render_heldout(G, pivot.w, pivot_shape, heldout)
@@ -96,12 +97,11 @@ def invert(base: BaseGenerator, target: InversionTarget, out: str | Path, config
         ws = broadcast_w(pivot.w, G.num_ws)
         flame, cameras = pivot.params.flame(), pivot.params.cameras(target.cameras)
         final = psnr(render_frames(G, ws, flame, cameras, target.resolution), target.images)
-        cache = G.identity(None, None, flame["shape"][:1], ws=ws, noise_mode="const")
-        zeros = lambda n: torch.zeros(1, n, device=dev)  # noqa: E731
-        neutral = G.animate(cache, zeros(G.head.num_expr), zeros(3), zeros(2), noise_mode="const").gaussians
+        cache = G.identity(None, None, flame.shape[:1], ws=ws, noise_mode="const")
+        neutral = neutral_gaussians(G, cache)
 
     exported = pivot.params.export()
-    frames = {k: exported[k] for k in ("expression", "jaw", "eyelids", "neck", "eyes", "camera_rotation")}
+    frames = {k: v for k, v in exported.items() if k != "shape"}  # per frame: FLAME but shape, camera_rotation
     frames["camera"] = cameras.to_label().float()
     psnr_pivot = pivot.curve.psnr[-1] if pivot.curve.psnr else float(psnr(before[:, 1], before[:, 0]).mean())
     summary = {"config": dataclasses.asdict(config), "perceptual": loss_fn.perceptual_name,

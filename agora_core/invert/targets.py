@@ -15,17 +15,8 @@ import torch
 from torch import Tensor
 
 from agora_core.errors import AgoraError, file_error
-from agora_core.head import HeadModel
+from agora_core.head import FLAME_KEYS, FlameParams, HeadModel
 from agora_core.render.images import to_uint8
-
-FRAME_KEYS = ("expression", "jaw", "eyelids", "neck", "eyes")  # per-frame FLAME; shape is shared
-
-
-def fit_columns(x: Tensor, n: int) -> Tensor:
-    """Zero-pad or truncate the last dim of x [B, n'] to n (e.g. SMIRK's 300 shape -> the head's)."""
-    if x.shape[1] >= n:
-        return x[:, :n]
-    return torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
 
 
 @dataclass
@@ -34,13 +25,13 @@ class InversionTarget:
 
     images:  [F, 3, R, R] float32 in [0, 1], composited on white.
     cameras: [F, 25] EG3D labels (the head stays unrotated; the camera carries the head pose).
-    flame:   shape [F, S], expression [F, E], jaw [F, 3], eyelids [F, 2], neck [F, 3], eyes [F, 6].
+    flame:   the F frames' FLAME estimates (each with its own shape estimate).
     sources: where each frame came from (file, file#frame, dataset:index).
     """
 
     images: Tensor
     cameras: Tensor
-    flame: dict[str, Tensor]
+    flame: FlameParams
     sources: list[str]
 
     def __post_init__(self) -> None:
@@ -48,8 +39,7 @@ class InversionTarget:
         assert self.images.ndim == 4 and self.images.shape[1] == 3, self.images.shape
         assert self.images.shape[2] == self.images.shape[3], "square images"
         assert self.cameras.shape == (f, 25), self.cameras.shape
-        assert set(self.flame) == {"shape", *FRAME_KEYS}, sorted(self.flame)
-        assert all(v.shape[0] == f for v in self.flame.values()), {k: v.shape for k, v in self.flame.items()}
+        assert self.flame.batch_size == f, (self.flame.batch_size, f)
         assert len(self.sources) == f
 
     @property
@@ -66,11 +56,11 @@ class InversionTarget:
 
     def to(self, device: torch.device | str) -> "InversionTarget":
         return InversionTarget(self.images.to(device), self.cameras.to(device),
-                               {k: v.to(device) for k, v in self.flame.items()}, list(self.sources))
+                               self.flame.to(device), list(self.sources))
 
     def select(self, indices: list[int]) -> "InversionTarget":
         idx = torch.as_tensor(indices)
-        return InversionTarget(self.images[idx], self.cameras[idx], {k: v[idx] for k, v in self.flame.items()},
+        return InversionTarget(self.images[idx], self.cameras[idx], self.flame[idx],
                                [self.sources[i] for i in indices])
 
 
@@ -85,18 +75,11 @@ def images_to_tensor(images: list[np.ndarray], resolution: int) -> Tensor:
     return torch.stack(out)
 
 
-def flame_tensors(rows: list[dict[str, np.ndarray]], head: HeadModel) -> dict[str, Tensor]:
-    """Per-frame FLAME dicts (numpy, no batch dim) -> stacked float32 tensors, shape/expression
-    fitted to the head's sizes."""
-    out = {}
-    for key in ("shape", *FRAME_KEYS):
-        t = torch.as_tensor(np.stack([np.asarray(r[key], np.float32).reshape(-1) for r in rows]))
-        if key == "shape":
-            t = fit_columns(t, head.num_shape)
-        elif key == "expression":
-            t = fit_columns(t, head.num_expr)
-        out[key] = t
-    return out
+def flame_tensors(rows: list[dict[str, np.ndarray]], head: HeadModel) -> FlameParams:
+    """Per-frame FLAME dicts (numpy, no batch dim, `FLAME_KEYS`) -> float32 `FlameParams`,
+    shape/expression fitted to the head's sizes (e.g. SMIRK's 300 shape -> the head's)."""
+    stacked = {k: np.stack([np.asarray(r[k], np.float32).reshape(-1) for r in rows]) for k in FLAME_KEYS}
+    return FlameParams.from_dict(stacked).padded(head.num_shape, head.num_expr)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

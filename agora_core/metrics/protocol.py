@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
+from agora_core.head import FlameParams
 from agora_core.render import Camera, rasterize
 from agora_core.data.conditions import ConditionSampler
 
@@ -55,12 +56,12 @@ QUICK_PROTOCOL = ProtocolConfig(fid_images=256, fid_real_images=256, identities=
 @dataclass
 class AnimationSamples:
     """I identities × K frames each: z [I, Z], shape [I, S]; per frame camera labels [I, K, 25] and
-    FLAME (dataset keys) [I, K, D] with the identity's shape."""
+    FLAME parameters of I·K heads (identity-major) with the identity's shape."""
 
     z: Tensor
     shape: Tensor
     cameras: Tensor
-    flame: dict[str, Tensor]
+    flame: FlameParams
 
     @property
     def identities(self) -> int:
@@ -70,10 +71,10 @@ class AnimationSamples:
     def frames(self) -> int:
         return self.cameras.shape[1]
 
-    def frame_slice(self, i0: int, i1: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """Identities i0..i1-1, flattened: cameras [n·K, 25], FLAME [n·K, D]."""
-        flat = lambda t: t[i0:i1].reshape(-1, *t.shape[2:])  # noqa: E731
-        return flat(self.cameras), {k: flat(v) for k, v in self.flame.items()}
+    def frame_slice(self, i0: int, i1: int) -> tuple[Tensor, FlameParams]:
+        """Identities i0..i1-1, flattened: cameras [n·K, 25], FLAME of n·K heads."""
+        k = self.frames
+        return self.cameras[i0:i1].reshape(-1, 25), self.flame[i0 * k:i1 * k]
 
 
 def animation_samples(conditions: ConditionSampler, identities: int, frames: int, z_dim: int, seed: int
@@ -84,9 +85,8 @@ def animation_samples(conditions: ConditionSampler, identities: int, frames: int
     z = torch.randn(identities, z_dim, generator=gen)
     _, id_flame = conditions.take(torch.randint(0, len(conditions), (identities,), generator=gen))
     cams, flame = conditions.take(torch.randint(0, len(conditions), (identities * frames,), generator=gen))
-    shape = id_flame["shape"]
-    flame = {k: v.reshape(identities, frames, -1) for k, v in flame.items()}
-    flame["shape"] = shape[:, None].expand(identities, frames, shape.shape[1]).clone()
+    shape = id_flame.shape
+    flame = flame.replace(shape=shape.repeat_interleave(frames, dim=0))
     return AnimationSamples(z, shape, cams.reshape(identities, frames, 25), flame)
 
 
@@ -109,9 +109,7 @@ def render_animation(G, samples: AnimationSamples, conditioning_camera: Tensor, 
                            noise_mode="const")
         cache = cache.map(lambda t: t.repeat_interleave(k, dim=0))
         cams, flame = samples.frame_slice(i0, i1)
-        flame = {key: v.to(device) for key, v in flame.items()}
-        out = G.animate(cache, flame["expression"], flame["jaw"], flame.get("eyelids"), flame.get("neck"),
-                        flame.get("eyes"), noise_mode="const")
+        out = G.animate(cache, flame.to(device), noise_mode="const")
         rgb, _ = rasterize(out.gaussians, Camera.from_label(cams.to(device)), resolution, resolution, background=1.0)
         yield i0, i1, rgb.clamp(0, 1).cpu()
 

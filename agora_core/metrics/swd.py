@@ -22,6 +22,7 @@ from torch import Tensor
 from agora_core.data.conditions import ConditionSampler
 from agora_core.data.torch_dataset import HeadImageDataset
 from agora_core.devices import forked_rng
+from agora_core.head import FlameParams
 from agora_core.inference import render_generator
 
 PATCH = 7  # descriptor side (pixels)
@@ -139,7 +140,7 @@ class SWDReference:
     reals: Tensor  # [N, 3, R, R] in [0, 1]
     z: Tensor  # [N, z_dim]
     c: Tensor  # [N, 25]
-    flame: dict[str, Tensor]
+    flame: FlameParams  # N heads
 
 
 def swd_reference(dataset: HeadImageDataset, conditions: ConditionSampler, z_dim: int, n: int, seed: int) -> SWDReference:
@@ -161,5 +162,5 @@ def evaluate_swd(G_ema, ref: SWDReference, resolution: int, descriptors: int = 1
     with forked_rng(device):
         torch.manual_seed(seed)
         fakes = render_generator(G_ema, ref.z.to(device), ref.c.to(device),
-                                 {k: v.to(device) for k, v in ref.flame.items()}, resolution)
+                                 ref.flame.to(device), resolution)
     return swd(ref.reals.to(device), fakes, descriptors_per_image=descriptors, directions=directions, seed=seed)

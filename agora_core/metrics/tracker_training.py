@@ -37,6 +37,7 @@ from torch import Tensor
 from agora_core.data.format import read_dataset_index
 from agora_core.data.torch_dataset import load_image_rgb
 from agora_core.errors import AgoraError
+from agora_core.head import FlameParams
 from agora_core.face.smirk import NUM_EXPRESSION, NUM_EYELIDS, NUM_JAW, NUM_SHAPE, SmirkEncoder
 from agora_core.metrics.tracking import (
     TrackerInfo, crop_for_tracker, save_tracker, smirk_crop_window, tracking_targets, weak_perspective_label,
@@ -102,8 +103,8 @@ def load_training_set(data: str | Path, input_size: int) -> tuple[Tensor, dict[s
     crops = torch.cat([(crop_for_tracker(images[i : i + 64], input_size) * 255).round().to(torch.uint8)
                        for i in range(0, n, 64)])
     cameras = torch.from_numpy(index.cameras)
-    flame = {k: torch.from_numpy(v) for k, v in index.flame.items()}
-    num_shape = min(flame["shape"].shape[1], NUM_SHAPE)
+    flame = FlameParams.from_dict(index.flame)
+    num_shape = min(flame.num_shape, NUM_SHAPE)
     targets = tracking_targets(cameras, flame, num_shape)
     targets["cam"] = weak_perspective_label(cameras, res).float()
     return crops, targets, index.header.head_model, num_shape

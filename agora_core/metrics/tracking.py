@@ -37,6 +37,7 @@ from agora_core.face.camera import axis_angle_to_rotmat, head_pose_from_camera, 
 from agora_core.face.crop import SMIRK_CROP_SCALE, SMIRK_CROP_SIZE, box_square, crop_face, ffhq_aligned_box
 from agora_core.face.smirk import NUM_EXPRESSION, NUM_SHAPE, SmirkEncoder, load_smirk_encoder
 from agora_core.gaussians.files import atomic_write
+from agora_core.head.flame_params import FlameParams, fit_coefficients
 from agora_core.render.cameras import Camera
 from agora_core.render.images import to_uint8_hwc
 
@@ -93,25 +94,16 @@ def weak_perspective_label(camera_label: Tensor, resolution: int) -> Tensor:
     return torch.stack([s, ndc_x / s, ndc_y / s], dim=1).to(camera_label.dtype)
 
 
-def fit_columns(x: Tensor, n: int) -> Tensor:
-    """[B, D] -> [B, n]: trailing columns dropped or zero-padded (unused FLAME coefficients are 0)."""
-    if x.shape[1] >= n:
-        return x[:, :n]
-    return torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
-
-
-def tracking_targets(camera_label: Tensor, flame: dict[str, Tensor], num_shape: int = NUM_SHAPE) -> dict[str, Tensor]:
+def tracking_targets(camera_label: Tensor, flame: FlameParams, num_shape: int = NUM_SHAPE) -> dict[str, Tensor]:
     """What a tracker should recover from an image rendered with (camera_label [B, 25], flame):
     expression [B, 50] (padded/trimmed), jaw [B, 3], eyelids [B, 2], pose [B, 3],
     shape [B, min(S, num_shape)] (only the coefficients the head model has)."""
-    b = camera_label.shape[0]
-    eyelids = flame.get("eyelids")
     return {
-        "expression": fit_columns(flame["expression"].float(), NUM_EXPRESSION),
-        "jaw": flame["jaw"].float(),
-        "eyelids": eyelids.float() if eyelids is not None else camera_label.new_zeros(b, 2),
-        "pose": head_pose_label(camera_label.float(), flame.get("neck")).float(),
-        "shape": flame["shape"][:, :num_shape].float(),
+        "expression": fit_coefficients(flame.expression.float(), NUM_EXPRESSION),
+        "jaw": flame.jaw.float(),
+        "eyelids": flame.eyelids.float(),
+        "pose": head_pose_label(camera_label.float(), flame.neck).float(),
+        "shape": flame.shape[:, :num_shape].float(),
     }
 
 
@@ -276,7 +268,6 @@ __all__ = [
     "TrackingErrors",
     "crop_for_tracker",
     "failed_fits",
-    "fit_columns",
     "head_pose_label",
     "load_tracker",
     "read_tracker_info",

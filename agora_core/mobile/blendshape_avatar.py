@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from agora_core.gaussians import GaussianSet, normalize_quat, normalize_quat_columns
+from agora_core.head import FlameParams
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import CoefficientMLP
 from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_groups
@@ -76,17 +77,15 @@ class BlendshapeAvatar:
                        mlp: CoefficientMLP | None = None) -> "BlendshapeAvatar":
         """The neutral of a cached identity (batch 1) through the full model, once (eq. 11's first term)."""
         assert cache.batch_size == 1, cache.batch_size
-        dev = cache.ws.device
-        zeros = lambda n: torch.zeros(1, n, device=dev)  # noqa: E731
-        neutral = generator.animate(cache, zeros(generator.head.num_expr), zeros(3), zeros(2),
+        neutral = generator.animate(cache, FlameParams.zeros(1, n_expr=generator.head.num_expr, device=cache.ws.device),
                                     noise_mode="const").gaussians
         return BlendshapeAvatar(neutral, basis, mlp, cache.ws[:, 0])
 
-    def coefficients(self, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None) -> dict[str, Tensor]:
-        """(c_1 … c_K) per group = f_mlp(w, ψ, θ) (eq. 10): ψ [B, E], jaw [B, 3], eyelids [B, 2]."""
+    def coefficients(self, flame: FlameParams) -> dict[str, Tensor]:
+        """(c_1 … c_K) per group = f_mlp(w, ψ, θ) (eq. 10) of B frames (expression, jaw, eyelids read)."""
         assert self.mlp is not None, "this avatar has no regressor: pass coefficients to blend()"
-        b = expression.shape[0]
-        e = expression_condition(expression, jaw, eyelids, self.mlp.expr_dim).to(self.w.dtype)
+        b = flame.batch_size
+        e = expression_condition(flame, self.mlp.expr_dim).to(self.w.dtype)
         return self.mlp.coefficients(torch.cat([self.w.expand(b, -1), e], dim=1))
 
     def blend(self, coefficients: dict[str, Tensor]) -> GaussianSet:
@@ -115,6 +114,7 @@ class BlendshapeAvatar:
         return GaussianSet(means=attrs["xyz"], log_scales=log_scales, quats=quats,
                            sh=self.neutral.sh.expand(b, -1, -1, -1), opacities=opacities)
 
-    def animate(self, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None) -> GaussianSet:
-        """Posed Gaussians of this avatar: f_mlp then eq. 11. ψ [B, E], jaw [B, 3], eyelids [B, 2] | None."""
-        return self.blend(self.coefficients(expression, jaw, eyelids))
+    def animate(self, flame: FlameParams) -> GaussianSet:
+        """Posed Gaussians of this avatar for B frames: f_mlp then eq. 11 (expression, jaw, eyelids
+        animate it; shape, neck and eyes are not read)."""
+        return self.blend(self.coefficients(flame))

@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from agora_core.head import FlameParams
 from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_residuals, attribute_space, group_sizes
 from agora_core.mobile.tuples import TupleBatch, TupleSampler
 from agora_core.models.agora_generator import AgoraGenerator
@@ -40,9 +41,9 @@ class ResidualChunk:
     conditions: Tensor  # [n, w_dim + expr_dim + 5] regressor input [w, ψ, jaw, eyelids] (eq. 10)
 
 
-def regressor_input(w: Tensor, expression: Tensor, jaw: Tensor, eyelids: Tensor, expr_dim: int) -> Tensor:
+def regressor_input(w: Tensor, flame: FlameParams, expr_dim: int) -> Tensor:
     """[w, ψ[:expr_dim], jaw, eyelids]: the input of f_mlp (eq. 10). w [B, w_dim] -> [B, I]."""
-    return torch.cat([w, expression_condition(expression, jaw, eyelids, expr_dim).to(w.dtype)], dim=1)
+    return torch.cat([w, expression_condition(flame, expr_dim).to(w.dtype)], dim=1)
 
 
 class GeneratorResiduals:
@@ -95,16 +96,15 @@ class GeneratorResiduals:
         pick = torch.nonzero(first)[:, 0] + lo
         cache = g.identity(t.z[pick].to(dev), t.camera[pick].to(dev), t.shape[pick].to(dev),
                            self.truncation_psi, noise_mode="const")
-        u = cache.batch_size
-        zeros = lambda n: torch.zeros(u, n, device=dev)  # noqa: E731
-        neutral = g.animate(cache, zeros(t.expression.shape[1]), zeros(3), zeros(2), noise_mode="const").gaussians
+        neutral = g.animate(cache, FlameParams.zeros(cache.batch_size, n_expr=t.flame.num_expr, device=dev),
+                            noise_mode="const").gaussians
         rows_of = rows_of.to(dev)
         posed_cache = cache.map(lambda x: x[rows_of])
-        expression, jaw, eyelids = t.expression[lo:hi].to(dev), t.jaw[lo:hi].to(dev), t.eyelids[lo:hi].to(dev)
-        posed = g.animate(posed_cache, expression, jaw, eyelids, noise_mode="const").gaussians
+        flame = t.flame[lo:hi].to(dev)
+        posed = g.animate(posed_cache, flame, noise_mode="const").gaussians
         residuals = attribute_residuals(posed, neutral.map(lambda x: x[rows_of]), attribute_space(g))
         w = cache.ws[:, 0][rows_of]
-        conditions = regressor_input(w, expression, jaw, eyelids, g.config.expr_cond_dim)
+        conditions = regressor_input(w, flame, g.config.expr_cond_dim)
         return ResidualChunk(residuals, conditions)
 
     def working_bytes(self) -> int:

@@ -25,16 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agora_core.head.flame_params import FlameParams, fit_coefficients
+
 EXTRACT, HELDOUT, FIT_MLP = 0, 1, 2  # streams
 _IDENTITY, _EXPRESSION = 0, 1  # what a generator draws inside a stream
-
-
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Zero-pad or truncate the last axis of x to n."""
-    out = np.zeros(x.shape[:-1] + (n,), dtype=np.float64)
-    k = min(n, x.shape[-1])
-    out[..., :k] = x[..., :k]
-    return out
 
 
 @dataclass
@@ -44,10 +38,12 @@ class TupleBatch:
     identity: Tensor  # [B] int64 identity index (tuple i -> i // expressions_per_identity)
     z: Tensor  # [B, z_dim]
     camera: Tensor  # [B, c_dim] camera label fed to the mapping network (25: EG3D; imported: 12)
-    shape: Tensor  # [B, S] FLAME shape β
-    expression: Tensor  # [B, E] FLAME expression ψ (entries past expr_dim are zero)
-    jaw: Tensor  # [B, 3] jaw axis-angle θ
-    eyelids: Tensor  # [B, 2]
+    flame: FlameParams  # β [B, S], ψ [B, E] (entries past expr_dim are zero), jaw, eyelids; neck, eyes zero
+
+    @property
+    def shape(self) -> Tensor:
+        """[B, S] FLAME shape β."""
+        return self.flame.shape
 
 
 @dataclass
@@ -114,12 +110,12 @@ class TupleSampler:
         z = rng.standard_normal(self.z_dim)
         if self.pool is not None:
             row = int(rng.integers(len(self.pool)))
-            return z, self.pool.cameras[row], _fit(self.pool.flame["shape"][row], self.num_shape)
+            return z, self.pool.cameras[row], fit_coefficients(self.pool.flame["shape"][row], self.num_shape)
         shape = rng.normal(size=self.num_shape)
         if self.prior.shape_std is not None:
-            shape = shape * _fit(self.prior.shape_std, self.num_shape)
+            shape = shape * fit_coefficients(self.prior.shape_std, self.num_shape)
         if self.prior.shape_mean is not None:
-            shape = shape + _fit(self.prior.shape_mean, self.num_shape)
+            shape = shape + fit_coefficients(self.prior.shape_mean, self.num_shape)
         if self.prior.camera is not None:
             return z, self.prior.camera.reshape(-1), shape
         from agora_core.data.synthetic import sample_cameras
@@ -137,9 +133,8 @@ class TupleSampler:
             from agora_core.data.synthetic import sample_flame
 
             sample = sample_flame(rng, 1, 1, self.num_expr)
-            expression, jaw, eyelids = sample.expression[0], sample.jaw[0], sample.eyelids[0]
-        expression = _fit(_fit(expression, self.expr_dim), self.num_expr)
-        return expression, _fit(jaw, 3), _fit(eyelids, 2)
+            expression, jaw, eyelids = (t[0].double().numpy() for t in (sample.expression, sample.jaw, sample.eyelids))
+        return fit_coefficients(fit_coefficients(expression, self.expr_dim), self.num_expr), jaw, eyelids
 
     def tuples(self, start: int, stop: int) -> TupleBatch:
         """Tuples start … stop−1 (float32 tensors), identical on every call."""
@@ -151,5 +146,5 @@ class TupleSampler:
         return TupleBatch(
             identity=torch.as_tensor(ids, dtype=torch.int64),
             z=f32([identities[int(i)][0] for i in ids]), camera=f32([identities[int(i)][1] for i in ids]),
-            shape=f32([identities[int(i)][2] for i in ids]),
-            expression=f32([a[0] for a in anim]), jaw=f32([a[1] for a in anim]), eyelids=f32([a[2] for a in anim]))
+            flame=FlameParams(shape=f32([identities[int(i)][2] for i in ids]), expression=f32([a[0] for a in anim]),
+                              jaw=f32([a[1] for a in anim]), eyelids=f32([a[2] for a in anim])))

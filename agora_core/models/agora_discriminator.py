@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from agora_core.head.flame_params import FlameParams
 from agora_core.models.deformation_branch import expression_condition
 from agora_core.models.generator_config import DiscriminatorConfig
 from agora_core.models.stylegan2_discriminator import Discriminator
@@ -36,22 +37,22 @@ class AgoraDiscriminator(nn.Module):
         """Whether forward() needs the image cue (modes "uv" and "displacement")."""
         return self.config.cue in ("uv", "displacement")
 
-    def label(self, c: Tensor, flame: dict[str, Tensor] | None) -> Tensor:
+    def label(self, c: Tensor, flame: FlameParams | None) -> Tensor:
         """D's label: [B, 25] camera, plus e [B, 55] for "projection"."""
         if self.config.cue != "projection":
             return c
         assert flame is not None, 'cue "projection" needs the FLAME parameters'
-        e = expression_condition(flame["expression"], flame["jaw"], flame.get("eyelids"), self.config.expr_cond_dim)
+        e = expression_condition(flame, self.config.expr_cond_dim)
         return torch.cat([c, e.to(c.dtype)], dim=1)
 
-    def forward(self, image: Tensor, cue: Tensor | None, c: Tensor, flame: dict[str, Tensor] | None = None) -> Tensor:
+    def forward(self, image: Tensor, cue: Tensor | None, c: Tensor, flame: FlameParams | None = None) -> Tensor:
         """Logits [B, 1].
 
         Args:
             image: [B, 3, H, W] in [-1, 1].
             cue: [B, 3, H, W] dual-discrimination cue for "uv"/"displacement", else ignored (None).
             c: [B, c_dim] camera label.
-            flame: dataset FLAME dict (expression, jaw, eyelids) for "projection", else unused.
+            flame: the FLAME parameters (expression, jaw, eyelids) for "projection", else unused.
         """
         r = self.resolution
         assert image.ndim == 4 and image.shape[1:] == (3, r, r), (image.shape, r)

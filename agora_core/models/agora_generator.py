@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet
-from agora_core.head import FlameAssets, HeadModel, UVSamples, back_head_faces, build_uv_raster, interpolate
+from agora_core.head import FlameAssets, FlameParams, HeadModel, UVSamples, back_head_faces, build_uv_raster, interpolate
+from agora_core.head.flame_params import fit_coefficients
 from agora_core.head.uv import UVRasterMap, bake_vertex_raster, locate_uv_points, sample_uv_grid
 from agora_core.models.deformation_branch import DeformationBranch, expression_condition
 from agora_core.models.facial_mask import facial_sample_mask
@@ -83,11 +84,6 @@ def head_assets_view(head: HeadModel) -> FlameAssets:
         J_regressor=npf(head.J_regressor), weights=npf(head.lbs_weights),
         kintree_table=np.stack([parents, np.arange(len(parents))]), uv_coords=npf(head.uv_coords),
         uv_faces=npf(head.uv_faces), model_id=head.model_id, extras=dict(getattr(head, "extras", {})))
-
-
-def _fit(x: Tensor, n: int) -> Tensor:
-    """Zero-pad or truncate the last dim of x [B, n'] to n."""
-    return x[:, :n] if x.shape[1] >= n else torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
 
 
 class AgoraGenerator(nn.Module):
@@ -221,7 +217,7 @@ class AgoraGenerator(nn.Module):
         """
         if self.config.shape_conditioning == "mapping":
             assert shape is not None, 'shape_conditioning "mapping" needs the shape β'
-            c = torch.cat([c, _fit(shape.to(c.dtype), self.shape_dim)], dim=1)
+            c = torch.cat([c, fit_coefficients(shape.to(c.dtype), self.shape_dim)], dim=1)
         return self.mapping_network(z, c, truncation_psi)
 
     # --- identity branch ----------------------------------------------------------------------------
@@ -249,33 +245,28 @@ class AgoraGenerator(nn.Module):
         return IdentityCache(ws, planes, tap.features, tap.skip_image, shape, raw_main)
 
     # --- per frame ----------------------------------------------------------------------------------
-    def animate(self, cache: IdentityCache, expression: Tensor, jaw: Tensor, eyelids: Tensor | None = None,
-                neck: Tensor | None = None, eyes: Tensor | None = None, *,
-                noise_mode: NoiseMode = "random", deform_dtype: torch.dtype | None = None) -> GeneratorOutput:
+    def animate(self, cache: IdentityCache, flame: FlameParams, *, noise_mode: NoiseMode = "random", deform_dtype: torch.dtype | None = None) -> GeneratorOutput:
         """Posed Gaussians of cached identities (eq. 5, 7, sec. 3.4-3.5); no identity-branch work.
 
         Inside `torch.inference_mode()` the synthesis layers take their inference formulation
         (models/stylegan2_inference.py: same values up to float32 rounding).
 
         Args:
-            cache: from `identity()`; a single avatar is broadcast to the expression batch.
-            expression [B, E'], jaw [B, 3], eyelids [B, 2] | None, neck [B, 3] | None,
-            eyes [B, 6] | None: FLAME parameters (None = zero); global rotation is zero.
+            cache: from `identity()`; a single avatar is broadcast to the batch of `flame`.
+            flame: B frames' expression, jaw, neck, eyes, eyelids; its shape is not read (the
+                identity's β is the cache's); global rotation is zero.
             deform_dtype: dtype of the deformation branch's convolutions, None = the cache's;
                 torch.bfloat16 (inference mode only) where `devices.inference_dtype` says the CPU
                 has bf16 units; the residual planes come back in the cache's dtype.
         """
-        b = expression.shape[0]
+        b = flame.batch_size
         if cache.batch_size != b:
             cache = cache.expand(b)
-        zeros = lambda n: expression.new_zeros(b, n)  # noqa: E731
-        neck = zeros(3) if neck is None else neck
-        eyes = zeros(6) if eyes is None else eyes
-        mesh = self.head(cache.shape, expression, jaw, neck, eyes, eyelids, None)
+        mesh = self.head(flame.replace(shape=cache.shape))
         points = self.mesh_points(mesh).to(cache.raw_main.dtype)
         deform = None
         if self.deformation_branch is not None:
-            e = expression_condition(expression, jaw, eyelids, self.config.expr_cond_dim).to(cache.ws.dtype)
+            e = expression_condition(flame, self.config.expr_cond_dim).to(cache.ws.dtype)
             features, skip = cache.tap_features, cache.tap_skip_image
             if deform_dtype is not None and deform_dtype != features.dtype:
                 assert torch.is_inference_mode_enabled(), "a deform_dtype other than the cache's is inference only"
@@ -310,13 +301,11 @@ class AgoraGenerator(nn.Module):
         r = self.config.uv_resolution
         return self.sample_x_uv.new_ones(r, r)
 
-    def forward(self, z: Tensor, c: Tensor, flame: dict[str, Tensor], truncation_psi: float = 1.0, *,
+    def forward(self, z: Tensor, c: Tensor, flame: FlameParams, truncation_psi: float = 1.0, *,
                 noise_mode: NoiseMode = "random") -> GeneratorOutput:
-        """identity() then animate(); `flame` has the dataset keys shape, expression, jaw
-        (required) and neck, eyes, eyelids (optional)."""
-        cache = self.identity(z, c, flame["shape"], truncation_psi, noise_mode=noise_mode)
-        return self.animate(cache, flame["expression"], flame["jaw"], flame.get("eyelids"), flame.get("neck"),
-                            flame.get("eyes"), noise_mode=noise_mode)
+        """identity() with flame.shape, then animate() with the rest of `flame`."""
+        cache = self.identity(z, c, flame.shape, truncation_psi, noise_mode=noise_mode)
+        return self.animate(cache, flame, noise_mode=noise_mode)
 
 
 def _drop_head_from_state_dict(module: AgoraGenerator, state_dict, prefix: str, local_metadata) -> None:

@@ -23,35 +23,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from agora_core.head.flame_params import FlameParams, fit_coefficients
 from agora_core.models.generator_config import EYELID_DIM, JAW_DIM, GeneratorConfig
 from agora_core.models.lifting import DEFORM_CHANNELS
 from agora_core.models.stylegan2_layers import NoiseMode
 from agora_core.models.stylegan2_synthesis import SynthesisTail, synthesis_channels
 
 
-def _fit(x: Tensor, n: int) -> Tensor:
-    """Zero-pad or truncate the last dim of x [B, n'] to n."""
-    if x.shape[1] >= n:
-        return x[:, :n]
-    return torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
-
-
-def expression_condition(expression: Tensor, jaw: Tensor, eyelids: Tensor | None, expr_dim: int) -> Tensor:
-    """e = [ψ[:expr_dim] (zero-padded), jaw (3), eyelids (2, zeros if None)] (sec. 3.4).
+def expression_condition(flame: FlameParams, expr_dim: int) -> Tensor:
+    """e = [ψ[:expr_dim] (zero-padded), jaw (3), eyelids (2)] (sec. 3.4), in the expression's dtype.
 
     Args:
-        expression: [B, E] FLAME expression coefficients ψ.
-        jaw: [B, 3] jaw axis-angle θ_jaw.
-        eyelids: [B, 2] or None.
+        flame: B heads; expression [B, E] ψ, jaw [B, 3] θ_jaw, eyelids [B, 2] are read.
     Returns:
         [B, expr_dim + 5] (55-d for the paper).
     """
-    b = expression.shape[0]
-    assert expression.ndim == 2 and jaw.shape == (b, JAW_DIM), (expression.shape, jaw.shape)
-    if eyelids is None:
-        eyelids = expression.new_zeros(b, EYELID_DIM)
-    assert eyelids.shape == (b, EYELID_DIM), eyelids.shape
-    return torch.cat([_fit(expression, expr_dim), jaw.to(expression.dtype), eyelids.to(expression.dtype)], dim=1)
+    e = flame.expression
+    assert flame.jaw.shape[1] == JAW_DIM and flame.eyelids.shape[1] == EYELID_DIM
+    return torch.cat([fit_coefficients(e, expr_dim), flame.jaw.to(e.dtype), flame.eyelids.to(e.dtype)], dim=1)
 
 
 class ExpressionEmbedding(nn.Module):

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from agora_core.gaussians import GaussianSet, rgb_to_sh0, rotmat_to_quat
-from agora_core.head import HeadModel, UVSamples, interpolate
+from agora_core.head import FlameParams, HeadModel, UVSamples, interpolate
 from agora_core.render import Camera, rasterize
 
 CueMode = Literal["none", "projection", "uv", "displacement"]
@@ -81,7 +81,7 @@ def splat_shapes(vertices: Tensor, head: HeadModel, samples: UVSamples) -> tuple
     return rotmat_to_quat(frame), scales.log()
 
 
-def cue_meshes(head: HeadModel, flame: dict[str, Tensor], include_jaw: bool = True) -> tuple[Tensor, Tensor]:
+def cue_meshes(head: HeadModel, flame: FlameParams, include_jaw: bool = True) -> tuple[Tensor, Tensor]:
     """(V_posed, V_neutral) [B, V, 3] of eq. (8): zero shape, the sample's ψ (and jaw, eyelids).
 
     The head is evaluated one row at a time: its batched matmuls round differently for different
@@ -89,18 +89,16 @@ def cue_meshes(head: HeadModel, flame: dict[str, Tensor], include_jaw: bool = Tr
     cached per dataset row (`agora_core.train.sampling.CueCache`) equal freshly rendered ones bit
     for bit. Every call has batch shape 1, so a neutral row is bit-identical to V_neutral (ΔV = 0).
     """
-    expression = flame["expression"]
-    b = expression.shape[0]
-    neutral_params = head.zeros_like_params(1)
-    neutral = head(**neutral_params)
+    b = flame.batch_size
+    neutral_params = head.zero_params(1)
+    neutral = head(neutral_params)
+    dtype = neutral_params.jaw.dtype
     posed = []
     for i in range(b):
-        params = dict(neutral_params, expr=expression[i:i + 1].to(neutral_params["expr"].dtype))
-        if include_jaw:
-            params["jaw"] = flame["jaw"][i:i + 1].to(neutral_params["jaw"].dtype)
-        if flame.get("eyelids") is not None:
-            params["eyelids"] = flame["eyelids"][i:i + 1].to(neutral_params["eyelids"].dtype)
-        posed.append(head(**params))
+        row = flame[i].to(dtype=dtype)
+        params = neutral_params.replace(expression=row.expression, eyelids=row.eyelids,
+                                        jaw=row.jaw if include_jaw else neutral_params.jaw)
+        posed.append(head(params))
     return torch.cat(posed), neutral.expand(b, -1, -1)
 
 
@@ -119,14 +117,14 @@ def uv_colours(samples: UVSamples) -> Tensor:
 
 
 @torch.no_grad()
-def dual_discrimination_cue(head: HeadModel, flame: dict[str, Tensor], cameras: Camera, resolution: int,
+def dual_discrimination_cue(head: HeadModel, flame: FlameParams, cameras: Camera, resolution: int,
                             mode: CueMode, samples: UVSamples, displacement_scale: float = 0.01,
                             include_jaw: bool = True) -> Tensor | None:
     """The synthetic rendering S(ψ) concatenated to D's input (sec. 3.6, eq. 8).
 
     Args:
         head: the FLAME-format head model.
-        flame: dataset keys; uses expression [B, E], jaw [B, 3], eyelids [B, 2] (optional).
+        flame: uses expression [B, E], jaw [B, 3], eyelids [B, 2] (shape, neck and eyes are zero).
         cameras: B cameras (the sample's own view).
         resolution: output size H = W.
         mode: "displacement" | "uv" | "none" | "projection".
@@ -141,7 +139,7 @@ def dual_discrimination_cue(head: HeadModel, flame: dict[str, Tensor], cameras: 
     if mode in ("none", "projection"):
         return None
     assert displacement_scale > 0, displacement_scale
-    b = flame["expression"].shape[0]
+    b = flame.batch_size
     posed, neutral = cue_meshes(head, flame, include_jaw)
     samples = samples.to(posed.device)
     points = interpolate(posed, head.faces, samples)

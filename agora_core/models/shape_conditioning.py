@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from agora_core.head import HeadModel, UVRasterMap
+from agora_core.head import FlameParams, HeadModel, UVRasterMap
 
 
-def neutral_parameters(head: HeadModel, batch: int, shape: Tensor | None = None) -> dict[str, Tensor]:
-    """`HeadModel.forward` arguments for (β, ψ0, θ0): zero expression, pose and eyelids."""
-    params = head.zeros_like_params(batch)
-    if shape is not None:
-        params["shape"] = shape.to(params["shape"].dtype)
-    return params
+def neutral_parameters(head: HeadModel, batch: int, shape: Tensor | None = None) -> FlameParams:
+    """(β, ψ0, θ0): zero expression, pose and eyelids, the mean shape where `shape` is None."""
+    params = head.zero_params(batch)
+    return params if shape is None else params.replace(shape=shape.to(params.shape.dtype))
 
 
 def shape_displacement(head: HeadModel, shape: Tensor) -> Tensor:
@@ -34,8 +32,8 @@ def shape_displacement(head: HeadModel, shape: Tensor) -> Tensor:
     """
     assert shape.ndim == 2, shape.shape
     b = shape.shape[0]
-    shaped = head(**neutral_parameters(head, b, shape))
-    neutral = head(**neutral_parameters(head, 1))
+    shaped = head(neutral_parameters(head, b, shape))
+    neutral = head(neutral_parameters(head, 1))
     return shaped - neutral
 
 

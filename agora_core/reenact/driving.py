@@ -39,6 +39,7 @@ import torch
 
 from agora_core.errors import AgoraWarning, file_error
 from agora_core.gaussians.files import atomic_write
+from agora_core.head import FlameParams
 from agora_core.invert.video_io import VIDEO_FPS_RANGE
 from agora_core.render import Camera
 
@@ -111,11 +112,10 @@ class DrivingSequence:
         cams = camera_from_head_pose(torch.as_tensor(self.global_pose, dtype=torch.float64))
         return Camera(cams.cam2world.float(), cams.intrinsics.float())
 
-    def flame(self) -> dict[str, torch.Tensor]:
-        """Per-frame FLAME tensors (dataset keys, no shape: the avatar's replaces the driver's)."""
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-        return {"expression": t(self.expression), "jaw": t(self.jaw), "eyelids": t(self.eyelids),
-                "neck": t(self.neck), "eyes": t(self.eyes)}
+    def flame(self) -> FlameParams:
+        """The frames' FLAME parameters, float32 (no shape: the avatar's replaces the driver's)."""
+        return FlameParams.from_dict({"expression": self.expression, "jaw": self.jaw, "eyelids": self.eyelids,
+                                      "neck": self.neck, "eyes": self.eyes})
 
     # --- files --------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

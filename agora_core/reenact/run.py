@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from agora_core.errors import AgoraError, file_error
 from agora_core.gaussians import GaussianSet
+from agora_core.head import FlameParams
 from agora_core.invert.avatar_file import AvatarFile, build_avatar_generator
 from agora_core.invert.pti import broadcast_w
 from agora_core.invert.video_io import Mp4Writer
@@ -47,10 +47,8 @@ class FullAvatar:
         return FullAvatar(G, cache)
 
     @torch.inference_mode()  # the generator's inference path (models/stylegan2_inference.py)
-    def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
-        e = _fit(flame["expression"], self.num_expr)
-        return self.G.animate(self.cache, e, flame["jaw"], flame["eyelids"], flame["neck"], flame["eyes"],
-                              noise_mode="const").gaussians
+    def animate(self, flame: FlameParams) -> GaussianSet:
+        return self.G.animate(self.cache, flame.padded(n_expr=self.num_expr), noise_mode="const").gaussians
 
 
 class MobileAvatar:
@@ -73,9 +71,8 @@ class MobileAvatar:
         return MobileAvatar(BlendshapeAvatar(neutral, basis.to(device), mlp.to(device), avatar.w.to(device).float()))
 
     @torch.no_grad()
-    def animate(self, flame: dict[str, Tensor]) -> GaussianSet:
-        e = _fit(flame["expression"], self.avatar.mlp.expr_dim)  # e.g. FLAME's 100 of VHAP, the MLP's 50
-        return self.avatar.animate(e, flame["jaw"], flame["eyelids"])
+    def animate(self, flame: FlameParams) -> GaussianSet:
+        return self.avatar.animate(flame.padded(n_expr=self.avatar.mlp.expr_dim))  # e.g. VHAP's 100, the MLP's 50
 
 
 def _agora_m_pair(basis_path: str | Path, mlp_path: str | Path):
@@ -87,10 +84,6 @@ def _agora_m_pair(basis_path: str | Path, mlp_path: str | Path):
     if mlp.k != basis.k:
         raise file_error(mlp_path, f"regressor for K = {mlp.k}, but the basis {basis_path} has K = {basis.k}")
     return basis, mlp
-
-
-def _fit(x: Tensor, n: int) -> Tensor:
-    return x[:, :n] if x.shape[1] >= n else torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1])], dim=1)
 
 
 @dataclass
@@ -213,12 +206,12 @@ def _render_frames(model, cameras_of, driving: DrivingSequence, out: Path, res: 
         task = bar.add_task("reenact", total=total, fps=0.0)
         for s in range(0, total, batch):
             idx = torch.arange(s, min(total, s + batch))
-            f = {k: v[idx].to(device) for k, v in flame.items()}
+            f = flame[idx].to(device)
             cams = cameras_of(idx, f).to(device)
             rgb, _ = rasterize(model.animate(f), cams, res, res, background=1.0)
             frames = to_uint8_hwc(enlarge(rgb, size))
             if person is not None:
-                gt = person.render({k: v[idx] for k, v in flame.items()},
+                gt = person.render(flame[idx],
                                    Camera(cameras.cam2world[idx], cameras.intrinsics[idx]), res)
                 frames = np.concatenate([to_uint8_hwc(enlarge(gt, size)), frames], axis=2)
             elif left is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from agora_core.head import HeadModel, UVSamples
+from agora_core.head import FlameParams, HeadModel, UVSamples
 from agora_core.models.agora_discriminator import AgoraDiscriminator
 from agora_core.models.agora_generator import AgoraGenerator
 from agora_core.models.dual_discrimination import dual_discrimination_cue
@@ -50,8 +50,8 @@ class CueRenderer:
         self.config = config.discriminator
 
     @torch.no_grad()
-    def __call__(self, flame: dict[str, Tensor], camera: Tensor, enabled: bool = True) -> Tensor | None:
-        """flame (dataset keys, [B, D]), camera labels [B, 25] -> cue [B, 3, R, R] | None.
+    def __call__(self, flame: FlameParams, camera: Tensor, enabled: bool = True) -> Tensor | None:
+        """B heads' FLAME parameters, camera labels [B, 25] -> cue [B, 3, R, R] | None.
 
         `enabled` False gives zeros (the cue is switched on after `start_dual_kimg`)."""
         if self.config.cue in ("none", "projection"):

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from agora_core.data.conditions import ConditionSampler
 from agora_core.devices import forked_rng
+from agora_core.head import FlameParams
 from agora_core.inference import render_generator
 from agora_core.render.images import enlarge, image_grid, write_png
 
@@ -27,7 +28,7 @@ def frontal_camera_index(cameras: Tensor) -> int:
 def sampling_defaults(conditions: ConditionSampler) -> dict[str, Tensor]:
     """Stored in checkpoints for `agora sample`: the frontal camera [25] and the dataset's FLAME
     shape mean/std [S] (avatars get shapes from that diagonal Gaussian)."""
-    shape = conditions.flame["shape"]
+    shape = conditions.flame.shape
     return {"camera": conditions.cameras[frontal_camera_index(conditions.cameras)].clone(),
             "shape_mean": shape.mean(0), "shape_std": shape.std(0, unbiased=False)}
 
@@ -38,7 +39,7 @@ class SampleGridInputs:
 
     z: Tensor  # [rows*cols, z_dim]
     c: Tensor  # [rows*cols, 25] the frontal camera
-    flame: dict[str, Tensor]  # [rows*cols, D] each
+    flame: FlameParams  # rows*cols heads
     rows: int
     cols: int
 
@@ -49,8 +50,8 @@ def expression_rows(conditions: ConditionSampler, rows: int) -> Tensor:
     distinct; unflipped items only (a flip repeats its item's expression). Ties go to the lower
     index, so the choice depends on the dataset alone."""
     n = conditions.num_images
-    jaw = conditions.flame["jaw"][:n, 0]
-    norms = conditions.flame["expression"][:n].norm(dim=1)
+    jaw = conditions.flame.jaw[:n, 0]
+    norms = conditions.flame.expression[:n].norm(dim=1)
     order = [int(torch.argmax(jaw))] if rows > 1 else []
     for i in torch.sort(norms, descending=True, stable=True).indices.tolist():
         if len(order) >= rows - 1:
@@ -75,13 +76,9 @@ def sample_grid_inputs(conditions: ConditionSampler, z_dim: int, rows: int, cols
     _, id_flame = conditions.take(torch.randint(0, len(conditions), (cols,), generator=gen))
     _, ex_flame = conditions.take(torch.cat([torch.zeros(1, dtype=torch.long), expression_rows(conditions, rows)]))
     frontal = conditions.cameras[frontal_camera_index(conditions.cameras)]
-    flame = {}
-    for key, value in ex_flame.items():
-        value = value.clone()
-        value[0] = 0.0  # neutral row
-        flame[key] = value.repeat_interleave(cols, dim=0)  # row-major: row r = expression r
-    flame["shape"] = id_flame["shape"].repeat(rows, 1)
-    flame["neck"] = torch.zeros_like(flame["neck"])
+    ex_flame = ex_flame.map(lambda v: torch.cat([torch.zeros_like(v[:1]), v[1:]]))  # neutral row 0
+    flame = ex_flame.map(lambda v: v.repeat_interleave(cols, dim=0))  # row-major: row r = expression r
+    flame = flame.replace(shape=id_flame.shape.repeat(rows, 1), neck=torch.zeros_like(flame.neck))
     return SampleGridInputs(z.repeat(rows, 1), frontal.expand(rows * cols, 25).clone(), flame, rows, cols)
 
 
@@ -97,7 +94,7 @@ def save_sample_grid(G_ema, inputs: SampleGridInputs, resolution: int, path: str
     device = next(G_ema.parameters()).device
     with forked_rng(device):
         images = render_generator(G_ema, inputs.z.to(device), inputs.c.to(device),
-                                  {k: v.to(device) for k, v in inputs.flame.items()}, resolution,
+                                  inputs.flame.to(device), resolution,
                                   noise_mode="const")
     if display_resolution:
         images = enlarge(images, display_resolution)

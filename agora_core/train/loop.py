@@ -32,9 +32,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from agora_core.data.conditions import ConditionSampler
-from agora_core.data.format import FLAME_KEYS
 from agora_core.data.torch_dataset import HeadImageDataset
 from agora_core.errors import AgoraError
+from agora_core.head import FlameParams
 from agora_core.head.build import build_head, check_head_matches, pin_head_paths
 from agora_core.inference.checkpoint import CHECKPOINT_DIR, checkpoint_name, latest_checkpoint
 from agora_core.metrics.swd import SWDReference, evaluate_swd, swd_reference
@@ -97,7 +97,7 @@ class GeneratorStep:
     fake: Tensor  # [b, 3, R, R] in [-1, 1]
     cue: Tensor | None  # its dual-discrimination cue
     c: Tensor  # [b, 25] camera labels
-    flame: dict[str, Tensor]
+    flame: FlameParams
     loss_G: Tensor
     loss_reg: Tensor
     reg_log: dict[str, float]
@@ -209,7 +209,7 @@ def discriminator_step(run: Run, state: TrainingState, D_ddp: torch.nn.Module, f
     config, info, dev, loss_cfg = run.config, run.info, run.info.device, run.config.loss
     real = batch["image"].to(dev, non_blocking=True) * 2 - 1
     real_c = batch["camera"].to(dev)
-    real_flame = {k: batch[k].to(dev) for k in FLAME_KEYS}
+    real_flame = FlameParams.from_dict(batch).to(dev)
     state.opt_D.zero_grad(set_to_none=True)
     with D_ddp.no_sync() if info.enabled else contextlib.nullcontext():  # sync once, after the reals
         logits_fake = D_ddp(*shift_augment(fakes.fake.detach(), fakes.cue, config.shift_augmentation), fakes.c,

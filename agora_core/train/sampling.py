@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from agora_core.data.conditions import ConditionSampler
+from agora_core.head import FlameParams
 from agora_core.models.dual_discrimination import CUE_CHANNELS
 
 
@@ -37,7 +38,7 @@ class EndlessShardedSampler(Sampler[int]):
             k += 1
 
 
-CueRender = Callable[[dict[str, Tensor], Tensor, bool], Tensor | None]  # (flame, camera labels, enabled)
+CueRender = Callable[[FlameParams, Tensor, bool], Tensor | None]  # (flame, camera labels, enabled)
 
 
 class CueCache:
@@ -62,7 +63,7 @@ class CueCache:
         self.table: Tensor | None = None  # [rows, 3, R, R], allocated by the first cached call
         self.filled = torch.zeros(len(conditions), dtype=torch.bool)  # [rows] rendered yet
 
-    def __call__(self, rows: Tensor, flame: dict[str, Tensor], camera: Tensor, enabled: bool = True) -> Tensor | None:
+    def __call__(self, rows: Tensor, flame: FlameParams, camera: Tensor, enabled: bool = True) -> Tensor | None:
         """Cue [B, 3, R, R] (or None: no image cue) of `rows` [B], whose conditions `flame`, `camera`
         [B, 25] are (used only when not cached); zeros when not `enabled` (before `start_dual_kimg`)."""
         assert rows.shape == camera.shape[:1], (rows.shape, camera.shape)
