@@ -195,7 +195,7 @@ def test_extract_basis_on_an_imported_run_takes_a_dataset_of_its_head(imported_r
     sampler = TupleSampler(z_dim=g.config.z_dim, num_shape=g.head.num_shape, num_expr=g.head.num_expr,
                            expr_dim=g.config.expr_cond_dim, seed=0, stream=EXTRACT, expressions_per_identity=2, pool=pool)
     t = sampler.tuples(0, 4)
-    assert t.camera.shape == (4, 12) and t.shape.shape == (4, 300) and t.expression.shape == (4, 50)
+    assert t.camera.shape == (4, 12) and t.shape.shape == (4, 300) and t.flame.expression.shape == (4, 50)
     demo_shape = pool.flame["shape"].shape[1]
     assert demo_shape < 300 and not t.shape[:, demo_shape:].any()  # the demo head's β, zero-padded
 
