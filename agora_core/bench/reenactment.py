@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from agora_core.bench.timing import PathMemory, Timing, time_interleaved
+from agora_core.export.onnx_executor import OnnxAnimator
 from agora_core.gaussians import GaussianSet
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
@@ -108,8 +109,11 @@ def state_bytes(generator: AgoraGenerator, cache: IdentityCache, avatar: Blendsh
 
 
 def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avatar: BlendshapeAvatar, camera: Camera,
-                          config: BenchConfig, device: torch.device, model_info: dict | None = None) -> BenchResult:
-    """Time the paths of the module docstring for every batch size (identity `cache`, batch 1)."""
+                          config: BenchConfig, device: torch.device, model_info: dict | None = None,
+                          onnx: OnnxAnimator | None = None) -> BenchResult:
+    """Time the paths of the module docstring for every batch size (identity `cache`, batch 1).
+
+    onnx: AGORA's per-frame path in ONNX Runtime (`--executor`), else `generator.animate`."""
     assert cache.batch_size == 1, cache.batch_size
     assert config.resolution is not None, "resolve BenchConfig.resolution first (run_bench does)"
     res = config.resolution
@@ -119,11 +123,16 @@ def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avata
     def render(g: GaussianSet) -> Tensor:
         return rasterize(g, camera, res, res, background=1.0)[0]
 
+    def agora(e: Tensor, j: Tensor, l: Tensor) -> GaussianSet:  # noqa: E741
+        if onnx is not None:
+            return onnx.animate(e, j, l)
+        return generator.animate(cache, e, j, l, noise_mode="const").gaussians
+
     paths = {
-        "agora": lambda e, j, l: render(generator.animate(cache, e, j, l, noise_mode="const").gaussians),
+        "agora": lambda e, j, l: render(agora(e, j, l)),
         "agora_m": lambda e, j, l: render(avatar.animate(e, j, l)),
         "render": None,  # filled per batch size: the neutral, expanded
-        "agora_animate": lambda e, j, l: generator.animate(cache, e, j, l, noise_mode="const").gaussians.means,
+        "agora_animate": lambda e, j, l: agora(e, j, l).means,
         "agora_m_blend": lambda e, j, l: avatar.animate(e, j, l).means,
     }
     if not config.breakdown:
