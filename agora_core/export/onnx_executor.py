@@ -22,6 +22,7 @@ this project's 2 shared cores (README, "ONNX Runtime as the executor"): see `DEF
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 import warnings
 from pathlib import Path
@@ -44,7 +45,7 @@ DEFAULT_EXECUTOR: Executor = "torch"
 def onnxruntime_available() -> bool:
     """Whether `import onnxruntime` works (a core dependency, but a broken install should not stop torch)."""
     try:
-        import onnxruntime  # noqa: F401
+        importlib.import_module("onnxruntime")
     except Exception:  # noqa: BLE001  an ImportError, or a wheel whose native library fails to load
         return False
     return True
