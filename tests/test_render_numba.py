@@ -47,6 +47,10 @@ def test_depth_order_is_a_stable_sort_of_the_visible_gaussians():
     for b in range(3):
         assert np.array_equal(order[b, :counts[b]], expected[b, :counts[b]].numpy())
         assert np.array_equal(order[b, counts[b]:], np.nonzero(~visible[b].numpy())[0])
+    # the tiled layout's parallel sort (buckets of key ranges, one per slice): the same order for any slice count
+    for slices in (1, 2, 3, 7):
+        same = _depth_order(Projection(torch.zeros(3, 5000, 2), torch.zeros(3, 5000, 3), depths, radii), slices)
+        assert np.array_equal(same[0], order) and np.array_equal(same[1], counts), slices
 
 
 def _composite_with_grads(scene, w, h, parallel):

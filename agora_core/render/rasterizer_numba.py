@@ -63,7 +63,8 @@ if numba is not None:
     from numba import njit, prange
 
     from agora_core.render.rasterizer_numba_serial import _backward, _forward, _sort_visible
-    from agora_core.render.rasterizer_numba_tiles import _backward_tiles, _forward_tiles, _prepare, _reduce_tiles
+    from agora_core.render.rasterizer_numba_tiles import (_backward_tiles, _forward_tiles, _prepare, _reduce_tiles,
+                                                          _sort_visible_slices)
 
     @njit(cache=True, parallel=True)
     def _project(means, quats, log_scales, opac, world2cam, ks, width, height,
@@ -144,13 +145,18 @@ def project_numba(means: Tensor, quats: Tensor, log_scales: Tensor, opacities: T
                       torch.from_numpy(radii).to(means.device))
 
 
-def _depth_order(proj: Projection) -> tuple[np.ndarray, np.ndarray]:
+def _depth_order(proj: Projection, slices: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per image: visible Gaussians front to back (stable in index for equal depths), then the
-    others in index order; and the visible counts."""
+    others in index order; and the visible counts. slices > 0: the same order, sorted in parallel
+    over that many slices of each image (`_sort_visible_slices`, on numba's current thread count)."""
     b, n = proj.depths.shape
     order, counts = np.empty((b, n), np.int64), np.empty(b, np.int64)
     depth_bits = _np64(proj.depths).view(np.int64)  # depths of visible Gaussians are > 0: bits sort as numbers
-    _sort_visible(depth_bits, np.ascontiguousarray(proj.radii.cpu().numpy()), order, counts)
+    radii = np.ascontiguousarray(proj.radii.cpu().numpy())
+    if slices > 0:
+        _sort_visible_slices(depth_bits, radii, order, counts, slices)
+    else:
+        _sort_visible(depth_bits, radii, order, counts)
     return order, counts
 
 
@@ -244,7 +250,11 @@ def composite_numba(
     assert colors.shape == (b, n, 3) and background.shape == (b, 3), (colors.shape, background.shape)
     if parallel is None:
         parallel = b * width * height >= TILED_MIN_PIXELS
-    order, counts = _depth_order(proj)
+    slices = 0
+    if parallel:  # the tiled layout sorts in parallel too, one slice per thread (same order for any count)
+        slices = kernel_threads(b * width * height)
+        numba.set_num_threads(slices)
+    order, counts = _depth_order(proj, slices)
     rgb, alpha = _Composite.apply(proj.means2d, proj.conics, opacities, colors, background, proj.radii,
                                   order, counts, width, height, parallel)
     rgb = rgb.reshape(b, height, width, 3).permute(0, 3, 1, 2)

@@ -18,7 +18,38 @@ PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
 if numba is not None:
     from numba import njit, prange
 
-    from agora_core.render.rasterizer_numba_serial import _add_grads, _blend, _box, _unblend
+    from agora_core.render.rasterizer_numba_serial import _add_grads, _blend, _box, _radix_sort, _unblend, _visible_first
+
+    @njit(cache=True, parallel=True)
+    def _sort_visible_slices(keys, radii, order, counts, slices):
+        """`_sort_visible` (the same order: a stable sort has one result) with the sorting in parallel:
+        each image's visible keys are split, in index order, into `slices` buckets of key ranges
+        (bounds: quantiles of a sample of the keys), and each bucket is radix-sorted on its own thread
+        (`_radix_sort`). Equal keys share a bucket and a bucket keeps index order, so the buckets one
+        after another are the stable order, for any number of slices. One parallel region per image:
+        on a busy machine each region waits for its slowest thread."""
+        for b in range(keys.shape[0]):
+            idx, key = _visible_first(keys, radii, b, order)
+            m = idx.shape[0]
+            counts[b] = m
+            sample = np.sort(key[::max(1, m // 4096)])
+            bounds = np.empty(slices - 1, np.int64)
+            for c in range(slices - 1):
+                bounds[c] = sample[(c + 1) * sample.shape[0] // slices] if sample.shape[0] else 0
+            bucket = np.searchsorted(bounds, key, side="right")  # keys equal to a bound go above it
+            start = np.zeros(slices + 1, np.int64)
+            for j in range(m):
+                start[bucket[j] + 1] += 1
+            for c in range(slices):
+                start[c + 1] += start[c]
+            at = start[:slices].copy()
+            by_i, by_k = np.empty(m, np.int64), np.empty(m, np.int64)
+            for j in range(m):
+                c = bucket[j]
+                by_i[at[c]], by_k[at[c]] = idx[j], key[j]
+                at[c] += 1
+            for c in prange(slices):
+                order[b, start[c]:start[c + 1]] = _radix_sort(by_i[start[c]:start[c + 1]], by_k[start[c]:start[c + 1]])
 
     @njit(cache=True)
     def _prepare_chunk(c, chunk, means2d, order, counts, radii, width, height, boxes, cursor):
