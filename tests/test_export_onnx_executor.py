@@ -152,3 +152,19 @@ def test_single_branch_model():
     with pytest.raises(AgoraError, match="single-branch model"):
         build_animator("onnxruntime", g, cache)
     assert build_animator("auto", g, cache) is None
+
+
+def test_api_animate_takes_the_executor(tmp_path):
+    from agora_core import api
+    from agora_core.reenact.demo_sequence import make_demo_sequence
+    from test_export_fixtures import write_tiny_checkpoint
+
+    g, config = tiny_generator()
+    avatar = api.load_avatar(write_tiny_checkpoint(tmp_path, g, config), seed=3)
+    flame = make_demo_sequence(3, 8.0, seed=1).flame()
+    a = api.animate(avatar, flame)
+    b = api.animate(avatar, flame, executor="onnxruntime")
+    # the tolerance's reason: _tolerances above; here the two agree far inside it
+    torch.testing.assert_close(b.means, a.means, rtol=0, atol=1e-5)
+    with pytest.raises(AgoraError, match="--executor 'onnx'"):
+        api.animate(avatar, flame, executor="onnx")
