@@ -251,9 +251,10 @@ def composite_numba(
     if parallel is None:
         parallel = b * width * height >= TILED_MIN_PIXELS
     slices = 0
-    if parallel:  # the tiled layout sorts in parallel too, one slice per thread (same order for any count)
-        slices = kernel_threads(b * width * height)
-        numba.set_num_threads(slices)
+    if parallel:  # the tiled layout sorts in parallel too, one bucket per thread (same order for any count)
+        threads = kernel_threads(b * width * height)
+        numba.set_num_threads(threads)
+        slices = threads if threads > 1 else 0
     order, counts = _depth_order(proj, slices)
     rgb, alpha = _Composite.apply(proj.means2d, proj.conics, opacities, colors, background, proj.radii,
                                   order, counts, width, height, parallel)
