@@ -262,10 +262,11 @@ def composite_numba(
     if parallel is None:
         parallel = b * width * height >= TILED_MIN_PIXELS
     slices = 0
-    if parallel:  # the tiled layout sorts in parallel too, one bucket per thread (same order for any count)
-        threads = kernel_threads(b * width * height)
+    if parallel:  # the tiled layout sorts in parallel too: one bucket per thread and WORK_PER_THREAD
+        threads = kernel_threads(b * width * height)  # Gaussians of an image (the same order for any count)
         use_kernel_threads(threads)
-        slices = threads if threads > 1 else 0
+        slices = min(threads, n // WORK_PER_THREAD)
+        slices = slices if slices > 1 else 0
     order, counts = _depth_order(proj, slices)
     rgb, alpha = _Composite.apply(proj.means2d, proj.conics, opacities, colors, background, proj.radii,
                                   order, counts, width, height, parallel)
