@@ -96,7 +96,8 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
     else:
         camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
     onnx = build_animator(executor, g, cache, dev)
-    info = {"executor": "onnxruntime" if onnx is not None else "torch", "source": model.source, "random_init": model.random_init, "config": str(config) if config else None,
+    info = {"executor": "onnxruntime" if onnx is not None else "torch", "source": model.source,
+            "random_init": model.random_init, "config": str(config) if config else None,
             "gaussians": g.num_gaussians, "uv_grid": g.config.gaussian_grid, "resolution": bench.resolution,
             "k": basis.k, "mlp_hidden": mlp.hidden, "parameters": g.parameter_counts()}
     result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info, onnx)

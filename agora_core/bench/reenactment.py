@@ -3,7 +3,8 @@
 The identity branch runs once (both methods cache the avatar); then, per frame of a driving
 sequence, each path does all its work, rendering included:
 
-    agora          animate (FLAME, deformation branch, lifting, composition) + rasterize
+    agora          animate (FLAME, deformation branch, lifting, composition) + rasterize; the per-frame
+                   path in torch or ONNX Runtime (`--executor`, export/onnx_executor.py)
     agora_m        f_mlp + blend (eq. 10-11) + rasterize
     render         rasterize of the cached neutral alone
     agora_animate  / agora_m_blend: the same paths without the rasterizer (breakdown)

@@ -18,7 +18,8 @@ PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
 if numba is not None:
     from numba import njit, prange
 
-    from agora_core.render.rasterizer_numba_serial import _add_grads, _blend, _box, _radix_sort, _unblend, _visible_first
+    from agora_core.render.rasterizer_numba_serial import (_add_grads, _blend, _box, _radix_sort, _unblend,
+                                                           _visible_first)
 
     @njit(cache=True, parallel=True)
     def _sort_visible_slices(keys, radii, order, counts, slices):
