@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from agora_cli.common import console, setup_runtime, user_errors
+from agora_cli.options import ExecutorOpt
 from agora_core.errors import AgoraError
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
@@ -37,6 +38,7 @@ def bench(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the identity, the driving frames and a random init.")] = 0,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
+    executor: ExecutorOpt = "torch",
 ) -> None:
     """Time cached-identity reenactment: AGORA (deformation branch + lifting + raster) vs AGORA-M (MLP + blend + raster) vs the render alone.
 
@@ -47,6 +49,10 @@ def bench(
 
     if device not in DEVICES:
         raise AgoraError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    from agora_core.export.onnx_executor import check_executor
+
+    if check_executor(executor) != "torch" and device == "browser":
+        raise AgoraError(f"--executor {executor} runs AGORA's per-frame path; the browser runs AGORA-M only: drop it")
     if bundle is not None and device != "browser":
         raise AgoraError("--bundle is a web bundle for --device browser; drop it or add --device browser")
     given = [flag for flag, value in (("--ckpt", ckpt), ("--config", config), ("--basis", basis), ("--mlp", mlp),
@@ -74,7 +80,8 @@ def bench(
         return
     settings = BenchConfig(frames=frames, warmup=warmup, batch_sizes=batch_sizes, resolution=resolution, seed=seed,
                            breakdown=breakdown)
-    result = run_bench(ckpt, config, device, settings, gaussians=gaussians, basis_path=basis, mlp_path=mlp, k=k)
+    result = run_bench(ckpt, config, device, settings, gaussians=gaussians, basis_path=basis, mlp_path=mlp, k=k,
+                       executor=executor)
     for note in result.notes:
         console.print(f"[yellow]{note}[/]")
     console.print(bench_table(result))
@@ -129,7 +136,7 @@ def bench_table(result) -> Table:
     """Median / p90 per call, FPS, peak and resident memory per path and batch size."""
     m = result.model
     table = Table(title=f"reenactment, {m['gaussians']} Gaussians (UV grid {m['uv_grid']}), {m['resolution']}², "
-                        f"K = {m['k']}, {result.device}", box=box.SIMPLE_HEAD)
+                        f"K = {m['k']}, {result.device}, AGORA in {m.get('executor', 'torch')}", box=box.SIMPLE_HEAD)
     for name in ("path", "B", "median ms", "p90 ms", "FPS", "peak MB", "state MB"):
         table.add_column(name, justify="left" if name == "path" else "right", no_wrap=True)
     last = None

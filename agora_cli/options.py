@@ -14,3 +14,4 @@ ModnetOpt = Annotated[Optional[str], typer.Option("--modnet", help="MODNet ONNX 
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads (0 = default).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Runs AGORA's per-frame path (deformation branch + lifting): torch, onnxruntime (CPU; the model exported to ONNX at start-up, in memory) or auto (onnxruntime on a CPU when it imports and the model exports, else torch).")]

@@ -139,3 +139,23 @@ def test_grid_for_gaussians_hits_the_requested_count():
         grid = grid_for_gaussians(head, target)
         assert abs(gaussian_count(head, grid) - target) / target < 0.05, (target, grid)
     assert gaussian_count(head, 12) == tiny_generator(head).num_gaussians  # the generator's own count
+
+
+def test_bench_cli_executor(tmp_path):
+    """--executor onnxruntime times AGORA's per-frame path in ONNX Runtime (JSON says which ran)."""
+    from agora_cli.bench import bench
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    app = typer.Typer()
+    app.command()(bench)
+    out = tmp_path / "bench.json"
+    args = ["--config", str(config), "--frames", "2", "--warmup", "1", "--k", "4", "--batch", "1,2", "--no-breakdown"]
+    result = CliRunner().invoke(app, args + ["--executor", "onnxruntime", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "AGORA in onnxruntime" in " ".join(result.output.split())  # the table's title, however wrapped
+    assert json.loads(out.read_text())["model"]["executor"] == "onnxruntime"
+    bad = CliRunner().invoke(app, args + ["--executor", "tvm"])
+    assert bad.exit_code == 2 and "--executor 'tvm'" in bad.output
+    bad = CliRunner().invoke(app, ["--device", "browser", "--executor", "auto"])
+    assert bad.exit_code == 2 and "AGORA-M only" in bad.output

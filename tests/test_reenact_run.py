@@ -235,3 +235,31 @@ def test_failure_while_rendering_leaves_no_video(tmp_path, monkeypatch):
                                     "--batch", "2", "--no-progress"])
     assert isinstance(result.exception, RuntimeError)
     assert not any((tmp_path / "o").iterdir())
+
+
+def test_onnxruntime_executor(tmp_path):
+    """--executor onnxruntime: the avatar's Gaussians as torch animates them (tolerance and its reason:
+    tests/test_export_onnx_executor.py; here the two agree far inside it), and a video."""
+    from agora_core.invert.avatar_file import AvatarFile
+    from agora_core.reenact.run import FullAvatar
+
+    avatar = AvatarFile.load(quick_avatar())
+    flame = make_demo_sequence(4, 8.0, seed=2).flame()
+    still = dict(flame)
+    flame["neck"], flame["eyes"] = flame["neck"] + 0.2, flame["eyes"] + 0.1  # the per-frame path passes them to FLAME
+    torch_avatar = FullAvatar.from_avatar(avatar, quick_avatar(), "cpu")
+    onnx_avatar = FullAvatar.from_avatar(avatar, quick_avatar(), "cpu", executor="onnxruntime")
+    assert torch_avatar.onnx is None and onnx_avatar.onnx is not None
+    a, b = torch_avatar.animate(flame), onnx_avatar.animate(flame)
+    assert (a.means - torch_avatar.animate(still).means).abs().max() > 1e-3
+    torch.testing.assert_close(b.means, a.means, rtol=0, atol=1e-5)  # 1e-4 of the ~0.1 m means
+    params = make_demo_sequence(3, 8.0).save(tmp_path / "d.npz")
+    out = tmp_path / "r.mp4"
+    result = _invoke("reenact", quick_avatar(), "--params", params, "--out", out, "--executor", "onnxruntime",
+                     "--size", "16", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert len(_decoded(out)[0]) == 3
+    assert "--mobile runs AGORA-M" in _error_line(_invoke("reenact", quick_avatar(), "--params", params, "--mobile",
+                                                          "--basis", tmp_path / "b.safetensors", "--mlp",
+                                                          tmp_path / "m.safetensors", "--executor", "onnxruntime",
+                                                          "--no-progress"))

@@ -47,6 +47,10 @@ def test_depth_order_is_a_stable_sort_of_the_visible_gaussians():
     for b in range(3):
         assert np.array_equal(order[b, :counts[b]], expected[b, :counts[b]].numpy())
         assert np.array_equal(order[b, counts[b]:], np.nonzero(~visible[b].numpy())[0])
+    # the tiled layout's parallel sort (buckets of key ranges, one per slice): the same order for any slice count
+    for slices in (1, 2, 3, 7):
+        same = _depth_order(Projection(torch.zeros(3, 5000, 2), torch.zeros(3, 5000, 3), depths, radii), slices)
+        assert np.array_equal(same[0], order) and np.array_equal(same[1], counts), slices
 
 
 def _composite_with_grads(scene, w, h, parallel):
@@ -195,3 +199,27 @@ def test_auto_backend_on_cpu_is_numba_and_renders_empty_images_as_background():
     rgb, alpha = rasterize(gs.select(0), away, 8, 8, background=(0.1, 0.2, 0.3), backend="numba")
     assert torch.equal(alpha, torch.zeros(1, 1, 8, 8))
     assert torch.equal(rgb, torch.tensor([0.1, 0.2, 0.3])[None, :, None, None].expand(1, 3, 8, 8))
+
+
+def test_rendering_keeps_torchs_thread_count():
+    """Starting numba's OpenMP layer (the first parallel kernel of a process) resets the OpenMP runtime
+    it shares with torch to numba's pool size; `--threads 1` must survive the first render. A fresh
+    process: in this one the layer has started long ago."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import torch\n"
+            "from agora_core.render import orbit_cameras, rasterize\n"
+            "from agora_core.gaussians import GaussianSet\n"
+            "torch.set_num_threads(1)\n"
+            "n = 300\n"
+            "g = GaussianSet(0.05 * torch.randn(1, n, 3), torch.full((1, n, 3), -4.0), torch.randn(1, n, 4),\n"
+            "                torch.rand(1, n, 1, 3), torch.full((1, n), 0.8))\n"
+            "rasterize(g, orbit_cameras(torch.zeros(1), torch.zeros(1), radius=1.3), 200, 200, backend='numba')\n"
+            "print(torch.get_num_threads())\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root), "NUMBA_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1", out.stdout

@@ -56,8 +56,10 @@ def bench_identity(model, seed: int, truncation_psi: float, device: torch.device
 
 def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: str, bench: BenchConfig, *,
               gaussians: int | None = None, basis_path: str | Path | None = None, mlp_path: str | Path | None = None,
-              k: int = 64, hidden: int = 256) -> BenchResult:
-    """Build (module docstring) and time `benchmark_reenactment`."""
+              k: int = 64, hidden: int = 256, executor: str = "torch") -> BenchResult:
+    """Build (module docstring) and time `benchmark_reenactment`; `executor` runs AGORA's per-frame
+    path (`export.onnx_executor.build_animator`: torch, onnxruntime or auto)."""
+    from agora_core.export.onnx_executor import build_animator
     from agora_core.inference import imported_agora_m, is_imported_run
 
     dev = resolve_device(device)
@@ -93,9 +95,11 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
         camera = model.imported.cameras(shape)
     else:
         camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
-    info = {"source": model.source, "random_init": model.random_init, "config": str(config) if config else None,
+    onnx = build_animator(executor, g, cache, dev)
+    info = {"executor": "onnxruntime" if onnx is not None else "torch", "source": model.source,
+            "random_init": model.random_init, "config": str(config) if config else None,
             "gaussians": g.num_gaussians, "uv_grid": g.config.gaussian_grid, "resolution": bench.resolution,
             "k": basis.k, "mlp_hidden": mlp.hidden, "parameters": g.parameter_counts()}
-    result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info)
+    result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info, onnx)
     result.notes.extend(notes)
     return result

@@ -3,7 +3,8 @@
 The identity branch runs once (both methods cache the avatar); then, per frame of a driving
 sequence, each path does all its work, rendering included:
 
-    agora          animate (FLAME, deformation branch, lifting, composition) + rasterize
+    agora          animate (FLAME, deformation branch, lifting, composition) + rasterize; the per-frame
+                   path in torch or ONNX Runtime (`--executor`, export/onnx_executor.py)
     agora_m        f_mlp + blend (eq. 10-11) + rasterize
     render         rasterize of the cached neutral alone
     agora_animate  / agora_m_blend: the same paths without the rasterizer (breakdown)
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from agora_core.bench.timing import PathMemory, Timing, time_interleaved
+from agora_core.export.onnx_executor import OnnxAnimator
 from agora_core.gaussians import GaussianSet
 from agora_core.head import FlameParams
 from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
@@ -108,8 +110,11 @@ def state_bytes(generator: AgoraGenerator, cache: IdentityCache, avatar: Blendsh
 
 
 def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avatar: BlendshapeAvatar, camera: Camera,
-                          config: BenchConfig, device: torch.device, model_info: dict | None = None) -> BenchResult:
-    """Time the paths of the module docstring for every batch size (identity `cache`, batch 1)."""
+                          config: BenchConfig, device: torch.device, model_info: dict | None = None,
+                          onnx: OnnxAnimator | None = None) -> BenchResult:
+    """Time the paths of the module docstring for every batch size (identity `cache`, batch 1).
+
+    onnx: AGORA's per-frame path in ONNX Runtime (`--executor`), else `generator.animate`."""
     assert cache.batch_size == 1, cache.batch_size
     assert config.resolution is not None, "resolve BenchConfig.resolution first (run_bench does)"
     res = config.resolution
@@ -119,11 +124,16 @@ def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avata
     def render(g: GaussianSet) -> Tensor:
         return rasterize(g, camera, res, res, background=1.0)[0]
 
+    def agora(f: FlameParams) -> GaussianSet:
+        if onnx is not None:
+            return onnx.animate(f)
+        return generator.animate(cache, f, noise_mode="const").gaussians
+
     paths = {
-        "agora": lambda f: render(generator.animate(cache, f, noise_mode="const").gaussians),
+        "agora": lambda f: render(agora(f)),
         "agora_m": lambda f: render(avatar.animate(f)),
         "render": None,  # filled per batch size: the neutral, expanded
-        "agora_animate": lambda f: generator.animate(cache, f, noise_mode="const").gaussians.means,
+        "agora_animate": lambda f: agora(f).means,
         "agora_m_blend": lambda f: avatar.animate(f).means,
     }
     if not config.breakdown:

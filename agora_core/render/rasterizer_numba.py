@@ -63,7 +63,8 @@ if numba is not None:
     from numba import njit, prange
 
     from agora_core.render.rasterizer_numba_serial import _backward, _forward, _sort_visible
-    from agora_core.render.rasterizer_numba_tiles import _backward_tiles, _forward_tiles, _prepare, _reduce_tiles
+    from agora_core.render.rasterizer_numba_tiles import (_backward_tiles, _forward_tiles, _prepare, _reduce_tiles,
+                                                          _sort_visible_slices)
 
     @njit(cache=True, parallel=True)
     def _project(means, quats, log_scales, opac, world2cam, ks, width, height,
@@ -137,20 +138,25 @@ def project_numba(means: Tensor, quats: Tensor, log_scales: Tensor, opacities: T
     b, n = means.shape[:2]
     means2d, conics, depths = np.empty((b, n, 2)), np.empty((b, n, 3)), np.empty((b, n))
     radii = np.empty((b, n, 2), dtype=np.int64)
-    numba.set_num_threads(kernel_threads(b * n))
+    use_kernel_threads(kernel_threads(b * n))
     _project(*[_np64(t) for t in (means, quats, log_scales, opacities, world2cam, ks)], width, height,
              means2d, conics, depths, radii)
     return Projection(_tensor(means2d, means), _tensor(conics, means), _tensor(depths, means),
                       torch.from_numpy(radii).to(means.device))
 
 
-def _depth_order(proj: Projection) -> tuple[np.ndarray, np.ndarray]:
+def _depth_order(proj: Projection, slices: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per image: visible Gaussians front to back (stable in index for equal depths), then the
-    others in index order; and the visible counts."""
+    others in index order; and the visible counts. slices > 0: the same order, sorted in parallel
+    over that many slices of each image (`_sort_visible_slices`, on numba's current thread count)."""
     b, n = proj.depths.shape
     order, counts = np.empty((b, n), np.int64), np.empty(b, np.int64)
     depth_bits = _np64(proj.depths).view(np.int64)  # depths of visible Gaussians are > 0: bits sort as numbers
-    _sort_visible(depth_bits, np.ascontiguousarray(proj.radii.cpu().numpy()), order, counts)
+    radii = np.ascontiguousarray(proj.radii.cpu().numpy())
+    if slices > 0:
+        _sort_visible_slices(depth_bits, radii, order, counts, slices)
+    else:
+        _sort_visible(depth_bits, radii, order, counts)
     return order, counts
 
 
@@ -182,6 +188,17 @@ def kernel_threads(work: int) -> int:
     return max(1, min(threads, work // WORK_PER_THREAD))
 
 
+def use_kernel_threads(threads: int) -> None:
+    """`numba.set_num_threads(threads)`, leaving torch's thread count as it was. numba's OpenMP layer
+    shares torch's OpenMP runtime, and starting it (the first call) sets that runtime's thread count
+    to numba's pool (NUMBA_NUM_THREADS, the cores): `--threads 1` would silently become 2 for every
+    torch op after the first render (on 2 busy cores the deformation branch then took 20-40× longer)."""
+    before = torch.get_num_threads()
+    numba.set_num_threads(threads)
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, background, radii, order, counts, width, height, parallel):
@@ -194,7 +211,7 @@ class _Composite(torch.autograd.Function):
         stop = np.empty((b, width * height), dtype=np.int64)
         tiles = None
         if parallel:
-            numba.set_num_threads(kernel_threads(b * width * height))
+            use_kernel_threads(kernel_threads(b * width * height))
             tiles = _prepare(arrays[0], order, counts, radii_np, width, height, PREPARE_CHUNK)
             with numba.parallel_chunksize(-(-height // TILE)):  # a thread takes a column of tiles at a time
                 _forward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:], rgb, trans, stop)
@@ -212,7 +229,7 @@ class _Composite(torch.autograd.Function):
         g_rgb = _np64(grad_rgb) if grad_rgb is not None else np.zeros(trans.shape + (3,))
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
         if tiles is not None:
-            numba.set_num_threads(kernel_threads(trans.size))
+            use_kernel_threads(kernel_threads(trans.size))
             with numba.parallel_chunksize(-(-height // TILE)):
                 part, bg_part = _backward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:],
                                                 trans, stop, g_rgb, g_alpha)
@@ -244,7 +261,13 @@ def composite_numba(
     assert colors.shape == (b, n, 3) and background.shape == (b, 3), (colors.shape, background.shape)
     if parallel is None:
         parallel = b * width * height >= TILED_MIN_PIXELS
-    order, counts = _depth_order(proj)
+    slices = 0
+    if parallel:  # the tiled layout sorts in parallel too: one bucket per thread and WORK_PER_THREAD
+        threads = kernel_threads(b * width * height)  # Gaussians of an image (the same order for any count)
+        use_kernel_threads(threads)
+        slices = min(threads, n // WORK_PER_THREAD)
+        slices = slices if slices > 1 else 0
+    order, counts = _depth_order(proj, slices)
     rgb, alpha = _Composite.apply(proj.means2d, proj.conics, opacities, colors, background, proj.radii,
                                   order, counts, width, height, parallel)
     rgb = rgb.reshape(b, height, width, 3).permute(0, 3, 1, 2)

@@ -171,44 +171,57 @@ if numba is not None:
                 _add_grads(s, b, g, g_means, g_conics, g_opac, g_colors)
 
     @njit(cache=True)
+    def _radix_sort(src_i, src_k):
+        """The indices src_i reordered by their int64 keys src_k, stably: an LSD radix sort with
+        16-bit digits (the passes over a digit that all keys share are skipped). Overwrites both."""
+        m = src_i.shape[0]
+        dst_i, dst_k = np.empty(m, np.int64), np.empty(m, np.int64)
+        hist = np.empty(1 << 16, np.int64)
+        for shift in range(0, 64, 16):
+            hist[:] = 0
+            for j in range(m):
+                hist[(src_k[j] >> shift) & 0xFFFF] += 1
+            if m == 0 or hist.max() == m:  # one digit value for all: this pass changes nothing
+                continue
+            run = 0
+            for d in range(1 << 16):
+                count = hist[d]
+                hist[d] = run
+                run += count
+            for j in range(m):
+                d = (src_k[j] >> shift) & 0xFFFF
+                dst_i[hist[d]] = src_i[j]
+                dst_k[hist[d]] = src_k[j]
+                hist[d] += 1
+            src_i, dst_i = dst_i, src_i
+            src_k, dst_k = dst_k, src_k
+        return src_i
+
+    @njit(cache=True)
+    def _visible_first(keys, radii, b, order):
+        """Image b's visible Gaussians (radii > 0) and their keys, in index order; the others go to
+        the end of order[b], in index order. Returns (indices, keys) of the visible ones."""
+        n = keys.shape[1]
+        idx = np.empty(n, np.int64)
+        key = np.empty(n, np.int64)
+        m = 0
+        for i in range(n):
+            if radii[b, i, 0] > 0 or radii[b, i, 1] > 0:
+                idx[m] = i
+                key[m] = keys[b, i]
+                m += 1
+        k = m
+        for i in range(n):
+            if not (radii[b, i, 0] > 0 or radii[b, i, 1] > 0):
+                order[b, k] = i
+                k += 1
+        return idx[:m], key[:m]
+
+    @njit(cache=True)
     def _sort_visible(keys, radii, order, counts):
         """`_depth_order` in place: a stable LSD radix sort (16-bit digits) of the int64 keys of the
         Gaussians with a footprint (radii > 0), per image."""
-        nb, n = keys.shape
-        for b in range(nb):
-            idx = np.empty(n, np.int64)
-            key = np.empty(n, np.int64)
-            m = 0
-            for i in range(n):
-                if radii[b, i, 0] > 0 or radii[b, i, 1] > 0:
-                    idx[m] = i
-                    key[m] = keys[b, i]
-                    m += 1
-            k = m
-            for i in range(n):
-                if not (radii[b, i, 0] > 0 or radii[b, i, 1] > 0):
-                    order[b, k] = i
-                    k += 1
-            counts[b] = m
-            src_i, src_k = idx[:m], key[:m]
-            dst_i, dst_k = np.empty(m, np.int64), np.empty(m, np.int64)
-            hist = np.empty(1 << 16, np.int64)
-            for shift in range(0, 64, 16):
-                hist[:] = 0
-                for j in range(m):
-                    hist[(src_k[j] >> shift) & 0xFFFF] += 1
-                if m == 0 or hist.max() == m:  # one digit value for all: this pass changes nothing
-                    continue
-                run = 0
-                for d in range(1 << 16):
-                    count = hist[d]
-                    hist[d] = run
-                    run += count
-                for j in range(m):
-                    d = (src_k[j] >> shift) & 0xFFFF
-                    dst_i[hist[d]] = src_i[j]
-                    dst_k[hist[d]] = src_k[j]
-                    hist[d] += 1
-                src_i, dst_i = dst_i, src_i
-                src_k, dst_k = dst_k, src_k
-            order[b, :m] = src_i
+        for b in range(keys.shape[0]):
+            idx, key = _visible_first(keys, radii, b, order)
+            counts[b] = idx.shape[0]
+            order[b, :idx.shape[0]] = _radix_sort(idx, key)

@@ -18,10 +18,42 @@ PREPARE_CHUNK = 8192  # Gaussians per task when the tile lists are built
 if numba is not None:
     from numba import njit, prange
 
-    from agora_core.render.rasterizer_numba_serial import _add_grads, _blend, _box, _unblend
+    from agora_core.render.rasterizer_numba_serial import (_add_grads, _blend, _box, _radix_sort, _unblend,
+                                                           _visible_first)
+
+    @njit(cache=True, parallel=True)
+    def _sort_visible_slices(keys, radii, order, counts, slices):
+        """`_sort_visible` (the same order: a stable sort has one result) with the sorting in parallel:
+        each image's visible keys are split, in index order, into `slices` buckets of key ranges
+        (bounds: quantiles of a sample of the keys), and each bucket is radix-sorted on its own thread
+        (`_radix_sort`). Equal keys share a bucket and a bucket keeps index order, so the buckets one
+        after another are the stable order, for any number of slices. One parallel region per image:
+        on a busy machine each region waits for its slowest thread."""
+        for b in range(keys.shape[0]):
+            idx, key = _visible_first(keys, radii, b, order)
+            m = idx.shape[0]
+            counts[b] = m
+            sample = np.sort(key[::max(1, m // 4096)])
+            bounds = np.empty(slices - 1, np.int64)
+            for c in range(slices - 1):
+                bounds[c] = sample[(c + 1) * sample.shape[0] // slices] if sample.shape[0] else 0
+            bucket = np.searchsorted(bounds, key, side="right")  # keys equal to a bound go above it
+            start = np.zeros(slices + 1, np.int64)
+            for j in range(m):
+                start[bucket[j] + 1] += 1
+            for c in range(slices):
+                start[c + 1] += start[c]
+            at = start[:slices].copy()
+            by_i, by_k = np.empty(m, np.int64), np.empty(m, np.int64)
+            for j in range(m):
+                c = bucket[j]
+                by_i[at[c]], by_k[at[c]] = idx[j], key[j]
+                at[c] += 1
+            for c in prange(slices):
+                order[b, start[c]:start[c + 1]] = _radix_sort(by_i[start[c]:start[c + 1]], by_k[start[c]:start[c + 1]])
 
     @njit(cache=True)
-    def _prepare_chunk(c, chunk, means2d, order, counts, radii, width, height, boxes, cursor):
+    def _prepare_chunk(c, chunk, by_index, order, counts, height, boxes, cursor):
         """Chunk c of `_prepare`: the boxes of ranks [r0, r0 + chunk) of image b (c = b · chunks per
         image + k), and how many of them each tile gets (cursor[c])."""
         n = order.shape[1]
@@ -33,7 +65,7 @@ if numba is not None:
             x0, x1, y0, y1 = 1, 0, 1, 0
             if r < counts[b]:
                 g = order[b, r]
-                x0, x1, y0, y1 = _box(means2d[b, g, 0], means2d[b, g, 1], radii[b, g, 0], radii[b, g, 1], width, height)
+                x0, x1, y0, y1 = by_index[b, g, 0], by_index[b, g, 1], by_index[b, g, 2], by_index[b, g, 3]
                 if x0 <= x1 and y0 <= y1:
                     for tx in range(x0 >> TILE_SHIFT, (x1 >> TILE_SHIFT) + 1):
                         for ty in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
@@ -70,10 +102,22 @@ if numba is not None:
         nb, n = order.shape[0], order.shape[1]
         ntiles = ((width + TILE - 1) >> TILE_SHIFT) * ((height + TILE - 1) >> TILE_SHIFT)
         per_image = (n + chunk - 1) // chunk
+        # Every Gaussian's box first, in index order (sequential reads); the passes in depth order then
+        # fetch one 16-byte record per Gaussian instead of its mean and radii from two arrays.
+        by_index = np.empty((nb, n, 4), np.int32)
+        for c in prange(nb * per_image):
+            b = c // per_image
+            i0 = (c - b * per_image) * chunk
+            for i in range(i0, min(n, i0 + chunk)):
+                x0, x1, y0, y1 = 1, 0, 1, 0  # no footprint (culled; its mean may not be finite): empty
+                if radii[b, i, 0] > 0 or radii[b, i, 1] > 0:
+                    x0, x1, y0, y1 = _box(means2d[b, i, 0], means2d[b, i, 1], radii[b, i, 0], radii[b, i, 1], width,
+                                          height)
+                by_index[b, i, 0], by_index[b, i, 1], by_index[b, i, 2], by_index[b, i, 3] = x0, x1, y0, y1
         boxes = np.empty((nb, n, 4), np.int64)
         cursor = np.zeros((nb * per_image, ntiles), np.int64)  # per chunk and tile: count, then write position
         for c in prange(nb * per_image):
-            _prepare_chunk(c, chunk, means2d, order, counts, radii, width, height, boxes, cursor)
+            _prepare_chunk(c, chunk, by_index, order, counts, height, boxes, cursor)
         task_start = np.empty(nb * ntiles + 1, np.int64)
         run = 0
         for b in range(nb):
