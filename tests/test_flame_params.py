@@ -75,6 +75,10 @@ def test_indexing_keeps_every_field_aligned():
     assert one.batch_size == 1 and torch.equal(one.jaw, f.jaw[3:4])
     assert torch.equal(f[-1].eyes, f.eyes[4:5])
     assert torch.equal(f[1:3].neck, f.neck[1:3])
+    with pytest.raises(IndexError):
+        f[5]
+    with pytest.raises(TypeError, match="not iterable"):
+        dict(f)  # rows are not fields: iterating would otherwise never end
 
 
 def test_dict_round_trip_and_batch_keys():

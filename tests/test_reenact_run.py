@@ -245,8 +245,8 @@ def test_onnxruntime_executor(tmp_path):
 
     avatar = AvatarFile.load(quick_avatar())
     flame = make_demo_sequence(4, 8.0, seed=2).flame()
-    still = dict(flame)
-    flame["neck"], flame["eyes"] = flame["neck"] + 0.2, flame["eyes"] + 0.1  # the per-frame path passes them to FLAME
+    still = flame
+    flame = flame.replace(neck=flame.neck + 0.2, eyes=flame.eyes + 0.1)  # the per-frame path passes them to FLAME
     torch_avatar = FullAvatar.from_avatar(avatar, quick_avatar(), "cpu")
     onnx_avatar = FullAvatar.from_avatar(avatar, quick_avatar(), "cpu", executor="onnxruntime")
     assert torch_avatar.onnx is None and onnx_avatar.onnx is not None

@@ -119,8 +119,15 @@ class FlameParams:
     def __getitem__(self, rows) -> "FlameParams":
         """The rows `rows` (a slice, an index tensor or list; an int keeps its batch dim: [1, D])."""
         if isinstance(rows, int):
-            rows = slice(rows, rows + 1 if rows != -1 else None)
+            b = self.batch_size
+            if not -b <= rows < b:
+                raise IndexError(f"row {rows} of a batch of {b}")
+            rows = slice(rows % b, rows % b + 1)
         return self.map(lambda t: t[rows])
+
+    def __iter__(self):
+        # Without this, iteration would fall back to __getitem__(0), (1), ...: rows, not fields.
+        raise TypeError("FlameParams is not iterable: use .as_dict() for its fields, [i] for a row")
 
     def padded(self, n_shape: int | None = None, n_expr: int | None = None) -> "FlameParams":
         """Shape and expression zero-padded or truncated to n_shape / n_expr columns (None: as they are)."""
