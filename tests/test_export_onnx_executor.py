@@ -66,10 +66,12 @@ def _deformation_effect(g, cache, flame: FlameParams, ref) -> dict[str, float]:
     return {n: float((getattr(ref, n) - getattr(plain, n)).abs().max()) for n in NAMES}
 
 
-def _compare(g, cache, batch: int, seed: int) -> None:
+def _compare(g, cache, batch: int, seed: int, strength: float = 1.0) -> None:
+    """`strength` scales expression and jaw: a model whose residuals are small (the demo model's are
+    bounded by 5 mm) needs strong expressions to show the deformation branch above the tolerance."""
     gen = torch.Generator().manual_seed(seed)
-    expression = torch.randn(batch, g.head.num_expr, generator=gen)
-    jaw, eyelids = 0.1 * torch.randn(batch, 3, generator=gen), torch.rand(batch, 2, generator=gen)
+    expression = strength * torch.randn(batch, g.head.num_expr, generator=gen)
+    jaw, eyelids = 0.1 * strength * torch.randn(batch, 3, generator=gen), torch.rand(batch, 2, generator=gen)
     neck, eyes = 0.1 * torch.randn(batch, 3, generator=gen), 0.1 * torch.randn(batch, 6, generator=gen)
     flame = FlameParams(expression=expression, jaw=jaw, eyelids=eyelids, neck=neck, eyes=eyes)
 
@@ -102,7 +104,7 @@ def test_onnx_animator_matches_torch_on_the_demo_model():
 
     model = load_model(DEMO_MODEL)
     cache, _ = draw_identity(model, seed=4, n=1)
-    _compare(model.generator.eval(), cache.detach(), batch=2, seed=1)
+    _compare(model.generator.eval(), cache.detach(), batch=2, seed=1, strength=3.0)
 
 
 def test_eyelids_neck_and_eyes_default_to_zero():
