@@ -8,6 +8,11 @@ branch + lifting) vs AGORA-M (their regressor shape (256, 512), K = 64 random bl
 attribute spaces: the cost of a frame, not its pixels), each with rasterisation at 512² on the CPU.
 
     .venv/bin/python benchmarks/import_full_size.py [--frames 5] [--threads N]
+    .venv/bin/python benchmarks/import_full_size.py --save runs/full-size   # also write it as a run
+
+`--save RUN` writes that generator as an imported run folder through `agora import`'s writer, so
+every stage can read it, e.g. `benchmarks/extract_basis_memory.py --source RUN` (full-size
+extract-basis memory).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--save", type=Path, default=None, help="also write the generator as an imported run folder")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,6 +76,12 @@ def main() -> None:
     ckpt.config["n_uniform_flame_vertices"] = 512
     ckpt.state["_uv_grid"] = official_uv_grid(ckpt.state["_barim"], 512)[None, :, None]
 
+    if args.save:
+        from agora_core.importer.run_folder import write_imported_run
+
+        t0 = time.perf_counter()
+        write_imported_run(ckpt, official / "full_size_state_schema.json", args.save)
+        print(f"wrote {args.save} ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
     config = official_generator_config(ckpt)
     G = AgoraGenerator(config, HeadModel(official_head_assets(ckpt)))

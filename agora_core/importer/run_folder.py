@@ -93,21 +93,33 @@ def import_official_checkpoint(source: str | Path, out: str | Path,
     Steps reported through `progress`: read, convert, verify (a forward of the converted
     generator must give finite Gaussians), write. Returns `out`.
     """
-    from agora_core.importer.official_checkpoint import (
-        convert_official_state,
-        official_generator_config,
-        official_head_assets,
-        read_official_checkpoint,
-    )
+    from agora_core.importer.official_checkpoint import read_official_checkpoint
 
     say = progress or (lambda step: None)
     source, out = Path(source), Path(out)
+    _check_out(out)
+    say("read")
+    ckpt = read_official_checkpoint(source)
+    return write_imported_run(ckpt, source, out, say)
+
+
+def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AgoraError(f"{out}: already exists and is not an empty folder; pass a new --out")
     if out.parent.exists() and not out.parent.is_dir():
         raise AgoraError(f"{out}: its parent {out.parent} is not a folder")
-    say("read")
-    ckpt = read_official_checkpoint(source)
+
+
+def write_imported_run(ckpt, source: Path, out: Path, say: Callable[[str], None] = lambda step: None) -> Path:
+    """The convert, verify and write steps of `import_official_checkpoint`, on a checkpoint already
+    read (`official_checkpoint.OfficialCheckpoint`; benchmarks/import_full_size.py edits one first)."""
+    from agora_core.importer.official_checkpoint import (
+        convert_official_state,
+        official_generator_config,
+        official_head_assets,
+    )
+
+    _check_out(out)
     say("convert")
     config = official_generator_config(ckpt)
     assets = official_head_assets(ckpt)
