@@ -169,12 +169,21 @@ def _check_forward(generator: AgoraGenerator, source: Path) -> None:
                  source, "(the file is damaged) converted generator output")
 
 
+def _read_manifest(folder: Path) -> dict:
+    return read_json_manifest(folder, MANIFEST, FORMAT, FORMAT_VERSION, "not an imported run (make one with `agora import`)")
+
+
+def load_imported_head(folder: str | Path) -> HeadModel:
+    """The head of an imported run folder alone (what an avatar made from it needs)."""
+    folder = Path(folder)
+    return HeadModel(_head_from_file(folder / HEAD, _read_manifest(folder)))
+
+
 def load_imported_run(folder: str | Path, device: str | torch.device = "cpu") -> ImportedRun:
     """The generator of an imported run folder (written by `import_official_checkpoint`)."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST
-    manifest = read_json_manifest(folder, MANIFEST, FORMAT, FORMAT_VERSION,
-                                  "not an imported run (make one with `agora import`)")
+    manifest = _read_manifest(folder)
     try:
         config = GeneratorConfig(**manifest["generator"])
     except (KeyError, TypeError) as exc:
