@@ -22,8 +22,8 @@ kernel and the host side (depth order, thread count, autograd):
 - serial (`_forward`, `_backward`): one Gaussian at a time over its whole box, as above. One
   thread; the reference the tiled kernels are tested against (`composite_numba(parallel=False)`).
 - tiled (`_forward_tiles`, `_backward_tiles`, the default from TILED_MIN_PIXELS pixels per call,
-  i.e. 1 × 182², 8 × 64²): the image is cut into TILE × TILE
-  tiles and each (image, tile) is one task of a numba `prange`. `_prepare` (also in parallel, over
+  i.e. 1 × 182², 8 × 64²): the image is cut into tiles, bands of TILE pixel rows across its width
+  (rasterizer_numba_tiles.py says why bands), and each (image, tile) is one task of a numba `prange`. `_prepare` (also in parallel, over
   chunks of Gaussians) lists, per tile, the Gaussians whose box meets it, front to back. A task walks its list over the box ∩ tile, so every pixel meets the same
   Gaussians in the same order as in the serial kernel: same images. Backward, a task writes each
   Gaussian's gradient sums over its pixels to a slot of its own (one per tile-list entry), and a
@@ -32,7 +32,7 @@ kernel and the host side (depth order, thread count, autograd):
   (they differ from the serial kernel's by the order of the additions only).
   Threads: `kernel_threads`: torch's thread count (`--threads`), at most numba's pool, and one
   per 128² pixels of the call.
-  Scaling is bounded by the tiles (512² has 1,024, 32² only 4), by the serial steps (the depth
+  Scaling is bounded by the tiles (512² has 32, 32² only 2), by the serial steps (the depth
   sort, the prefix sums of `_prepare`) and, on a head, by the uneven work per tile.
 
 Arithmetic is float64 inside the kernels whatever the input dtype. `rasterize_torch` stays the
@@ -49,7 +49,7 @@ from torch import Tensor
 
 from agora_core.render.projection import ALPHA_MIN, EPS2D, EXTEND_MAX, NEAR_PLANE, Projection
 from agora_core.render.rasterizer_numba_serial import numba
-from agora_core.render.rasterizer_numba_tiles import PREPARE_CHUNK, TILE
+from agora_core.render.rasterizer_numba_tiles import PREPARE_CHUNK
 
 WORK_PER_THREAD = 128 * 128  # smallest share of a call's pixels (projection: Gaussians) worth a thread
 TILED_MIN_PIXELS = 2 * WORK_PER_THREAD  # smaller calls run the serial kernels (less set-up, one thread anyway)
@@ -213,7 +213,7 @@ class _Composite(torch.autograd.Function):
         if parallel:
             use_kernel_threads(kernel_threads(b * width * height))
             tiles = _prepare(arrays[0], order, counts, radii_np, width, height, PREPARE_CHUNK)
-            with numba.parallel_chunksize(-(-height // TILE)):  # a thread takes a column of tiles at a time
+            with numba.parallel_chunksize(1):  # a thread takes one tile at a time: a head's tiles differ in work
                 _forward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:], rgb, trans, stop)
         else:
             _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
@@ -230,10 +230,10 @@ class _Composite(torch.autograd.Function):
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
         if tiles is not None:
             use_kernel_threads(kernel_threads(trans.size))
-            with numba.parallel_chunksize(-(-height // TILE)):
+            with numba.parallel_chunksize(1):
                 part, bg_part = _backward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:],
                                                 trans, stop, g_rgb, g_alpha)
-            _reduce_tiles(part, bg_part, order, counts, tiles[0], height, *tiles[1:], *zeros)
+            _reduce_tiles(part, bg_part, order, counts, tiles[0], *tiles[1:], *zeros)
         else:
             _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)
