@@ -136,7 +136,7 @@ def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
     order, counts = _depth_order(proj)
     radii = proj.radii.numpy().astype(np.float64)
     args = (_np64(proj.means2d), order, counts, radii, w, h)
-    boxes, task_start, ranks = _prepare(*args, PREPARE_CHUNK)
+    boxes, task_start, ranks, slot, entry = _prepare(*args, PREPARE_CHUNK)
     ntiles = -(-h // TILE)
     for b in range(2):
         for t in range(ntiles):  # tile t: rows [TILE · t, TILE · (t + 1)), the whole width
@@ -146,8 +146,17 @@ def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
             meets = (bx[:, 0] <= bx[:, 1]) & (bx[:, 2] < y0 + TILE) & (bx[:, 3] >= y0)
             assert np.array_equal(listed, np.nonzero(meets)[0])  # exactly these ranks, front to back
     assert len(ranks) > 1.2 * counts.sum()  # many Gaussians span several tiles (bands of TILE rows)
+    # A Gaussian's entries, top tile first, through its slots: every entry exactly once, each of its rank.
+    found = [(r, entry[slot[b, r] + j]) for b in range(2) for r in range(counts[b]) if boxes[b, r, 0] <= boxes[b, r, 1]
+             for j in range((boxes[b, r, 3] // TILE) - (boxes[b, r, 2] // TILE) + 1)]
+    assert np.array_equal(np.sort([e for _, e in found]), np.arange(len(ranks)))
+    assert all(ranks[e] == r for r, e in found)
+    assert all(task_start[b * ntiles + t] <= e < task_start[b * ntiles + t + 1]
+               for b in range(2) for r in range(counts[b]) if boxes[b, r, 0] <= boxes[b, r, 1]
+               for j, t in enumerate(range(boxes[b, r, 2] // TILE, boxes[b, r, 3] // TILE + 1))
+               for e in [entry[slot[b, r] + j]])
     same = _prepare(*args, 97)  # other chunking, same lists
-    assert all(np.array_equal(x, y) for x, y in zip(same, (boxes, task_start, ranks)))
+    assert all(np.array_equal(x, y) for x, y in zip(same, (boxes, task_start, ranks, slot, entry)))
 
 
 def test_background_gradient_is_final_transmittance():

@@ -214,7 +214,7 @@ class _Composite(torch.autograd.Function):
             use_kernel_threads(kernel_threads(b * width * height))
             tiles = _prepare(arrays[0], order, counts, radii_np, width, height, PREPARE_CHUNK)
             with numba.parallel_chunksize(1):  # a thread takes one tile at a time: a head's tiles differ in work
-                _forward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:], rgb, trans, stop)
+                _forward_tiles(*arrays, order, counts, tiles[0], bg, width, height, tiles[1], tiles[2], rgb, trans, stop)
         else:
             _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
         ctx.save_for_backward(means2d, conics, opacities, colors, background)
@@ -231,9 +231,9 @@ class _Composite(torch.autograd.Function):
         if tiles is not None:
             use_kernel_threads(kernel_threads(trans.size))
             with numba.parallel_chunksize(1):
-                part, bg_part = _backward_tiles(*arrays, order, counts, tiles[0], bg, width, height, *tiles[1:],
+                part, bg_part = _backward_tiles(*arrays, order, counts, tiles[0], bg, width, height, tiles[1], tiles[2],
                                                 trans, stop, g_rgb, g_alpha)
-            _reduce_tiles(part, bg_part, order, counts, tiles[0], *tiles[1:], *zeros)
+            _reduce_tiles(part, bg_part, order, counts, tiles[0], *tiles[3:], *zeros)
         else:
             _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)

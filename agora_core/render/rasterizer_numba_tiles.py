@@ -59,36 +59,46 @@ if numba is not None:
                 order[b, start[c]:start[c + 1]] = _radix_sort(by_i[start[c]:start[c + 1]], by_k[start[c]:start[c + 1]])
 
     @njit(cache=True)
-    def _prepare_chunk(c, chunk, by_index, order, counts, boxes, cursor):
+    def _prepare_chunk(c, chunk, by_index, order, counts, boxes, cursor, slot, chunk_entries):
         """Chunk c of `_prepare`: the boxes of ranks [r0, r0 + chunk) of image b (c = b · chunks per
-        image + k), and how many of them each tile gets (cursor[c])."""
+        image + k), how many of them each tile gets (cursor[c]), each rank's first slot counted from
+        the chunk's start (slot) and the chunk's number of entries (chunk_entries[c])."""
         n = order.shape[1]
         per_image = (n + chunk - 1) // chunk
         b = c // per_image
         r0 = (c - b * per_image) * chunk
+        entries = 0
         for r in range(r0, min(n, r0 + chunk)):
             x0, x1, y0, y1 = 1, 0, 1, 0
+            slot[b, r] = entries
             if r < counts[b]:
                 g = order[b, r]
                 x0, x1, y0, y1 = by_index[b, g, 0], by_index[b, g, 1], by_index[b, g, 2], by_index[b, g, 3]
                 if x0 <= x1 and y0 <= y1:
                     for t in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
                         cursor[c, t] += 1
+                        entries += 1
                 else:
                     x0, x1, y0, y1 = 1, 0, 1, 0
             boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3] = x0, x1, y0, y1
+        chunk_entries[c] = entries
 
     @njit(cache=True)
-    def _fill_chunk(c, chunk, boxes, cursor, ranks):
-        """Chunk c of `_prepare`'s second pass: its ranks into the tile lists, at the chunk's cursors."""
+    def _fill_chunk(c, chunk, boxes, cursor, ranks, slot, chunk_start, entry):
+        """Chunk c of `_prepare`'s second pass: its ranks into the tile lists, at the chunk's cursors;
+        its slots offset by the chunk's first slot, and where each slot's entry went."""
         n = boxes.shape[1]
         per_image = (n + chunk - 1) // chunk
         b = c // per_image
         r0 = (c - b * per_image) * chunk
         for r in range(r0, min(n, r0 + chunk)):
+            slot[b, r] += chunk_start
             if boxes[b, r, 0] <= boxes[b, r, 1]:
+                j = slot[b, r]
                 for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
                     ranks[cursor[c, t]] = r
+                    entry[j] = cursor[c, t]
+                    j += 1
                     cursor[c, t] += 1
 
     @njit(cache=True, parallel=True)
@@ -98,7 +108,9 @@ if numba is not None:
 
         Returns boxes [B, N, 4]: rank r's pixel box x0, x1, y0, y1 (empty: x0 > x1); task_start [T+1]
         and ranks [E]: task t = b · tiles + tile (tile: rows [TILE · tile, TILE · (tile + 1))) has the
-        ranks ranks[task_start[t]:task_start[t+1]], front to back.
+        ranks ranks[task_start[t]:task_start[t+1]], front to back; slot [B, N] and entry [E]: rank
+        r of image b has one entry per tile its box meets, top to bottom, at ranks[entry[j]] for j =
+        slot[b, r], slot[b, r] + 1, ... (how `_reduce_tiles` finds a Gaussian's gradient sums).
         """
         nb, n = order.shape[0], order.shape[1]
         ntiles = (height + TILE - 1) >> TILE_SHIFT
@@ -117,8 +129,10 @@ if numba is not None:
                 by_index[b, i, 0], by_index[b, i, 1], by_index[b, i, 2], by_index[b, i, 3] = x0, x1, y0, y1
         boxes = np.empty((nb, n, 4), np.int32)
         cursor = np.zeros((nb * per_image, ntiles), np.int64)  # per chunk and tile: count, then write position
+        slot = np.empty((nb, n), np.int64)
+        chunk_entries = np.empty(nb * per_image, np.int64)
         for c in prange(nb * per_image):
-            _prepare_chunk(c, chunk, by_index, order, counts, boxes, cursor)
+            _prepare_chunk(c, chunk, by_index, order, counts, boxes, cursor, slot, chunk_entries)
         task_start = np.empty(nb * ntiles + 1, np.int64)
         run = 0
         for b in range(nb):
@@ -129,10 +143,13 @@ if numba is not None:
                     cursor[c, t] = run
                     run += count
         task_start[nb * ntiles] = run
-        ranks = np.empty(run, np.int64)
+        ranks, entry = np.empty(run, np.int64), np.empty(run, np.int64)
+        chunk_start = np.zeros(nb * per_image, np.int64)
+        for c in range(1, nb * per_image):
+            chunk_start[c] = chunk_start[c - 1] + chunk_entries[c - 1]
         for c in prange(nb * per_image):
-            _fill_chunk(c, chunk, boxes, cursor, ranks)
-        return boxes, task_start, ranks
+            _fill_chunk(c, chunk, boxes, cursor, ranks, slot, chunk_start[c], entry)
+        return boxes, task_start, ranks, slot, entry
 
     @njit(cache=True, inline="always")
     def _tile_rect(task, ntiles, width, height):
@@ -211,11 +228,11 @@ if numba is not None:
         return part, bg_part
 
     @njit(cache=True, parallel=True)
-    def _reduce_tiles(part, bg_part, order, counts, boxes, task_start, ranks,
+    def _reduce_tiles(part, bg_part, order, counts, boxes, slot, entry,
                       g_means, g_conics, g_opac, g_colors, g_background):
         """Adds, per Gaussian and in parallel over Gaussians, its entries of `part` in ascending task
-        order (its entry in a tile's list is found by bisection: the lists are sorted by rank), then
-        the tasks' background gradients in task order. No sum depends on which thread ran what: the
+        order (`_prepare`'s slot and entry say where they are), then the tasks' background gradients
+        in task order. No sum depends on which thread ran what: the
         gradients are the same for any thread count, and differ from the serial kernel's only by the
         order of the additions."""
         nb = order.shape[0]
@@ -225,10 +242,8 @@ if numba is not None:
                 if boxes[b, r, 0] > boxes[b, r, 1]:
                     continue
                 g = order[b, r]
-                for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
-                    task = b * ntiles + t
-                    lo = task_start[task] + np.searchsorted(ranks[task_start[task]:task_start[task + 1]], r)
-                    _add_grads(part[lo], b, g, g_means, g_conics, g_opac, g_colors)
+                for j in range(slot[b, r], slot[b, r] + (boxes[b, r, 3] >> TILE_SHIFT) - (boxes[b, r, 2] >> TILE_SHIFT) + 1):
+                    _add_grads(part[entry[j]], b, g, g_means, g_conics, g_opac, g_colors)
         for b in range(nb):
             for t in range(ntiles):
                 for k in range(3):
