@@ -136,7 +136,7 @@ def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
     order, counts = _depth_order(proj)
     radii = proj.radii.numpy().astype(np.float64)
     args = (_np64(proj.means2d), order, counts, radii, w, h)
-    boxes, task_start, ranks, slot, entry = _prepare(*args, PREPARE_CHUNK)
+    boxes, task_start, ranks, slot, entry = _prepare(*args, PREPARE_CHUNK, True)
     ntiles = -(-h // TILE)
     for b in range(2):
         for t in range(ntiles):  # tile t: rows [TILE · t, TILE · (t + 1)), the whole width
@@ -155,7 +155,8 @@ def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
                for b in range(2) for r in range(counts[b]) if boxes[b, r, 0] <= boxes[b, r, 1]
                for j, t in enumerate(range(boxes[b, r, 2] // TILE, boxes[b, r, 3] // TILE + 1))
                for e in [entry[slot[b, r] + j]])
-    same = _prepare(*args, 97)  # other chunking, same lists
+    same = _prepare(*args, 97, True)  # other chunking, same lists
+    assert all(np.array_equal(x, y) for x, y in zip(_prepare(*args, 97, False)[:3], (boxes, task_start, ranks)))
     assert all(np.array_equal(x, y) for x, y in zip(same, (boxes, task_start, ranks, slot, entry)))
 
 

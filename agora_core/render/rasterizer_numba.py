@@ -212,7 +212,7 @@ class _Composite(torch.autograd.Function):
         tiles = None
         if parallel:
             use_kernel_threads(kernel_threads(b * width * height))
-            tiles = _prepare(arrays[0], order, counts, radii_np, width, height, PREPARE_CHUNK)
+            tiles = _prepare(arrays[0], order, counts, radii_np, width, height, PREPARE_CHUNK, any(ctx.needs_input_grad))
             with numba.parallel_chunksize(1):  # a thread takes one tile at a time: a head's tiles differ in work
                 _forward_tiles(*arrays, order, counts, tiles[0], bg, width, height, tiles[1], tiles[2], rgb, trans, stop)
         else:

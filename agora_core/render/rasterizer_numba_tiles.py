@@ -68,9 +68,11 @@ if numba is not None:
         b = c // per_image
         r0 = (c - b * per_image) * chunk
         entries = 0
+        with_slots = slot.shape[0] > 0
         for r in range(r0, min(n, r0 + chunk)):
             x0, x1, y0, y1 = 1, 0, 1, 0
-            slot[b, r] = entries
+            if with_slots:
+                slot[b, r] = entries
             if r < counts[b]:
                 g = order[b, r]
                 x0, x1, y0, y1 = by_index[b, g, 0], by_index[b, g, 1], by_index[b, g, 2], by_index[b, g, 3]
@@ -91,20 +93,28 @@ if numba is not None:
         per_image = (n + chunk - 1) // chunk
         b = c // per_image
         r0 = (c - b * per_image) * chunk
+        with_slots = slot.shape[0] > 0
         for r in range(r0, min(n, r0 + chunk)):
-            slot[b, r] += chunk_start
-            if boxes[b, r, 0] <= boxes[b, r, 1]:
+            if boxes[b, r, 0] > boxes[b, r, 1]:
+                continue
+            if with_slots:
+                slot[b, r] += chunk_start
                 j = slot[b, r]
                 for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
                     ranks[cursor[c, t]] = r
                     entry[j] = cursor[c, t]
                     j += 1
                     cursor[c, t] += 1
+            else:
+                for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
+                    ranks[cursor[c, t]] = r
+                    cursor[c, t] += 1
 
     @njit(cache=True, parallel=True)
-    def _prepare(means2d, order, counts, radii, width, height, chunk):
+    def _prepare(means2d, order, counts, radii, width, height, chunk, with_slots):
         """Tile lists for the tiled kernels, in parallel over chunks of `chunk` ranks of one image
-        (nothing returned depends on the chunking).
+        (nothing returned depends on the chunking); slot and entry only `with_slots` (the backward
+        pass needs them), else empty.
 
         Returns boxes [B, N, 4]: rank r's pixel box x0, x1, y0, y1 (empty: x0 > x1); task_start [T+1]
         and ranks [E]: task t = b · tiles + tile (tile: rows [TILE · tile, TILE · (tile + 1))) has the
@@ -129,7 +139,7 @@ if numba is not None:
                 by_index[b, i, 0], by_index[b, i, 1], by_index[b, i, 2], by_index[b, i, 3] = x0, x1, y0, y1
         boxes = np.empty((nb, n, 4), np.int32)
         cursor = np.zeros((nb * per_image, ntiles), np.int64)  # per chunk and tile: count, then write position
-        slot = np.empty((nb, n), np.int64)
+        slot = np.empty((nb if with_slots else 0, n), np.int64)
         chunk_entries = np.empty(nb * per_image, np.int64)
         for c in prange(nb * per_image):
             _prepare_chunk(c, chunk, by_index, order, counts, boxes, cursor, slot, chunk_entries)
@@ -143,7 +153,7 @@ if numba is not None:
                     cursor[c, t] = run
                     run += count
         task_start[nb * ntiles] = run
-        ranks, entry = np.empty(run, np.int64), np.empty(run, np.int64)
+        ranks, entry = np.empty(run, np.int64), np.empty(run if with_slots else 0, np.int64)
         chunk_start = np.zeros(nb * per_image, np.int64)
         for c in range(1, nb * per_image):
             chunk_start[c] = chunk_start[c - 1] + chunk_entries[c - 1]
