@@ -14,6 +14,7 @@ from agora_core.inference.model_source import (
     describe_model,
     draw_identity,
     imported_agora_m,
+    imported_head,
     is_imported_run,
     load_model,
     mapping_labels,
@@ -24,5 +25,5 @@ from agora_core.inference.model_source import (
 )
 
 __all__ = ["InferenceModel", "describe_model", "export_model", "is_model_folder", "load_model", "random_model",
-           "mapping_labels", "draw_identity", "imported_agora_m", "is_imported_run", "neutral_flame", "neutral_gaussians",
+           "mapping_labels", "draw_identity", "imported_agora_m", "imported_head", "is_imported_run", "neutral_flame", "neutral_gaussians",
            "render_generator"]

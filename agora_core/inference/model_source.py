@@ -111,6 +111,13 @@ def is_imported_run(path: str | Path | None) -> bool:
     return path is not None and Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
+def imported_head(run: str | Path) -> HeadModel:
+    """The head of an imported run alone, from its head file (an avatar made from the run needs no more)."""
+    from agora_core.importer.run_folder import load_imported_head
+
+    return load_imported_head(run)
+
+
 def imported_agora_m(run: str | Path, basis: str | Path | None = None, mlp: str | Path | None = None
                      ) -> tuple[Path, Path]:
     """The AGORA-M pair of an imported run: `basis` / `mlp` where given (--basis / --mlp), else the

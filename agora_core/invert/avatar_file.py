@@ -147,9 +147,9 @@ def build_avatar_generator(avatar: AvatarFile, where: str | Path, device: str | 
     from agora_core.run_config import build_dataclass
 
     if "imported_run" in avatar.head_config:  # an avatar of an imported run: its head file
-        from agora_core.importer.run_folder import load_imported_head
+        from agora_core.inference import imported_head
 
-        head = load_imported_head(avatar.head_config["imported_run"])
+        head = imported_head(avatar.head_config["imported_run"])
     else:
         head = build_head(_head_config(avatar, where, flame_pkl, flame_uv, flame_eyelids))
     if head.model_id != avatar.head_model:
