@@ -114,8 +114,11 @@ def test_plan_picks_gram_for_small_n_and_randomized_for_large_n():
     # the randomized plan does not depend on N (once N exceeds a chunk)
     assert plan_stream("randomized", 2_000, sizes, 64, 512 * mb, 32 * mb) == \
         plan_stream("randomized", 20_000, sizes, 64, 512 * mb, 32 * mb)
-    with pytest.raises(AgoraError, match="--memory-budget 16 MB"):
-        plan_stream("randomized", 2_000, sizes, 64, 16 * mb, 32 * mb)
+    with pytest.raises(AgoraError, match="--memory-budget 16 MB") as refused:
+        plan_stream("randomized", 2_000, sizes, 64, 16 * mb, 32 * mb, overhead_hint="is the batch")
+    assert "is the batch" not in str(refused.value)  # 32 MB is not what makes 16 MB too little
+    with pytest.raises(AgoraError, match=r"at least \d+ MB \(4096 MB of it is the batch\)"):
+        plan_stream("randomized", 2_000, sizes, 64, 512 * mb, 4096 * mb, overhead_hint="is the batch")
     with pytest.raises(AgoraError, match="--memory-budget 512 MB.*Gram"):
         plan_stream("gram", 20_000, sizes, 64, 512 * mb, 32 * mb)
 

@@ -109,7 +109,8 @@ def residual_sources(generator: AgoraGenerator, config: ExtractConfig, pool: Con
 def plan_extraction(source: GeneratorResiduals, config: ExtractConfig) -> StreamPlan:
     return plan_stream(config.method, source.num_rows, source.group_sizes, config.k,
                        config.memory_budget_mb * 2**20, source.working_bytes(), oversample=config.oversample,
-                       passes=config.passes)
+                       passes=config.passes,
+                       overhead_hint=f"is the generator's working memory at --batch-size {config.batch_size}: lower it")
 
 
 def extract_basis(generator: AgoraGenerator, config: ExtractConfig, *, pool: ConditionPool | None = None,

@@ -260,7 +260,7 @@ class StreamPlan:
 
 def plan_stream(method: Method, num_rows: int, group_sizes: dict[str, int], k: int, budget_bytes: int,
                 overhead_bytes: int = 0, *, oversample: int = 24, passes: int = 6, max_chunk_rows: int = 512,
-                flag: str = "--memory-budget") -> StreamPlan:
+                flag: str = "--memory-budget", overhead_hint: str = "") -> StreamPlan:
     """Pick the method and chunking that fit `budget_bytes` (nothing grows with N for randomized).
 
     `auto` takes the exact Gram path when its N² matrices use at most half the budget and it
@@ -269,6 +269,8 @@ def plan_stream(method: Method, num_rows: int, group_sizes: dict[str, int], k: i
     Args:
         overhead_bytes: working memory of producing rows (the source's generator batch), counted
             once; each chunk row costs its float32 values and their float64 copy.
+        overhead_hint: what sets overhead_bytes and how to lower it, named in the error when it is a
+            quarter or more of the memory needed.
     """
     total = sum(group_sizes.values())
     row = total * (4 + DOUBLE)
@@ -294,8 +296,11 @@ def plan_stream(method: Method, num_rows: int, group_sizes: dict[str, int], k: i
             return StreamPlan("gram", rows, slab, gram_passes(group_sizes, slab), gram_fixed)
     rows = chunk_for(budget_bytes - rand_fixed)
     if rows < 1:
+        need = rand_fixed + row
+        part = (f" ({overhead_bytes // 2**20} MB of it {overhead_hint})"
+                if overhead_hint and 4 * overhead_bytes >= need else "")
         raise AgoraError(f"{flag} {budget_bytes // 2**20} MB: K = {k} over {total} residual values needs at least "
-                         f"{(rand_fixed + row) // 2**20 + 1} MB; raise the budget or lower --k")
+                         f"{need // 2**20 + 1} MB{part}; raise the budget or lower --k")
     return StreamPlan("randomized", rows, 0, passes, rand_fixed)
 
 
