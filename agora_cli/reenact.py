@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
-from agora_cli.options import (DeviceOpt, ExecutorOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, ProgressOpt,
-                               SmirkOpt, ThreadsOpt)
+from agora_cli.options import (DeviceOpt, ExecutorOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, PrecisionOpt,
+                               ProgressOpt, SmirkOpt, ThreadsOpt)
 from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
 
@@ -61,6 +61,7 @@ def reenact(
     flame_uv: FlameUvOpt = None,
     flame_eyelids: FlameEyelidsOpt = None,
     executor: ExecutorOpt = "torch",
+    precision: PrecisionOpt = "float32",
 ) -> None:
     """Reenact an avatar: per-frame expression, jaw and head pose from a video or a parameter file."""
 
@@ -92,10 +93,13 @@ def reenact(
         raise AgoraError("--ground-truth renders a demo-dataset person; it does not apply to an imported run")
     if not mobile and (basis is not None or mlp is not None):
         raise AgoraError("--basis/--mlp apply to --mobile; add --mobile")
-    from agora_core.export.onnx_executor import check_executor
+    from agora_core.export.onnx_executor import check_executor, check_precision
 
     if check_executor(executor) != "torch" and mobile:
         raise AgoraError(f"--executor {executor} runs the full model's per-frame path; --mobile runs AGORA-M: drop one")
+    if check_precision(precision, executor) != "float32" and mobile:
+        raise AgoraError(f"--precision {precision} applies to the full model's per-frame path; --mobile runs AGORA-M: "
+                         "drop one")
     if side_by_side and driving is None and ground_truth is None:
         raise AgoraError("--side-by-side with --params needs --ground-truth DATASET (there is no driving video)")
     if out.suffix.lower() != ".mp4":
@@ -158,12 +162,13 @@ def reenact(
 
         result = reenact_imported(avatar, seed, sequence, out, truncation=truncation, resolution=res,
                                   mobile=(basis, mlp) if mobile else None, left=left, batch=batch, device=dev,
-                                  audio=track, progress=progress, size=size, executor=executor)
+                                  audio=track, progress=progress, size=size, executor=executor,
+                                  precision=precision)
     else:
         result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
                              ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
                              flame_eyelids=flame_eyelids, audio=track, progress=progress, size=size,
-                             executor=executor)
+                             executor=executor, precision=precision)
     sound = f", sound of {track.path}" if track is not None else ""
     console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps{sound} "
                   f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)

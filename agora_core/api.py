@@ -67,17 +67,19 @@ def demo_views(folder: str | Path, resolution: int, seed: int = 0) -> Path:
     return make_demo_identity_dataset(folder, resolution=resolution, seed=seed)
 
 
-def animate(avatar: Avatar, flame: FlameParams | Mapping[str, Tensor], executor: str = "torch") -> GaussianSet:
+def animate(avatar: Avatar, flame: FlameParams | Mapping[str, Tensor], executor: str = "torch",
+            precision: str = "float32") -> GaussianSet:
     """The avatar's Gaussians for T frames of FLAME parameters (`DrivingSequence.flame()`), or a dict
     with their keys (expression [T, E], jaw [T, 3], optional eyelids [T, 2], neck [T, 3], eyes [T, 6]):
     batch T, as `agora reenact` animates; a shape there is not used (the avatar's is). `executor` as
-    `agora reenact --executor` (torch, onnxruntime, auto); to animate many batches with ONNX Runtime,
-    build `reenact.run.FullAvatar(avatar.generator, avatar.cache, "onnxruntime")` once: each call here
+    `agora reenact --executor` (torch, onnxruntime, auto), `precision` as `--precision` (float32,
+    bfloat16, auto); to animate many batches with ONNX Runtime, build
+    `reenact.run.FullAvatar(avatar.generator, avatar.cache, "onnxruntime")` once: each call here
     exports the graph again."""
     if not isinstance(flame, FlameParams):
         flame = FlameParams.from_dict(flame)
     dev = avatar.generator.sample_x_uv.device
-    return FullAvatar(avatar.generator, avatar.cache, executor, dev).animate(flame.to(dev))
+    return FullAvatar(avatar.generator, avatar.cache, executor, dev, precision).animate(flame.to(dev))
 
 
 def render(gaussians: GaussianSet, cameras: Camera, resolution: int) -> Tensor:
@@ -99,5 +101,6 @@ def export(gaussians: GaussianSet, out: str | Path, kind: Literal["ply", "splat"
 
 def reenact(avatar_file: str | Path, driving: DrivingSequence, out: str | Path, **options) -> ReenactResult:
     """`agora reenact avatar.pt --params ...`: an mp4 of the avatar driven by `driving`
-    (options as `reenact.run.reenact`: resolution, mobile=(basis, mlp), batch, device, progress, executor)."""
+    (options as `reenact.run.reenact`: resolution, mobile=(basis, mlp), batch, device, progress, executor,
+    precision)."""
     return _reenact(avatar_file, driving, out, **options)

@@ -1,4 +1,5 @@
-"""Devices: the one default-device rule (`resolve_device`) and RNGs forked per device (`forked_rng`)."""
+"""Devices: the one default-device rule (`resolve_device`), the per-frame path's number format
+(`resolve_precision`) and RNGs forked per device (`forked_rng`)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,22 @@ def inference_dtype(device: str | torch.device) -> torch.dtype:
     """Dtype of the deformation branch's convolutions at inference: bfloat16 on a CPU with bf16 units
     (`cpu_has_bf16_units`), float32 everywhere else (other CPUs, and GPUs until measured)."""
     return torch.bfloat16 if torch.device(device).type == "cpu" and cpu_has_bf16_units() else torch.float32
+
+
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "auto")  # `--precision` of the per-frame path
+DEFAULT_PRECISION = "float32"  # the same Gaussians on every machine unless asked otherwise
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype | None:
+    """The `deform_dtype` of `AgoraGenerator.animate` that `--precision` asks for on `device`: None (the
+    cache's dtype) for "float32", torch.bfloat16 for "bfloat16", and for "auto" `inference_dtype`'s
+    choice (bfloat16 only on a CPU with bf16 units, where it is faster; emulated bf16 is ~13x slower).
+    Anything else is a one-line `AgoraError` naming --precision."""
+    if precision not in PRECISIONS:
+        raise AgoraError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "bfloat16" or (precision == "auto" and inference_dtype(device) == torch.bfloat16):
+        return torch.bfloat16
+    return None
 
 
 def forked_rng(device: torch.device):

@@ -56,12 +56,14 @@ def bench_identity(model, seed: int, truncation_psi: float, device: torch.device
 
 def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: str, bench: BenchConfig, *,
               gaussians: int | None = None, basis_path: str | Path | None = None, mlp_path: str | Path | None = None,
-              k: int = 64, hidden: int = 256, executor: str = "torch") -> BenchResult:
-    """Build (module docstring) and time `benchmark_reenactment`; `executor` runs AGORA's per-frame
-    path (`export.onnx_executor.build_animator`: torch, onnxruntime or auto)."""
-    from agora_core.export.onnx_executor import build_animator
+              k: int = 64, hidden: int = 256, executor: str = "torch", precision: str = "float32") -> BenchResult:
+    """Build (module docstring) and time `benchmark_reenactment`; `executor` (torch, onnxruntime or auto)
+    runs AGORA's per-frame path in `precision` (float32, bfloat16 or auto), decided together by
+    `export.onnx_executor.build_per_frame_path`; the result's model info records the two as they ran."""
+    from agora_core.export.onnx_executor import build_per_frame_path, check_precision
     from agora_core.inference import imported_agora_m, is_imported_run
 
+    check_precision(precision, executor)  # before any model is built
     dev = resolve_device(device)
     if is_imported_run(checkpoint):  # AGORA-M from the run's imported pair unless --basis/--mlp say otherwise
         basis_path, mlp_path = imported_agora_m(checkpoint, basis_path, mlp_path)
@@ -95,11 +97,12 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
         camera = model.imported.cameras(shape)
     else:
         camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
-    onnx = build_animator(executor, g, cache, dev)
-    info = {"executor": "onnxruntime" if onnx is not None else "torch", "source": model.source,
+    onnx, deform_dtype = build_per_frame_path(executor, precision, g, cache, dev)
+    info = {"executor": "onnxruntime" if onnx is not None else "torch",
+            "precision": str(deform_dtype or cache.tap_features.dtype).removeprefix("torch."), "source": model.source,
             "random_init": model.random_init, "config": str(config) if config else None,
             "gaussians": g.num_gaussians, "uv_grid": g.config.gaussian_grid, "resolution": bench.resolution,
             "k": basis.k, "mlp_hidden": mlp.hidden, "parameters": g.parameter_counts()}
-    result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info, onnx)
+    result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info, onnx, deform_dtype)
     result.notes.extend(notes)
     return result

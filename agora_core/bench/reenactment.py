@@ -4,7 +4,8 @@ The identity branch runs once (both methods cache the avatar); then, per frame o
 sequence, each path does all its work, rendering included:
 
     agora          animate (FLAME, deformation branch, lifting, composition) + rasterize; the per-frame
-                   path in torch or ONNX Runtime (`--executor`, export/onnx_executor.py)
+                   path in torch or ONNX Runtime (`--executor`, export/onnx_executor.py), torch's in
+                   float32 or bfloat16 (`--precision`)
     agora_m        f_mlp + blend (eq. 10-11) + rasterize
     render         rasterize of the cached neutral alone
     agora_animate  / agora_m_blend: the same paths without the rasterizer (breakdown)
@@ -111,10 +112,11 @@ def state_bytes(generator: AgoraGenerator, cache: IdentityCache, avatar: Blendsh
 
 def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avatar: BlendshapeAvatar, camera: Camera,
                           config: BenchConfig, device: torch.device, model_info: dict | None = None,
-                          onnx: OnnxAnimator | None = None) -> BenchResult:
+                          onnx: OnnxAnimator | None = None, deform_dtype: torch.dtype | None = None) -> BenchResult:
     """Time the paths of the module docstring for every batch size (identity `cache`, batch 1).
 
-    onnx: AGORA's per-frame path in ONNX Runtime (`--executor`), else `generator.animate`."""
+    onnx: AGORA's per-frame path in ONNX Runtime (`--executor`), else `generator.animate` with
+    `deform_dtype` (`--precision`; the timed calls run inside torch.inference_mode, bench/timing.py)."""
     assert cache.batch_size == 1, cache.batch_size
     assert config.resolution is not None, "resolve BenchConfig.resolution first (run_bench does)"
     res = config.resolution
@@ -127,7 +129,7 @@ def benchmark_reenactment(generator: AgoraGenerator, cache: IdentityCache, avata
     def agora(f: FlameParams) -> GaussianSet:
         if onnx is not None:
             return onnx.animate(f)
-        return generator.animate(cache, f, noise_mode="const").gaussians
+        return generator.animate(cache, f, noise_mode="const", deform_dtype=deform_dtype).gaussians
 
     paths = {
         "agora": lambda f: render(agora(f)),

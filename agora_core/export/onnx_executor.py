@@ -12,7 +12,8 @@ by `lifting.canonical_gaussians` as `animate` computes them.
 
 Same Gaussians as `animate` up to float32 rounding (the convolutions and GridSample sum in another
 order; tests/test_export_onnx_executor.py). Noise is each layer's constant buffer ("const"), as
-reenactment and the benchmark run; float32 only (no `deform_dtype`).
+reenactment and the benchmark run; float32 only (no `deform_dtype`), so `--precision`
+(`devices.resolve_precision`) and `--executor` are decided together by `build_per_frame_path`.
 
 Executors: "torch" (`animate`; inside `torch.inference_mode` its inference formulation,
 models/stylegan2_inference.py), "onnxruntime" (this module; an `AgoraError` where it cannot run)
@@ -31,6 +32,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from agora_core.devices import resolve_precision
 from agora_core.errors import AgoraError, AgoraWarning
 from agora_core.gaussians import GaussianSet
 from agora_core.head import FlameParams
@@ -152,3 +154,31 @@ def build_animator(executor: str, generator: AgoraGenerator, cache: IdentityCach
         warnings.warn(f"--executor auto: the ONNX export failed ({type(exc).__name__}: {exc}); animating with torch",
                       AgoraWarning, stacklevel=2)
         return None
+
+
+def check_precision(precision: str, executor: str) -> str:
+    """`precision` if it is one of `devices.PRECISIONS` and can run with `executor`: ONNX Runtime runs
+    float32 only, so an explicit bfloat16 with an explicit onnxruntime is an `AgoraError`."""
+    resolve_precision(precision, "cpu")  # the value's check
+    if check_executor(executor) == "onnxruntime" and precision == "bfloat16":
+        raise AgoraError("--precision bfloat16 with --executor onnxruntime: ONNX Runtime runs float32 only; "
+                         "drop one of them")
+    return precision
+
+
+def build_per_frame_path(executor: str, precision: str, generator: AgoraGenerator, cache: IdentityCache,
+                         device: torch.device | str = "cpu",
+                         threads: int | None = None) -> tuple[OnnxAnimator | None, torch.dtype | None]:
+    """What runs AGORA's per-frame path: (the ONNX Runtime animator or None for torch's `animate`, the
+    `deform_dtype` torch's `animate` takes).
+
+    A bfloat16 precision (asked for, or "auto"'s choice) needs torch: "auto" executor then means torch;
+    an explicit "onnxruntime" wins over precision "auto" (float32) and conflicts with "bfloat16"
+    (`check_precision`).
+    """
+    dtype = resolve_precision(check_precision(precision, executor), device)
+    if dtype is not None and executor == "onnxruntime":
+        dtype = None  # precision auto: the explicit executor wins, in float32
+    if dtype is not None:
+        return None, dtype
+    return build_animator(executor, generator, cache, device, threads), None

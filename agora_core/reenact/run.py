@@ -31,31 +31,33 @@ from agora_core.render.images import DISPLAY_SIZE, enlarge, to_uint8_hwc
 class FullAvatar:
     """The AGORA generator with one identity cached (identity branch once): an avatar's tuned
     generator (`from_avatar`) or an imported run's seed identity. `executor` runs the per-frame path
-    (`export.onnx_executor.build_animator`: torch, onnxruntime or auto)."""
+    (torch, onnxruntime or auto) in `precision` (float32, bfloat16 or auto: `devices.resolve_precision`);
+    the two are decided together by `export.onnx_executor.build_per_frame_path`."""
 
-    def __init__(self, generator, cache, executor: str = "torch", device: str | torch.device = "cpu"):
-        from agora_core.export.onnx_executor import build_animator
+    def __init__(self, generator, cache, executor: str = "torch", device: str | torch.device = "cpu",
+                 precision: str = "float32"):
+        from agora_core.export.onnx_executor import build_per_frame_path
 
         self.G, self.cache = generator, cache
         self.num_expr = self.G.head.num_expr
-        self.onnx = build_animator(executor, generator, cache, device)
+        self.onnx, self.deform_dtype = build_per_frame_path(executor, precision, generator, cache, device)
 
     @staticmethod
     def from_avatar(avatar: AvatarFile, where: str | Path, device, flame_pkl=None, flame_uv=None,
-                    flame_eyelids=None, executor: str = "torch") -> "FullAvatar":
+                    flame_eyelids=None, executor: str = "torch", precision: str = "float32") -> "FullAvatar":
         G = build_avatar_generator(avatar, where, device, flame_pkl, flame_uv, flame_eyelids)
         dev = torch.device(device)
         with torch.no_grad():
             ws = broadcast_w(avatar.w.to(dev).float(), G.num_ws)
             cache = G.identity(None, None, avatar.shape.to(dev).float(), ws=ws, noise_mode="const")
-        return FullAvatar(G, cache, executor, device)
+        return FullAvatar(G, cache, executor, device, precision)
 
     @torch.inference_mode()  # the generator's inference path (models/stylegan2_inference.py)
     def animate(self, flame: FlameParams) -> GaussianSet:
         flame = flame.padded(n_expr=self.num_expr)
         if self.onnx is not None:
             return self.onnx.animate(flame)
-        return self.G.animate(self.cache, flame, noise_mode="const").gaussians
+        return self.G.animate(self.cache, flame, noise_mode="const", deform_dtype=self.deform_dtype).gaussians
 
 
 class MobileAvatar:
@@ -106,7 +108,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
             ground_truth: str | Path | None = None, batch: int = 8, device: str | torch.device = "cpu",
             flame_pkl: str | None = None, flame_uv: str | None = None, flame_eyelids: str | None = None,
             audio: AudioTrack | None = None, progress: bool = True, size: int = DISPLAY_SIZE,
-            executor: str = "torch") -> ReenactResult:
+            executor: str = "torch", precision: str = "float32") -> ReenactResult:
     """Render `driving` with the avatar into `out` (mp4 at driving.fps), written to a temporary file
     renamed at the end.
 
@@ -118,6 +120,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
             is shown on the left instead.
         size: pixels of each panel in the video: the render (at `resolution`) enlarged to it.
         executor: what runs the full model's per-frame path: torch, onnxruntime or auto (`FullAvatar`).
+        precision: its number format: float32, bfloat16 or auto (`FullAvatar`).
     """
     out = Path(out)
     if out.suffix.lower() != ".mp4":
@@ -128,7 +131,8 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
     if res < 8 or res % 2:
         raise AgoraError(f"--resolution {res}: an even number of pixels >= 8")
     model = (MobileAvatar.from_avatar(avatar, *mobile, device) if mobile
-             else FullAvatar.from_avatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids, executor))
+             else FullAvatar.from_avatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids, executor,
+                                         precision))
     cameras = driving.cameras()
     return _write_video(model, lambda idx, flame: Camera(cameras.cam2world[idx], cameras.intrinsics[idx]),
                         driving, out, res, left, ground_truth, batch, device, progress, size, audio)
@@ -138,7 +142,8 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
                      truncation: float = 0.7, resolution: int | None = None,
                      mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
                      batch: int = 8, device: str | torch.device = "cpu", audio: AudioTrack | None = None,
-                     progress: bool = True, size: int = DISPLAY_SIZE, executor: str = "torch") -> ReenactResult:
+                     progress: bool = True, size: int = DISPLAY_SIZE, executor: str = "torch",
+                     precision: str = "float32") -> ReenactResult:
     """Render `driving` with the seed identity (`inference.draw_identity`) of an imported run or a model
     folder into `out`. A model folder is driven through the sequence's cameras, as an avatar is.
 
@@ -164,7 +169,7 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
             raise file_error(mobile[0], f"basis of {basis.num_gaussians} Gaussians, but {run} has {G.num_gaussians}")
         animator = MobileAvatar(BlendshapeAvatar.from_generator(G, cache, basis.to(device), mlp.to(device)))
     else:
-        animator = FullAvatar(G, cache, executor, device)
+        animator = FullAvatar(G, cache, executor, device, precision)
     if model.camera_convention == "eg3d":  # a model folder or training run: the driving cameras, as for avatars
         cams = driving.cameras()
         cameras_of = lambda idx, flame: Camera(cams.cam2world[idx], cams.intrinsics[idx])  # noqa: E731
