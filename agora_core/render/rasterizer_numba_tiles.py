@@ -97,18 +97,16 @@ if numba is not None:
         for r in range(r0, min(n, r0 + chunk)):
             if boxes[b, r, 0] > boxes[b, r, 1]:
                 continue
+            j = 0
             if with_slots:
                 slot[b, r] += chunk_start
                 j = slot[b, r]
-                for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
-                    ranks[cursor[c, t]] = r
+            for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
+                ranks[cursor[c, t]] = r
+                if with_slots:
                     entry[j] = cursor[c, t]
                     j += 1
-                    cursor[c, t] += 1
-            else:
-                for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
-                    ranks[cursor[c, t]] = r
-                    cursor[c, t] += 1
+                cursor[c, t] += 1
 
     @njit(cache=True, parallel=True)
     def _prepare(means2d, order, counts, radii, width, height, chunk, with_slots):
