@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from tolerances import assert_within, rounding_tol
 
 from agora_core.gaussians import (
     SH_C0,
@@ -180,3 +181,19 @@ def test_rotmat_to_quat_inverts_quat_to_rotmat_for_every_pivot():
 
 def test_normalize_quat_maps_zero_to_identity():
     assert torch.equal(normalize_quat(torch.zeros(3, 4)), IDENTITY.float().expand(3, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalize_quat_matches_the_definition_on_any_layout(dtype):
+    """q / |q| (as `torch.linalg.vector_norm` computes |q|) on a transposed [B, C, N] view, how the
+    UV planes hand out attributes; gradients finite everywhere, zero at the zero quaternion."""
+    g = torch.Generator().manual_seed(3)
+    raw = torch.randn(2, 4, 50, generator=g, dtype=dtype)
+    raw[0, :, 7] = 0.0
+    q = raw.transpose(1, 2).requires_grad_()
+    out = normalize_quat(q)
+    norm = torch.linalg.vector_norm(q.detach(), dim=-1, keepdim=True)
+    ref = torch.where(norm > 0, q.detach() / norm, IDENTITY.to(dtype))
+    assert_within(out.detach(), ref, rounding_tol(dtype, 1.0, steps=8), "normalize_quat")
+    (grad,) = torch.autograd.grad((out * torch.randn(out.shape, generator=g, dtype=dtype)).sum(), q)
+    assert torch.isfinite(grad).all() and not grad[0, 7].any()

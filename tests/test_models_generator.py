@@ -38,6 +38,7 @@ from agora_core.models import (
 from agora_core.models.lifting import canonical_gaussians, main_channel_slices
 from agora_core.render import orbit_cameras, rasterize
 from sphere_head import R, expr_region, eyelid_region, sphere_head_assets
+from tolerances import assert_within, rounding_tol
 
 ATOL = 1e-5
 TINY = GeneratorConfig(z_dim=16, w_dim=16, mapping_layers=2, uv_resolution=16, gaussian_grid=16,
@@ -232,6 +233,36 @@ def test_animate_never_runs_the_identity_branch(head, monkeypatch):
     monkeypatch.setattr("agora_core.models.agora_generator.shape_displacement", boom)
     out = g.animate(cache, FlameParams(expression=flame.expression, jaw=flame.jaw))  # one avatar, three frames
     assert out.gaussians.batch_size == 3
+
+
+def test_inference_reuses_the_identity_attributes_of_a_cache(head):
+    """Under inference_mode the expression-independent attributes (`canonical_attributes`) are
+    computed once per cache, broadcast to a batch of frames, and recomputed when raw_main changes;
+    the frames match the reference path (no_grad) up to the inference layers' rounding."""
+    g = make_generator(head).double()
+    z, c, _ = latents(g, 1)
+    flame = flame_batch(3).map(lambda t: t.double())
+    with torch.no_grad():
+        cache = g.identity(z.double(), c.double(), flame.shape[:1], noise_mode="const")
+
+    def check(cache):
+        with torch.no_grad():
+            ref = g.animate(cache, flame, noise_mode="const").gaussians
+        with torch.inference_mode():
+            fast = g.animate(cache, flame, noise_mode="const").gaussians
+        for name in ("means", "log_scales", "quats", "sh", "opacities"):
+            a, b = getattr(fast, name), getattr(ref, name)
+            assert_within(a, b, rounding_tol(torch.float64, b.abs().max() + 1, steps=10 ** 4), name)
+
+    check(cache)
+    memo = cache.__dict__["_static"]
+    assert memo[2].means.shape == (1, g.num_gaussians, 3)  # kept for the single avatar, not the batch
+    with torch.inference_mode():
+        g.animate(cache, flame, noise_mode="const")
+    assert cache.__dict__["_static"] is memo
+    cache.raw_main = cache.raw_main.flip(1)  # another identity's attributes in the same cache object
+    check(cache)
+    assert cache.__dict__["_static"] is not memo
 
 
 def test_zero_residuals_give_the_pure_mesh_lifting(head, monkeypatch):

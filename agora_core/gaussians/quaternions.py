@@ -27,11 +27,15 @@ def normalize_quat(q: Tensor, eps: float = 1e-12) -> Tensor:
         [..., 4] unit quaternions. Gradients are finite everywhere (zero where |q| < eps).
     """
     assert q.shape[-1] == 4, q.shape
-    norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True)
-    unit = q / norm.clamp_min(eps)
+    # The squared norm as a sum, not `torch.linalg.vector_norm`: on a transposed [B, C, N] view (how
+    # the UV planes hand out per-Gaussian attributes, models/lifting.py) the latter runs strided,
+    # ~15x slower at full size (`benchmarks/cpu_full_size.py`).
+    floor = max(eps * eps, torch.finfo(q.dtype).tiny)
+    sq = q.square().sum(-1, keepdim=True)
+    unit = q / sq.clamp_min(floor).sqrt()
     identity = torch.zeros_like(q)
     identity[..., 0] = 1.0
-    return torch.where(norm < eps, identity, unit)
+    return torch.where(sq < floor, identity, unit)
 
 
 def quat_multiply(q1: Tensor, q2: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from agora_core.head.uv import UVRasterMap, bake_vertex_raster, locate_uv_points
 from agora_core.models.deformation_branch import DeformationBranch, expression_condition
 from agora_core.models.facial_mask import facial_sample_mask
 from agora_core.models.generator_config import GeneratorConfig
-from agora_core.models.lifting import lift_gaussians, sample_uv_attributes
+from agora_core.models.lifting import canonical_attributes, lift_gaussians, sample_uv_attributes
 from agora_core.models.mapping import MappingNetwork
 from agora_core.models.shape_conditioning import shape_displacement
 from agora_core.models.stylegan2_layers import NoiseMode, count_parameters
@@ -64,6 +64,17 @@ class IdentityCache:
         """Broadcast a single avatar to `batch_size` rows (one identity, many frames)."""
         assert self.batch_size in (1, batch_size), (self.batch_size, batch_size)
         return self.map(lambda t: t.expand(batch_size, *t.shape[1:]))
+
+    def static_attributes(self, config: GeneratorConfig) -> GaussianSet:
+        """`lifting.canonical_attributes` of this identity, computed once and kept with the cache for
+        the next frames (inference only: a training step builds a new cache, and gradients must
+        flow through each frame's own graph). Recomputed if raw_main or the config changed."""
+        assert torch.is_inference_mode_enabled(), "static_attributes is for inference (torch.inference_mode)"
+        memo = self.__dict__.get("_static")
+        if memo is None or memo[0] is not self.raw_main or memo[1] is not config:
+            memo = (self.raw_main, config, canonical_attributes(self.raw_main, config))
+            self.__dict__["_static"] = memo
+        return memo[2]
 
 
 @dataclass
@@ -260,8 +271,10 @@ class AgoraGenerator(nn.Module):
                 has bf16 units; the residual planes come back in the cache's dtype.
         """
         b = flame.batch_size
+        static = cache.static_attributes(self.config) if torch.is_inference_mode_enabled() else None
         if cache.batch_size != b:
             cache = cache.expand(b)
+            static = None if static is None else static.map(lambda t: t.expand(b, *t.shape[1:]))
         mesh = self.head(flame.replace(shape=cache.shape))
         points = self.mesh_points(mesh).to(cache.raw_main.dtype)
         deform = None
@@ -272,7 +285,7 @@ class AgoraGenerator(nn.Module):
                 assert torch.is_inference_mode_enabled(), "a deform_dtype other than the cache's is inference only"
                 features, skip = features.to(deform_dtype), skip.to(deform_dtype)
             deform = self.deformation_attributes(features, cache.ws, e, skip, noise_mode)
-        gaussians, regs = lift_gaussians(cache.raw_main, points, deform, self.residual_mask, self.config)
+        gaussians, regs = lift_gaussians(cache.raw_main, points, deform, self.residual_mask, self.config, static)
         return GeneratorOutput(gaussians, regs)
 
     def deformation_attributes(self, tap_features: Tensor, ws: Tensor, e: Tensor, tap_skip_image: Tensor | None,

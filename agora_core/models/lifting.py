@@ -79,20 +79,30 @@ def _masked(raw: Tensor, mask: Tensor | None) -> Tensor:
     return raw if mask is None else raw * mask.to(raw.dtype)[None, :, None]
 
 
-def canonical_gaussians(raw_main: Tensor, mesh_points: Tensor, config: GeneratorConfig) -> GaussianSet:
+def canonical_gaussians(raw_main: Tensor, mesh_points: Tensor, config: GeneratorConfig,
+                        static: GaussianSet | None = None) -> GaussianSet:
     """The Gaussians of the identity branch alone, anchored to the mesh (eq. 5, sec. 3.5).
 
     Args:
         raw_main: [B, M, C] raw identity attributes (layout: `main_channel_slices`).
         mesh_points: [B, M, 3] Interpolate(M(β, ψ, θ), x_uv).
+        static: `canonical_attributes(raw_main, config)` when already at hand (the same values).
     Returns:
         GaussianSet with μ = mesh point + γ_pos·tanh(raw), bounded log-scale, sigmoid opacity.
     """
+    static = canonical_attributes(raw_main, config) if static is None else static
+    return dataclasses.replace(static, means=mesh_points + static.means)
+
+
+def canonical_attributes(raw_main: Tensor, config: GeneratorConfig) -> GaussianSet:
+    """What `canonical_gaussians` computes from the identity alone, the expression not entering:
+    `means` holds the offsets γ_pos·tanh(raw) from the mesh points (the rest is final). An
+    avatar's frames share it (`IdentityCache.static_attributes`)."""
     sl = main_channel_slices(config.sh_degree, config.rotation_channels)
     rot = raw_main[..., sl["rotation"]]
     o = config.activation_overshoot
     return GaussianSet(
-        means=mesh_points + position_offset(raw_main[..., sl["position"]], config.gamma_pos),
+        means=position_offset(raw_main[..., sl["position"]], config.gamma_pos),
         log_scales=log_scale(raw_main[..., sl["scale"]], config.s_max, config.s_offset),
         quats=rotation_axis_angle(rot) if config.attribute_layout == "authors" else rotation(rot),
         sh=colour_sh(raw_main[..., sl["colour"]], config.sh_degree, o),
@@ -109,7 +119,7 @@ def opacity_beta_loss(alpha: Tensor) -> Tensor:
 
 
 def lift_gaussians(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, mask: Tensor | None,
-                   config: GeneratorConfig) -> tuple[GaussianSet, dict[str, Tensor]]:
+                   config: GeneratorConfig, static: GaussianSet | None = None) -> tuple[GaussianSet, dict[str, Tensor]]:
     """Final Gaussians 𝒜 = canonical 𝒜_M composed with the residuals 𝒜_D (eq. 4-5, sec. 3.4-3.5).
 
     Args:
@@ -117,6 +127,7 @@ def lift_gaussians(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None,
         mesh_points: [B, M, 3] anchors on the posed mesh (eq. 5).
         deform: [B, M, 9] raw residuals (Δμ, Δs, Δq), or None (single-branch model).
         mask: [M] 0/1 facial residual mask, or None (residuals everywhere).
+        static: `canonical_attributes(raw_main, config)` when already at hand (the same values).
     Returns:
         (GaussianSet, regularizers) with scalar regularizers (sec. 3.8): "position", "scale"
         (mean squared raw identity position / scale channels, GGHEAD's L2), "deform_position",
@@ -127,9 +138,9 @@ def lift_gaussians(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None,
     assert c == config.main_channels, (c, config.main_channels)
     assert mesh_points.shape == (b, m, 3), (mesh_points.shape, (b, m))
     if config.attribute_layout == "authors":
-        gaussians, regs = _lift_authors(raw_main, mesh_points, deform, config)
+        gaussians, regs = _lift_authors(raw_main, mesh_points, deform, config, static)
     else:
-        gaussians, regs = _lift_paper(raw_main, mesh_points, deform, mask, config)
+        gaussians, regs = _lift_paper(raw_main, mesh_points, deform, mask, config, static)
     if config.quaternion_norm == "authors_columns":
         gaussians = dataclasses.replace(gaussians, quats=normalize_quat_columns(gaussians.quats))
     return gaussians, regs
@@ -144,12 +155,12 @@ def _identity_regularizers(raw_main: Tensor, sl: dict[str, slice]) -> dict[str, 
 
 
 def _lift_paper(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, mask: Tensor | None,
-                config: GeneratorConfig) -> tuple[GaussianSet, dict[str, Tensor]]:
+                config: GeneratorConfig, static: GaussianSet | None) -> tuple[GaussianSet, dict[str, Tensor]]:
     b, m, _ = raw_main.shape
     assert deform is None or deform.shape == (b, m, DEFORM_CHANNELS), None if deform is None else deform.shape
     assert mask is None or mask.shape == (m,), None if mask is None else mask.shape
     sl = main_channel_slices(config.sh_degree)
-    gaussians = canonical_gaussians(raw_main, mesh_points, config)
+    gaussians = canonical_gaussians(raw_main, mesh_points, config, static)
     regs = _identity_regularizers(raw_main, sl)
     if deform is not None:
         d = _masked(deform, mask)
@@ -162,8 +173,8 @@ def _lift_paper(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, ma
     return gaussians, regs
 
 
-def _lift_authors(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, config: GeneratorConfig
-                  ) -> tuple[GaussianSet, dict[str, Tensor]]:
+def _lift_authors(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, config: GeneratorConfig,
+                  static: GaussianSet | None) -> tuple[GaussianSet, dict[str, Tensor]]:
     """The authors' composition (imported models): both branches share the 22-channel layout.
 
     μ = mesh + γ·tanh(p) + γ_d·tanh(p_d); log s = A(s) + A(s_d) with A the main log-scale
@@ -172,7 +183,7 @@ def _lift_authors(raw_main: Tensor, mesh_points: Tensor, deform: Tensor | None, 
     The residual planes arrive already masked (`DeformationBranch`, plane-level mask).
     """
     sl = main_channel_slices(config.sh_degree, config.rotation_channels)
-    gaussians = canonical_gaussians(raw_main, mesh_points, config)
+    gaussians = canonical_gaussians(raw_main, mesh_points, config, static)
     regs = _identity_regularizers(raw_main, sl)
     if deform is not None:
         assert deform.shape == raw_main.shape, (deform.shape, raw_main.shape)
