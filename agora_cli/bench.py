@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 
 from agora_cli.common import console, setup_runtime, user_errors
-from agora_cli.options import ExecutorOpt, PrecisionOpt
+from agora_cli.options import BasisFormatOpt, ExecutorOpt, PrecisionOpt
 from agora_core.errors import AgoraError
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
@@ -40,6 +40,7 @@ def bench(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
     executor: ExecutorOpt = "torch",
     precision: PrecisionOpt = "float32",
+    basis_format: BasisFormatOpt = "float32",
 ) -> None:
     """Time cached-identity reenactment: AGORA (deformation branch + lifting + raster) vs AGORA-M (MLP + blend + raster) vs the render alone.
 
@@ -57,6 +58,9 @@ def bench(
     if check_precision(precision, executor) != "float32" and device == "browser":
         raise AgoraError(f"--precision {precision} applies to AGORA's per-frame path; the browser runs AGORA-M only: "
                          "drop it")
+    if basis_format != "float32" and device == "browser":
+        raise AgoraError(f"--basis-format {basis_format} is AGORA-M's CPU blend; the browser reads the bundle's own "
+                         "int16 basis: drop it")
     if bundle is not None and device != "browser":
         raise AgoraError("--bundle is a web bundle for --device browser; drop it or add --device browser")
     given = [flag for flag, value in (("--ckpt", ckpt), ("--config", config), ("--basis", basis), ("--mlp", mlp),
@@ -85,7 +89,7 @@ def bench(
     settings = BenchConfig(frames=frames, warmup=warmup, batch_sizes=batch_sizes, resolution=resolution, seed=seed,
                            breakdown=breakdown)
     result = run_bench(ckpt, config, device, settings, gaussians=gaussians, basis_path=basis, mlp_path=mlp, k=k,
-                       executor=executor, precision=precision)
+                       executor=executor, precision=precision, basis_format=basis_format)
     for note in result.notes:
         console.print(f"[yellow]{note}[/]")
     console.print(bench_table(result))
@@ -140,8 +144,8 @@ def bench_table(result) -> Table:
     """Median / p90 per call, FPS, peak and resident memory per path and batch size."""
     m = result.model
     table = Table(title=f"reenactment, {m['gaussians']} Gaussians (UV grid {m['uv_grid']}), {m['resolution']}², "
-                        f"K = {m['k']}, {result.device}, AGORA in {m.get('executor', 'torch')} "
-                        f"({m.get('precision', 'float32')})", box=box.SIMPLE_HEAD)
+                        f"K = {m['k']} ({m.get('basis_format', 'float32')} basis), {result.device}, AGORA in "
+                        f"{m.get('executor', 'torch')} ({m.get('precision', 'float32')})", box=box.SIMPLE_HEAD)
     for name in ("path", "B", "median ms", "p90 ms", "FPS", "peak MB", "state MB"):
         table.add_column(name, justify="left" if name == "path" else "right", no_wrap=True)
     last = None

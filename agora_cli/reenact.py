@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
-from agora_cli.options import (DeviceOpt, ExecutorOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, PrecisionOpt,
+from agora_cli.options import (DeviceOpt, BasisFormatOpt, ExecutorOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, PrecisionOpt,
                                ProgressOpt, SmirkOpt, ThreadsOpt)
 from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
@@ -62,6 +62,7 @@ def reenact(
     flame_eyelids: FlameEyelidsOpt = None,
     executor: ExecutorOpt = "torch",
     precision: PrecisionOpt = "float32",
+    basis_format: BasisFormatOpt = "float32",
 ) -> None:
     """Reenact an avatar: per-frame expression, jaw and head pose from a video or a parameter file."""
 
@@ -95,6 +96,8 @@ def reenact(
         raise AgoraError("--basis/--mlp apply to --mobile; add --mobile")
     from agora_core.export.onnx_executor import check_executor, check_precision
 
+    if basis_format != "float32" and not mobile:
+        raise AgoraError(f"--basis-format {basis_format} applies to --mobile (AGORA-M); add --mobile")
     if check_executor(executor) != "torch" and mobile:
         raise AgoraError(f"--executor {executor} runs the full model's per-frame path; --mobile runs AGORA-M: drop one")
     if check_precision(precision, executor) != "float32" and mobile:
@@ -163,12 +166,12 @@ def reenact(
         result = reenact_imported(avatar, seed, sequence, out, truncation=truncation, resolution=res,
                                   mobile=(basis, mlp) if mobile else None, left=left, batch=batch, device=dev,
                                   audio=track, progress=progress, size=size, executor=executor,
-                                  precision=precision)
+                                  precision=precision, basis_format=basis_format)
     else:
         result = run_reenact(loaded, sequence, out, resolution=res, mobile=(basis, mlp) if mobile else None, left=left,
                              ground_truth=ground_truth, batch=batch, device=dev, flame_pkl=flame, flame_uv=flame_uv,
                              flame_eyelids=flame_eyelids, audio=track, progress=progress, size=size,
-                             executor=executor, precision=precision)
+                             executor=executor, precision=precision, basis_format=basis_format)
     sound = f", sound of {track.path}" if track is not None else ""
     console.print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps{sound} "
                   f"({result.render_fps:.1f} frames/s rendered, {'AGORA-M' if mobile else 'full AGORA'})", soft_wrap=True)

@@ -10,8 +10,9 @@ Part 1, rasterisation excluded (ms per frame, batch 1):
   inference  `animate` under torch.inference_mode: models/stylegan2_inference.py (same values)
   onnx       FLAME in torch + the exported per-frame graph (export/onnx_export.py) in ONNX Runtime
   agora_m    regressor + blend (eq. 10-11)
+  agora_m_int16  the same with the basis as 16-bit fixed point (`BlendshapeAvatar(basis_format="int16")`)
 Part 2, end to end at 512² (animate + `rasterize`, numba backend, frontal FLAME camera), batch 1
-latency and batch 8 throughput, AGORA (inference path) vs AGORA-M. Random weights give splats of
+latency and batch 8 throughput, AGORA (inference path) vs AGORA-M (both basis formats). Random weights give splats of
 random size and opacity, so the rendered splats are the demo head's surface splats
 (`export.demo_avatar.surface_gaussians` at the same UV samples: flat, 0.6 texel, opaque) moved to the
 means each path computed: both paths pay the rasteriser for a head's worth of realistic splats.
@@ -41,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build(seed: int = 0):
-    """Generator (ffhq512 architecture, demo head), its cached identity, AGORA-M avatar, splats, camera."""
+    """Generator (ffhq512 architecture, demo head), its cached identity, AGORA-M avatars (float32 and
+    int16 basis), splats, camera."""
     from render import demo_head_splats
 
     from agora_core.bench.bench_setup import random_basis, random_regressor
@@ -57,12 +59,14 @@ def build(seed: int = 0):
     with torch.no_grad():
         cache = g.identity(torch.randn(1, 512, generator=gen), torch.zeros(1, 25), 0.5 * torch.randn(1, head.num_shape,
                            generator=gen), noise_mode="const")
-        avatar = BlendshapeAvatar.from_generator(g, cache, random_basis(g.num_gaussians, 64, seed),
+        basis = random_basis(g.num_gaussians, 64, seed)
+        avatar = BlendshapeAvatar.from_generator(g, cache, basis,
                                                  random_regressor(g.config.w_dim, g.config.expr_cond_dim, 64, 256, seed))
+        avatar16 = BlendshapeAvatar(avatar.neutral, basis, avatar.mlp, avatar.w, basis_format="int16")
     splats = demo_head_splats(512, 1)
     assert splats.num_gaussians == g.num_gaussians, (splats.num_gaussians, g.num_gaussians)
     camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
-    return g, cache, avatar, splats, camera
+    return g, cache, (avatar, avatar16), splats, camera
 
 
 def frames(g, n: int, batch: int, seed: int = 1):
@@ -141,7 +145,7 @@ def part1(g, cache, avatar, rounds: int, threads: int, onnx_folder: Path | None)
         with torch.inference_mode():
             return g.animate(cache, _frame(e, j, l), noise_mode="const").gaussians.means
 
-    def agora_m(e, j, l):
+    def agora_m(e, j, l, avatar=avatar[0]):
         with torch.inference_mode():
             return avatar.animate(_frame(e, j, l)).means
 
@@ -149,6 +153,7 @@ def part1(g, cache, avatar, rounds: int, threads: int, onnx_folder: Path | None)
     if onnx_folder is not None:
         variants["onnx"] = onnx_runner(g, cache, threads, onnx_folder)
     variants["agora_m"] = agora_m
+    variants["agora_m_int16"] = lambda e, j, l: agora_m(e, j, l, avatar[1])
     with torch.inference_mode():
         a, b = previous(*inputs[0]), inference(*inputs[0])
     print(f"  inference vs previous means: max |Δ| {float((a - b).abs().max()):.2e} m", flush=True)
@@ -165,12 +170,13 @@ def part2(g, cache, avatar, splats, camera, rounds: int, batches: tuple[int, ...
             means = g.animate(cache, _frame(e, j, l), noise_mode="const").gaussians.means
             return rasterize(realistic(splats, means), camera, 512, 512, background=1.0)[0]
 
-    def agora_m(e, j, l):
+    def agora_m(e, j, l, avatar=avatar[0]):
         with torch.inference_mode():
             return rasterize(realistic(splats, avatar.animate(_frame(e, j, l)).means), camera, 512, 512, background=1.0)[0]
 
     for b in batches:
-        times = interleaved({"agora": agora, "agora_m": agora_m}, frames(g, rounds, b), rounds)
+        times = interleaved({"agora": agora, "agora_m": agora_m, "agora_m_int16": lambda e, j, l: agora_m(e, j, l, avatar[1])},
+                            frames(g, rounds, b), rounds)
         report(f"end to end at 512², batch {b} (ms per frame = call / {b}; FPS = 1000 / that)", times, "agora", per=b)
 
 

@@ -159,3 +159,30 @@ def test_bench_cli_executor(tmp_path):
     assert bad.exit_code == 2 and "--executor 'tvm'" in bad.output
     bad = CliRunner().invoke(app, ["--device", "browser", "--executor", "auto"])
     assert bad.exit_code == 2 and "AGORA-M only" in bad.output
+
+
+def test_bench_cli_basis_format(tmp_path):
+    """--basis-format int16 blends AGORA-M from the 16-bit fixed-point basis: the JSON says so and the
+    AGORA-M path holds the basis in half the bytes; wrong values and devices are one-line errors."""
+    from agora_cli.bench import bench
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    app = typer.Typer()
+    app.command()(bench)
+    args = ["--config", str(config), "--frames", "2", "--warmup", "1", "--k", "8", "--batch", "1", "--no-breakdown"]
+    state = {}
+    for fmt in ("float32", "int16"):
+        out = tmp_path / f"{fmt}.json"
+        result = CliRunner().invoke(app, args + ["--basis-format", fmt, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        data = json.loads(out.read_text())
+        assert data["model"]["basis_format"] == fmt
+        state[fmt] = next(r["state_mb"] for r in data["results"] if r["path"] == "agora_m")
+    m = data["model"]["gaussians"]
+    basis_mb = 8 * 11 * m * 4 / 2**20  # K components of 11 float32 values per Gaussian
+    assert abs((state["float32"] - state["int16"]) - basis_mb / 2) <= 0.01 * basis_mb + 1e-3
+    bad = CliRunner().invoke(app, args + ["--basis-format", "int8"])
+    assert bad.exit_code == 2 and "--basis-format 'int8'" in bad.output
+    bad = CliRunner().invoke(app, ["--device", "browser", "--basis-format", "int16"])
+    assert bad.exit_code == 2 and "drop it" in bad.output

@@ -126,6 +126,14 @@ def test_mobile_path(tmp_path):
                      tmp_path / "basis.safetensors", "--mlp", tmp_path / "mlp.safetensors", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "AGORA-M" in result.output and len(_decoded(out)[0]) == 4
+    # the basis as 16-bit fixed point: each value within a_k / 65534 per component, far below a pixel level
+    out16 = tmp_path / "m16.mp4"
+    result = _invoke("reenact", quick_avatar(), "--params", params, "--out", out16, "--mobile", "--basis",
+                     tmp_path / "basis.safetensors", "--mlp", tmp_path / "mlp.safetensors", "--no-progress",
+                     "--basis-format", "int16")
+    assert result.exit_code == 0, result.output
+    a, b = (np.asarray(_decoded(p)[0], dtype=np.float64) for p in (out, out16))
+    assert a.shape == b.shape and np.abs(a - b).mean() <= 1.0
 
 
 def test_demo_params_command(tmp_path):
@@ -202,6 +210,7 @@ def test_flag_combinations(tmp_path):
         ((), "driving video or --params"),
         (("--params", params, "--side-by-side"), "needs --ground-truth"),
         (("--params", params, "--mobile"), "--mobile needs --basis"),
+        (("--params", params, "--basis-format", "int16"), "applies to --mobile"),
         (("--params", params, "--smooth", "4,3"), "window must be odd"),
         (("--params", params, "--out", tmp_path / "x.avi"), "must end in .mp4"),
     ]

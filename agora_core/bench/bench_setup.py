@@ -20,7 +20,7 @@ from agora_core.errors import AgoraError
 from agora_core.mobile import CoefficientMLP, GaussianBasis, load_agora_model
 from agora_core.mobile.residuals import RESIDUAL_GROUPS
 from agora_core.mobile.tuples import EXTRACT, TupleSampler
-from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar, check_basis_format
 from agora_core.render import FLAME_CAMERA_RADIUS, orbit_cameras
 
 
@@ -56,15 +56,18 @@ def bench_identity(model, seed: int, truncation_psi: float, device: torch.device
 
 def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: str, bench: BenchConfig, *,
               gaussians: int | None = None, basis_path: str | Path | None = None, mlp_path: str | Path | None = None,
-              k: int = 64, hidden: int = 256, executor: str = "torch", precision: str = "float32") -> BenchResult:
+              k: int = 64, hidden: int = 256, executor: str = "torch", precision: str = "float32",
+              basis_format: str = "float32") -> BenchResult:
     """Build (module docstring) and time `benchmark_reenactment`; `executor` (torch, onnxruntime or auto)
     runs AGORA's per-frame path in `precision` (float32, bfloat16 or auto), decided together by
-    `export.onnx_executor.build_per_frame_path`; the result's model info records the two as they ran."""
+    `export.onnx_executor.build_per_frame_path`; AGORA-M keeps its basis in `basis_format` (float32 or
+    int16, `BlendshapeAvatar`); the result's model info records the three as they ran."""
     from agora_core.export.onnx_executor import build_per_frame_path, check_precision
     from agora_core.inference import imported_agora_m, is_imported_run
 
     check_precision(precision, executor)  # before any model is built
     dev = resolve_device(device)
+    check_basis_format(basis_format, dev)
     if is_imported_run(checkpoint):  # AGORA-M from the run's imported pair unless --basis/--mlp say otherwise
         basis_path, mlp_path = imported_agora_m(checkpoint, basis_path, mlp_path)
     model = load_agora_model(checkpoint, config, device=dev, gaussians=gaussians, seed=bench.seed)
@@ -92,7 +95,7 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
         notes.append(f"no --mlp: AGORA-M uses a random regressor (hidden {hidden})")
     cache, shape = bench_identity(model, bench.seed, bench.truncation_psi, dev)
     with torch.no_grad():
-        avatar = BlendshapeAvatar.from_generator(g, cache, basis.to(dev), mlp.to(dev))
+        avatar = BlendshapeAvatar.from_generator(g, cache, basis.to(dev), mlp.to(dev), basis_format=basis_format)
     if model.imported is not None:  # the authors' framing (DECA camera orbiting the root joint)
         camera = model.imported.cameras(shape)
     else:
@@ -102,7 +105,7 @@ def run_bench(checkpoint: str | Path | None, config: str | Path | None, device: 
             "precision": str(deform_dtype or cache.tap_features.dtype).removeprefix("torch."), "source": model.source,
             "random_init": model.random_init, "config": str(config) if config else None,
             "gaussians": g.num_gaussians, "uv_grid": g.config.gaussian_grid, "resolution": bench.resolution,
-            "k": basis.k, "mlp_hidden": mlp.hidden, "parameters": g.parameter_counts()}
+            "k": basis.k, "basis_format": basis_format, "mlp_hidden": mlp.hidden, "parameters": g.parameter_counts()}
     result = benchmark_reenactment(g, cache, avatar, camera, bench, dev, info, onnx, deform_dtype)
     result.notes.extend(notes)
     return result

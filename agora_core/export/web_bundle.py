@@ -49,6 +49,7 @@ from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet, write_splat
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import NEGATIVE_SLOPE, CoefficientMLP
+from agora_core.mobile.fixed_point_basis import FIXED_POINT, fixed_point_amplitudes, to_fixed_point
 from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_groups
 from agora_core.render import EG3D_FOCAL, FLAME_CAMERA_RADIUS
 
@@ -59,7 +60,6 @@ VIEWER_FILES = ("index.html", "ui.js", "viewer.js", "passes.js", "depth_sort.js"
                 "sort_worker.js")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 RESORT_DISPLACEMENT_M = 0.001  # re-sort when some Gaussian may have moved 1 mm (depth_sort.js `displacementBound`)
-BASIS_FIXED_POINT = 32767  # basis.i32 stores int16 values round(BASIS_FIXED_POINT · U / a)
 BASIS_VALUES = sum(RESIDUAL_GROUPS.values())  # 11 int16 values per Gaussian and component
 PARAM_DIMS = {"expression": 50, "jaw": 3, "eyelids": 2}  # the authors' web-demo parameter vector
 NUM_PARAMS = sum(PARAM_DIMS.values())  # 55
@@ -163,11 +163,11 @@ def basis_texture_shape(texels: int, k: int) -> tuple[int, int, int]:
 
 def _packed_basis(basis: GaussianBasis, n: int, gaussians: int, width: int) -> tuple[np.ndarray, dict[str, list[float]]]:
     """basis.i32 contents int32 [gaussians, width, 4] in model order and the per-group amplitudes a_g,k."""
-    amps = {g: basis.basis[g].abs().amax(1).clamp_min(1e-30) for g in RESIDUAL_GROUPS}
+    amps = {g: fixed_point_amplitudes(basis.basis[g]) for g in RESIDUAL_GROUPS}
     values = np.zeros((gaussians, 8 * width), dtype="<i2")
     for k in range(basis.k):  # one component at a time: peak memory ~ the packed output
-        fixed = torch.cat([basis.blendshapes(g)[k].double() / amps[g][k] for g in RESIDUAL_GROUPS], dim=1)  # [n, 11]
-        fixed = (fixed * BASIS_FIXED_POINT).round().clamp(-BASIS_FIXED_POINT, BASIS_FIXED_POINT).to(torch.int16)
+        fixed = torch.cat([to_fixed_point(basis.blendshapes(g)[k].reshape(1, -1), amps[g][k:k + 1]).reshape(n, -1)
+                           for g in RESIDUAL_GROUPS], dim=1)  # [n, 11]
         values[:n, BASIS_VALUES * k:BASIS_VALUES * (k + 1)] = fixed.numpy()
     amplitudes = {g: a.tolist() for g, a in amps.items()}
     # little-endian: int16 values (2j, 2j + 1) are the int32 channel j = lo | hi << 16 (the shader shifts them apart)
@@ -239,7 +239,7 @@ def write_web_bundle(out_dir: str | Path, neutral: GaussianSet, w: Tensor, basis
         shutil.copyfile(WEB_DIR / name, out / name)
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "num_gaussians": n, "active_gaussians": int(active.sum()),
-        "k": basis.k, "attribute_space": basis.attribute_space, "basis_fixed_point": BASIS_FIXED_POINT,
+        "k": basis.k, "attribute_space": basis.attribute_space, "basis_fixed_point": FIXED_POINT,
         "basis_texture": {"width": basis_width, "height": rows, "layers": layers},
         "texture_width": width, "texture_height": height, "sh_coefficients": int(g.sh.shape[2]),
         "files": files, "basis_amplitude": amplitudes, "mlp": mlp_entry,

@@ -22,6 +22,7 @@ from agora_core.head import FlameParams
 from agora_core.invert.avatar_file import AvatarFile, build_avatar_generator
 from agora_core.invert.pti import broadcast_w
 from agora_core.invert.video_io import Mp4Writer
+from agora_core.mobile.blendshape_avatar import check_basis_format
 from agora_core.reenact.driving import DrivingSequence
 from agora_core.reenact.sound import AudioTrack, mux_audio
 from agora_core.render import Camera, rasterize
@@ -67,7 +68,8 @@ class MobileAvatar:
         self.avatar = avatar
 
     @staticmethod
-    def from_avatar(avatar: AvatarFile, basis_path: str | Path, mlp_path: str | Path, device) -> "MobileAvatar":
+    def from_avatar(avatar: AvatarFile, basis_path: str | Path, mlp_path: str | Path, device,
+                    basis_format: str = "float32") -> "MobileAvatar":
         from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
         basis, mlp = _agora_m_pair(basis_path, mlp_path)
@@ -77,7 +79,8 @@ class MobileAvatar:
                                          f"{neutral.num_gaussians}; extract the basis from the avatar's base model")
         if mlp.w_dim != avatar.w.shape[1]:
             raise file_error(mlp_path, f"regressor for w_dim {mlp.w_dim}, but the avatar's w has {avatar.w.shape[1]}")
-        return MobileAvatar(BlendshapeAvatar(neutral, basis.to(device), mlp.to(device), avatar.w.to(device).float()))
+        return MobileAvatar(BlendshapeAvatar(neutral, basis.to(device), mlp.to(device), avatar.w.to(device).float(),
+                                             basis_format=basis_format))
 
     @torch.no_grad()
     def animate(self, flame: FlameParams) -> GaussianSet:
@@ -108,7 +111,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
             ground_truth: str | Path | None = None, batch: int = 8, device: str | torch.device = "cpu",
             flame_pkl: str | None = None, flame_uv: str | None = None, flame_eyelids: str | None = None,
             audio: AudioTrack | None = None, progress: bool = True, size: int = DISPLAY_SIZE,
-            executor: str = "torch", precision: str = "float32") -> ReenactResult:
+            executor: str = "torch", precision: str = "float32", basis_format: str = "float32") -> ReenactResult:
     """Render `driving` with the avatar into `out` (mp4 at driving.fps), written to a temporary file
     renamed at the end.
 
@@ -121,7 +124,9 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
         size: pixels of each panel in the video: the render (at `resolution`) enlarged to it.
         executor: what runs the full model's per-frame path: torch, onnxruntime or auto (`FullAvatar`).
         precision: its number format: float32, bfloat16 or auto (`FullAvatar`).
+        basis_format: how AGORA-M keeps its basis: float32 or int16 (`BlendshapeAvatar`).
     """
+    check_basis_format(basis_format, device)
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise AgoraError(f"--out {out}: the video must end in .mp4")
@@ -130,7 +135,7 @@ def reenact(avatar_path: str | Path | AvatarFile, driving: DrivingSequence, out:
     res = resolution or avatar.resolution
     if res < 8 or res % 2:
         raise AgoraError(f"--resolution {res}: an even number of pixels >= 8")
-    model = (MobileAvatar.from_avatar(avatar, *mobile, device) if mobile
+    model = (MobileAvatar.from_avatar(avatar, *mobile, device, basis_format) if mobile
              else FullAvatar.from_avatar(avatar, where, device, flame_pkl, flame_uv, flame_eyelids, executor,
                                          precision))
     cameras = driving.cameras()
@@ -143,17 +148,18 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
                      mobile: tuple[str | Path, str | Path] | None = None, left: list[np.ndarray] | None = None,
                      batch: int = 8, device: str | torch.device = "cpu", audio: AudioTrack | None = None,
                      progress: bool = True, size: int = DISPLAY_SIZE, executor: str = "torch",
-                     precision: str = "float32") -> ReenactResult:
+                     precision: str = "float32", basis_format: str = "float32") -> ReenactResult:
     """Render `driving` with the seed identity (`inference.draw_identity`) of an imported run or a model
     folder into `out`. A model folder is driven through the sequence's cameras, as an avatar is.
 
     For an imported run, the authors' reenactment convention: the head stays unrotated and a DECA camera orbits the posed
     root joint by the driving head rotation, at the run's framing (s = 8). `mobile`: an AGORA-M pair,
-    e.g. the run's imported `basis.safetensors` / `mlp.safetensors`.
+    e.g. the run's imported `basis.safetensors` / `mlp.safetensors`, kept in `basis_format`.
     """
     from agora_core.inference import draw_identity, load_model
     from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
+    check_basis_format(basis_format, device)
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise AgoraError(f"--out {out}: the video must end in .mp4")
@@ -167,7 +173,7 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
         basis, mlp = _agora_m_pair(*mobile)
         if basis.num_gaussians != G.num_gaussians:
             raise file_error(mobile[0], f"basis of {basis.num_gaussians} Gaussians, but {run} has {G.num_gaussians}")
-        animator = MobileAvatar(BlendshapeAvatar.from_generator(G, cache, basis.to(device), mlp.to(device)))
+        animator = MobileAvatar(BlendshapeAvatar.from_generator(G, cache, basis.to(device), mlp.to(device), basis_format))
     else:
         animator = FullAvatar(G, cache, executor, device, precision)
     if model.camera_convention == "eg3d":  # a model folder or training run: the driving cameras, as for avatars
