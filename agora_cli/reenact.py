@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from agora_cli.common import console, err_console, setup_runtime, user_errors
-from agora_cli.options import (DeviceOpt, BasisFormatOpt, ExecutorOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, PrecisionOpt,
+from agora_cli.options import (BasisFormatOpt, DeviceOpt, ExecutorOpt, FlameEyelidsOpt, FlameOpt, FlameUvOpt, ModnetOpt, PrecisionOpt,
                                ProgressOpt, SmirkOpt, ThreadsOpt)
 from agora_core.devices import resolve_device
 from agora_core.errors import AgoraError
