@@ -96,6 +96,31 @@ def test_tiled_kernels_match_serial_kernels_in_float64():
         torch.testing.assert_close(g, g_s, rtol=0, atol=w * h * eps * scale, msg=name)
 
 
+@pytest.mark.parametrize("parallel", [True, False], ids=["tiled", "serial"])
+def test_float32_inputs_get_the_float64_arithmetic(parallel):
+    # The kernels read float32 arrays as they are and promote every value to float64 before any
+    # arithmetic (`_blend`, `_unblend`, `_box`): float32 tensors must give exactly the float64 run on
+    # the same values, rounded to float32 at the end (images and every gradient).
+    w, h = 70, 45
+    proj, opacities, colors, bg = _tiled_scene(w, h)
+    same = lambda t: t.float().double()  # noqa: E731  (float32 values, held in float64)
+    scene64 = (type(proj)(same(proj.means2d), same(proj.conics), proj.depths, proj.radii), same(opacities),
+               same(colors), same(bg))
+    scene32 = (type(proj)(proj.means2d.float(), proj.conics.float(), proj.depths, proj.radii), opacities.float(),
+               colors.float(), bg.float())
+    g = torch.Generator().manual_seed(7)
+    weights = [torch.randn(2, c, h, w, generator=g).float() for c in (3, 1)]  # the same loss for both dtypes
+    results = []
+    for (p, o, c, b) in (scene64, scene32):
+        leaves = [t.detach().clone().requires_grad_() for t in (p.means2d, p.conics, o, c, b)]
+        out = composite_numba(type(p)(leaves[0], leaves[1], p.depths, p.radii), *leaves[2:4], w, h, leaves[4],
+                              parallel=parallel)
+        loss = sum((x * wt.to(x.dtype)).sum() for x, wt in zip(out, weights))
+        results.append([*out, *torch.autograd.grad(loss, leaves)])
+    for a, b in zip(results[1], results[0]):
+        assert a.dtype == torch.float32 and torch.equal(a, b.float())
+
+
 def test_tiled_kernels_are_deterministic_for_any_thread_count(monkeypatch):
     # Each tile is one task; its gradient sums go to slots of its own and are added in tile order,
     # so the result is the same bits for two runs and for 1 or 2 threads (the code path is the same).

@@ -28,6 +28,7 @@ if numba is not None:
     @njit(cache=True, inline="always")
     def _box(mx, my, rx, ry, width, height):
         """Pixel index ranges whose centres lie in the projection box (as pairs.py rounds it)."""
+        mx, my = float(mx), float(my)
         x0 = max(0, int(math.ceil(mx - rx - 0.5)))
         x1 = min(width - 1, int(math.floor(mx + rx - 0.5)))
         y0 = max(0, int(math.ceil(my - ry - 0.5)))
@@ -38,7 +39,10 @@ if numba is not None:
     def _blend(mx, my, ca, cb, cc, o, c0, c1, c2, r, x0, x1, y0, y1, width, trans, stop, acc):
         """One Gaussian (rank r; mean, conic, opacity, colour) over the pixels [x0, x1] × [y0, y1] of
         one image, front to back. trans, stop, acc: the image's [HW], [HW], [HW, 3] running
-        transmittance, stop rank and colour. Returns how many pixels stopped here."""
+        transmittance, stop rank and colour. Returns how many pixels stopped here. The Gaussian's
+        values may come from float32 arrays: all arithmetic is float64 (exact promotion first)."""
+        mx, my, ca, cb, cc, o, c0, c1, c2 = (float(mx), float(my), float(ca), float(cb), float(cc), float(o),
+                                             float(c0), float(c1), float(c2))
         level = math.log(o / ALPHA_MIN) + 1e-9  # sigma above this: alpha < 1/255, no exp needed
         stopped = 0
         for y in range(y0, y1 + 1):
@@ -73,7 +77,10 @@ if numba is not None:
         """The backward step of `_blend` over the same pixels of one image, back to front. final_trans,
         stop_rank, grad_alpha, trans [HW] and grad_rgb, behind [HW, 3] are the image's rows; trans
         (running transmittance) and behind (colour behind this rank) are updated. Returns the
-        Gaussian's gradient sums over these pixels: mean x, y; conic a, b, c; opacity; colour."""
+        Gaussian's gradient sums over these pixels: mean x, y; conic a, b, c; opacity; colour. In
+        float64, as `_blend`."""
+        mx, my, ca, cb, cc, o, c0, c1, c2 = (float(mx), float(my), float(ca), float(cb), float(cc), float(o),
+                                             float(c0), float(c1), float(c2))
         level = math.log(o / ALPHA_MIN) + 1e-9
         gm0 = gm1 = gca = gcb = gcc = go = gc0 = gc1 = gc2 = 0.0
         for y in range(y0, y1 + 1):
