@@ -179,24 +179,41 @@ if numba is not None:
 
     @njit(cache=True)
     def _radix_sort(src_i, src_k):
-        """The indices src_i reordered by their int64 keys src_k, stably: an LSD radix sort with
-        16-bit digits (the passes over a digit that all keys share are skipped). Overwrites both."""
+        """The indices src_i reordered by their int64 keys src_k, stably: an LSD radix sort over the
+        bits in which the keys differ (the others cannot change the order), in as few passes of at
+        most 16-bit digits as those bits need (depth keys of float32 depths: ~24 bits, 2 passes of
+        12) and skipping a pass whose digit all keys share. Overwrites both."""
         m = src_i.shape[0]
+        diff = 0
+        for j in range(m):
+            diff |= src_k[j] ^ src_k[0]
+        if diff == 0:  # all keys equal (or none): the stable order is the given one
+            return src_i
+        lo = 0
+        while (diff >> lo) & 1 == 0:
+            lo += 1
+        hi = 63
+        while (diff >> hi) & 1 == 0:
+            hi -= 1
+        passes = (hi - lo + 16) // 16
+        digit = (hi - lo + passes) // passes  # ceil((hi - lo + 1) / passes) bits
+        mask = (1 << digit) - 1
         dst_i, dst_k = np.empty(m, np.int64), np.empty(m, np.int64)
-        hist = np.empty(1 << 16, np.int64)
-        for shift in range(0, 64, 16):
+        hist = np.empty(1 << digit, np.int64)
+        for step in range(passes):
+            shift = lo + step * digit
             hist[:] = 0
             for j in range(m):
-                hist[(src_k[j] >> shift) & 0xFFFF] += 1
-            if m == 0 or hist.max() == m:  # one digit value for all: this pass changes nothing
+                hist[(src_k[j] >> shift) & mask] += 1
+            if hist.max() == m:  # one digit value for all: this pass changes nothing
                 continue
             run = 0
-            for d in range(1 << 16):
+            for d in range(1 << digit):
                 count = hist[d]
                 hist[d] = run
                 run += count
             for j in range(m):
-                d = (src_k[j] >> shift) & 0xFFFF
+                d = (src_k[j] >> shift) & mask
                 dst_i[hist[d]] = src_i[j]
                 dst_k[hist[d]] = src_k[j]
                 hist[d] += 1
@@ -226,7 +243,7 @@ if numba is not None:
 
     @njit(cache=True)
     def _sort_visible(keys, radii, order, counts):
-        """`_depth_order` in place: a stable LSD radix sort (16-bit digits) of the int64 keys of the
+        """`_depth_order` in place: a stable LSD radix sort (`_radix_sort`) of the int64 keys of the
         Gaussians with a footprint (radii > 0), per image."""
         for b in range(keys.shape[0]):
             idx, key = _visible_first(keys, radii, b, order)
