@@ -235,11 +235,11 @@ def test_animate_never_runs_the_identity_branch(head, monkeypatch):
     assert out.gaussians.batch_size == 3
 
 
-def test_inference_reuses_the_identity_attributes_of_a_cache(head):
+def test_inference_reuses_the_identity_attributes_of_a_cache(assets):
     """Under inference_mode the expression-independent attributes (`canonical_attributes`) are
     computed once per cache, broadcast to a batch of frames, and recomputed when raw_main changes;
     the frames match the reference path (no_grad) up to the inference layers' rounding."""
-    g = make_generator(head).double()
+    g = make_generator(HeadModel(assets)).double()  # its own head: .double() converts the head too
     z, c, _ = latents(g, 1)
     flame = flame_batch(3).map(lambda t: t.double())
     with torch.no_grad():
