@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,15 @@ def test_shipped_configs_load(name: str):
     if name == "ffhq512.yaml":
         assert (cfg.resolution, cfg.generator.gaussian_grid, cfg.total_kimg, cfg.loss.lambda_opacity) == (512, 512, 14000, 1)
         assert cfg.resume_from
+
+
+def test_shipped_demo_model_stages_differ_only_where_stage_2_says():
+    """models/demo is configs/demo_model.yaml then configs/demo_model_sharpen.yaml resumed from the
+    first's last checkpoint: the second changes the initial scale and the schedule, nothing else."""
+    one, two = load_config(CONFIGS / "demo_model.yaml"), load_config(CONFIGS / "demo_model_sharpen.yaml")
+    assert two.resume_from == f"runs/demo_model/checkpoints/kimg{int(one.total_kimg):06d}.pt"
+    assert (one.generator.s_offset, two.generator.s_offset) == (-5.0, -5.7)
+    assert two.generator == dataclasses.replace(one.generator, s_offset=two.generator.s_offset)
+    assert two.loss == dataclasses.replace(one.loss, start_dual_kimg=0)
+    same = ("discriminator", "optim", "resolution", "batch_size", "seed", "threads")
+    assert all(getattr(one, f) == getattr(two, f) for f in same)
