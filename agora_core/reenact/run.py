@@ -22,7 +22,7 @@ from agora_core.head import FlameParams
 from agora_core.invert.avatar_file import AvatarFile, build_avatar_generator
 from agora_core.invert.pti import broadcast_w
 from agora_core.invert.video_io import Mp4Writer
-from agora_core.mobile.blendshape_avatar import check_basis_format
+from agora_core.mobile.blendshape_avatar import BlendshapeAvatar, check_basis_format
 from agora_core.reenact.driving import DrivingSequence
 from agora_core.reenact.sound import AudioTrack, mux_audio
 from agora_core.render import Camera, rasterize
@@ -70,8 +70,6 @@ class MobileAvatar:
     @staticmethod
     def from_avatar(avatar: AvatarFile, basis_path: str | Path, mlp_path: str | Path, device,
                     basis_format: str = "float32") -> "MobileAvatar":
-        from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
-
         basis, mlp = _agora_m_pair(basis_path, mlp_path)
         neutral = avatar.neutral_gaussians(device)
         if basis.num_gaussians != neutral.num_gaussians:
@@ -157,7 +155,6 @@ def reenact_imported(run: str | Path, seed: int, driving: DrivingSequence, out: 
     e.g. the run's imported `basis.safetensors` / `mlp.safetensors`, kept in `basis_format`.
     """
     from agora_core.inference import draw_identity, load_model
-    from agora_core.mobile.blendshape_avatar import BlendshapeAvatar
 
     check_basis_format(basis_format, device)
     out = Path(out)

@@ -160,14 +160,17 @@ def _depth_order(proj: Projection, slices: int = 0) -> tuple[np.ndarray, np.ndar
     return order, counts
 
 
-def _np64(t: Tensor) -> np.ndarray:
-    """A C-contiguous float64 copy (or view) of a CPU tensor. The copies here and in `_tensor` are
-    numpy's: torch would spread each over its thread pool, and on a busy machine waiting for a
-    second thread costs far more than such a copy."""
+def _numpy(t: Tensor) -> np.ndarray:
+    """A CPU tensor as a numpy array (bfloat16, which numpy lacks, as float32). The copies made from
+    it here and in `_tensor` are numpy's: torch would spread each over its thread pool, and on a busy
+    machine waiting for a second thread costs far more than such a copy."""
     t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:  # no numpy dtype
-        t = t.float()
-    return np.ascontiguousarray(t.numpy(), dtype=np.float64)
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def _np64(t: Tensor) -> np.ndarray:
+    """A C-contiguous float64 copy (or view) of a CPU tensor."""
+    return np.ascontiguousarray(_numpy(t), dtype=np.float64)
 
 
 def _np_kernel(t: Tensor) -> np.ndarray:
@@ -176,14 +179,12 @@ def _np_kernel(t: Tensor) -> np.ndarray:
     all arithmetic in float64 (`_blend` and `_unblend` promote their inputs), so images and gradients
     are the same as from float64 copies; float32 halves the bytes they gather per Gaussian
     (`benchmarks/render.py --tiled`: ~12 % of a 512² forward)."""
-    t = t.detach().cpu()
-    if t.dtype != torch.float64:
-        t = t.float()
-    return np.ascontiguousarray(t.numpy())
+    a = _numpy(t)
+    return np.ascontiguousarray(a, dtype=np.float64 if a.dtype == np.float64 else np.float32)
 
 
 def _tensor(a: np.ndarray, like: Tensor) -> Tensor:
-    """A kernel's float64 output as a tensor of `like`'s dtype and device (numpy's cast, see `_np64`)."""
+    """A kernel's float64 output as a tensor of `like`'s dtype and device (numpy's cast, see `_numpy`)."""
     np_dtype = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}.get(like.dtype)
     if np_dtype is None:
         return torch.from_numpy(a).to(dtype=like.dtype, device=like.device)
