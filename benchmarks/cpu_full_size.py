@@ -10,9 +10,9 @@ Part 1, rasterisation excluded (ms per frame, batch 1):
   inference  `animate` under torch.inference_mode: models/stylegan2_inference.py (same values)
   onnx       FLAME in torch + the exported per-frame graph (export/onnx_export.py) in ONNX Runtime
   agora_m    regressor + blend (eq. 10-11)
-  agora_m_int16  the same with the basis as 16-bit fixed point (`BlendshapeAvatar(basis_format="int16")`)
+  agora_m_int16, agora_m_int8  the same with the basis in fixed point (`BlendshapeAvatar(basis_format=...)`)
 Part 2, end to end at 512² (animate + `rasterize`, numba backend, frontal FLAME camera), batch 1
-latency and batch 8 throughput, AGORA (inference path) vs AGORA-M (both basis formats). Random weights give splats of
+latency and batch 8 throughput, AGORA (inference path) vs AGORA-M (each basis format). Random weights give splats of
 random size and opacity, so the rendered splats are the demo head's surface splats
 (`export.demo_avatar.surface_gaussians` at the same UV samples: flat, 0.6 texel, opaque) moved to the
 means each path computed: both paths pay the rasteriser for a head's worth of realistic splats.
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build(seed: int = 0):
-    """Generator (ffhq512 architecture, demo head), its cached identity, AGORA-M avatars (float32 and
-    int16 basis), splats, camera."""
+    """Generator (ffhq512 architecture, demo head), its cached identity, AGORA-M avatars {basis format:
+    avatar}, splats, camera."""
     from render import demo_head_splats
 
     from agora_core.bench.bench_setup import random_basis, random_regressor
@@ -62,11 +62,12 @@ def build(seed: int = 0):
         basis = random_basis(g.num_gaussians, 64, seed)
         avatar = BlendshapeAvatar.from_generator(g, cache, basis,
                                                  random_regressor(g.config.w_dim, g.config.expr_cond_dim, 64, 256, seed))
-        avatar16 = BlendshapeAvatar(avatar.neutral, basis, avatar.mlp, avatar.w, basis_format="int16")
+        avatars = {"float32": avatar} | {fmt: BlendshapeAvatar(avatar.neutral, basis, avatar.mlp, avatar.w, basis_format=fmt)
+                                         for fmt in ("int16", "int8")}
     splats = demo_head_splats(512, 1)
     assert splats.num_gaussians == g.num_gaussians, (splats.num_gaussians, g.num_gaussians)
     camera = orbit_cameras(torch.zeros(1), torch.zeros(1), radius=FLAME_CAMERA_RADIUS)
-    return g, cache, (avatar, avatar16), splats, camera
+    return g, cache, avatars, splats, camera
 
 
 def frames(g, n: int, batch: int, seed: int = 1):
@@ -134,7 +135,7 @@ def report(title: str, times: dict[str, list[float]], baseline: str, per: int = 
         print(line, flush=True)
 
 
-def part1(g, cache, avatar, rounds: int, threads: int, onnx_folder: Path | None) -> None:
+def part1(g, cache, avatars, rounds: int, threads: int, onnx_folder: Path | None) -> None:
     inputs = frames(g, rounds, 1)
 
     def previous(e, j, l):
@@ -145,7 +146,7 @@ def part1(g, cache, avatar, rounds: int, threads: int, onnx_folder: Path | None)
         with torch.inference_mode():
             return g.animate(cache, _frame(e, j, l), noise_mode="const").gaussians.means
 
-    def agora_m(e, j, l, avatar=avatar[0]):
+    def agora_m(e, j, l, avatar=avatars["float32"]):
         with torch.inference_mode():
             return avatar.animate(_frame(e, j, l)).means
 
@@ -153,7 +154,8 @@ def part1(g, cache, avatar, rounds: int, threads: int, onnx_folder: Path | None)
     if onnx_folder is not None:
         variants["onnx"] = onnx_runner(g, cache, threads, onnx_folder)
     variants["agora_m"] = agora_m
-    variants["agora_m_int16"] = lambda e, j, l: agora_m(e, j, l, avatar[1])
+    for fmt in ("int16", "int8"):
+        variants[f"agora_m_{fmt}"] = lambda e, j, l, a=avatars[fmt]: agora_m(e, j, l, a)
     with torch.inference_mode():
         a, b = previous(*inputs[0]), inference(*inputs[0])
     print(f"  inference vs previous means: max |Δ| {float((a - b).abs().max()):.2e} m", flush=True)
@@ -162,7 +164,7 @@ def part1(g, cache, avatar, rounds: int, threads: int, onnx_folder: Path | None)
     report("rasterisation excluded, batch 1", interleaved(variants, inputs, rounds), "previous")
 
 
-def part2(g, cache, avatar, splats, camera, rounds: int, batches: tuple[int, ...]) -> None:
+def part2(g, cache, avatars, splats, camera, rounds: int, batches: tuple[int, ...]) -> None:
     from agora_core.render import rasterize
 
     def agora(e, j, l):
@@ -170,13 +172,14 @@ def part2(g, cache, avatar, splats, camera, rounds: int, batches: tuple[int, ...
             means = g.animate(cache, _frame(e, j, l), noise_mode="const").gaussians.means
             return rasterize(realistic(splats, means), camera, 512, 512, background=1.0)[0]
 
-    def agora_m(e, j, l, avatar=avatar[0]):
+    def agora_m(e, j, l, avatar=avatars["float32"]):
         with torch.inference_mode():
             return rasterize(realistic(splats, avatar.animate(_frame(e, j, l)).means), camera, 512, 512, background=1.0)[0]
 
     for b in batches:
-        times = interleaved({"agora": agora, "agora_m": agora_m, "agora_m_int16": lambda e, j, l: agora_m(e, j, l, avatar[1])},
-                            frames(g, rounds, b), rounds)
+        variants = {"agora": agora, "agora_m": agora_m} | {
+            f"agora_m_{fmt}": (lambda e, j, l, a=avatars[fmt]: agora_m(e, j, l, a)) for fmt in ("int16", "int8")}
+        times = interleaved(variants, frames(g, rounds, b), rounds)
         report(f"end to end at 512², batch {b} (ms per frame = call / {b}; FPS = 1000 / that)", times, "agora", per=b)
 
 
@@ -210,14 +213,14 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()}; cores {os.cpu_count()}; torch {torch.__version__}, "
           f"capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
     start = time.perf_counter()
-    g, cache, avatar, splats, camera = build()
+    g, cache, avatars, splats, camera = build()
     print(f"built in {time.perf_counter() - start:.0f} s: {g.num_gaussians:,} Gaussians", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for threads in args.threads:
             torch.set_num_threads(threads)
             print(f"threads {threads}", flush=True)
-            part1(g, cache, avatar, args.rounds, threads, None if args.skip_onnx else Path(tmp))
-            part2(g, cache, avatar, splats, camera, args.rounds, (1,) if args.skip_batch8 else (1, 8))
+            part1(g, cache, avatars, args.rounds, threads, None if args.skip_onnx else Path(tmp))
+            part2(g, cache, avatars, splats, camera, args.rounds, (1,) if args.skip_batch8 else (1, 8))
     if not args.skip_bf16:
         torch.set_num_threads(1)
         print("threads 1, bfloat16", flush=True)

@@ -162,8 +162,9 @@ def test_bench_cli_executor(tmp_path):
 
 
 def test_bench_cli_basis_format(tmp_path):
-    """--basis-format int16 blends AGORA-M from the 16-bit fixed-point basis: the JSON says so and the
-    AGORA-M path holds the basis in half the bytes; wrong values and devices are one-line errors."""
+    """--basis-format int16|int8 blends AGORA-M from a fixed-point basis: the JSON says so and the AGORA-M
+    path holds the basis in half (int16) or a quarter (int8, plus one float32 amplitude per run of 256
+    values) of the bytes; wrong values and devices are one-line errors."""
     from agora_cli.bench import bench
 
     config = tmp_path / "tiny.yaml"
@@ -172,7 +173,7 @@ def test_bench_cli_basis_format(tmp_path):
     app.command()(bench)
     args = ["--config", str(config), "--frames", "2", "--warmup", "1", "--k", "8", "--batch", "1", "--no-breakdown"]
     state = {}
-    for fmt in ("float32", "int16"):
+    for fmt in ("float32", "int16", "int8"):
         out = tmp_path / f"{fmt}.json"
         result = CliRunner().invoke(app, args + ["--basis-format", fmt, "--json", str(out)])
         assert result.exit_code == 0, result.output
@@ -182,7 +183,9 @@ def test_bench_cli_basis_format(tmp_path):
     m = data["model"]["gaussians"]
     basis_mb = 8 * 11 * m * 4 / 2**20  # K components of 11 float32 values per Gaussian
     assert abs((state["float32"] - state["int16"]) - basis_mb / 2) <= 0.01 * basis_mb + 1e-3
-    bad = CliRunner().invoke(app, args + ["--basis-format", "int8"])
-    assert bad.exit_code == 2 and "--basis-format 'int8'" in bad.output
+    runs_mb = 8 * sum(-(-m * d // 256) for d in (3, 3, 4, 1)) * 4 / 2**20
+    assert abs((state["float32"] - state["int8"]) - (basis_mb * 3 / 4 - runs_mb)) <= 0.01 * basis_mb + 1e-3
+    bad = CliRunner().invoke(app, args + ["--basis-format", "int4"])
+    assert bad.exit_code == 2 and "--basis-format 'int4'" in bad.output
     bad = CliRunner().invoke(app, ["--device", "browser", "--basis-format", "int16"])
     assert bad.exit_code == 2 and "drop it" in bad.output

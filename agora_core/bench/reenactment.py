@@ -105,7 +105,7 @@ def state_bytes(generator: AgoraGenerator, cache: IdentityCache, avatar: Blendsh
     agora += _nbytes([cache.ws, cache.tap_features, cache.raw_main, cache.shape])
     neutral = _nbytes([avatar.neutral.means, avatar.neutral.log_scales, avatar.neutral.quats, avatar.neutral.sh,
                        avatar.neutral.opacities])
-    agora_m = neutral + _nbytes(avatar.blendshapes.values()) + _nbytes(avatar.w.reshape(-1) for _ in [0])
+    agora_m = neutral + avatar.basis_bytes + _nbytes(avatar.w.reshape(-1) for _ in [0])
     agora_m += _nbytes(avatar.mlp.state_dict().values()) if avatar.mlp is not None else 0
     return {"agora": agora, "agora_animate": agora, "agora_m": agora_m, "agora_m_blend": agora_m, "render": neutral}
 

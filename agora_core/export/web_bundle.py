@@ -49,7 +49,7 @@ from agora_core.errors import AgoraError
 from agora_core.gaussians import GaussianSet, write_splat
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import NEGATIVE_SLOPE, CoefficientMLP
-from agora_core.mobile.fixed_point_basis import FIXED_POINT, fixed_point_amplitudes, to_fixed_point
+from agora_core.mobile.fixed_point_basis import FIXED_POINT, FixedPointBasis
 from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_groups
 from agora_core.render import EG3D_FOCAL, FLAME_CAMERA_RADIUS
 
@@ -163,13 +163,15 @@ def basis_texture_shape(texels: int, k: int) -> tuple[int, int, int]:
 
 def _packed_basis(basis: GaussianBasis, n: int, gaussians: int, width: int) -> tuple[np.ndarray, dict[str, list[float]]]:
     """basis.i32 contents int32 [gaussians, width, 4] in model order and the per-group amplitudes a_g,k."""
-    amps = {g: fixed_point_amplitudes(basis.basis[g]) for g in RESIDUAL_GROUPS}
+    amplitudes = {g: [] for g in RESIDUAL_GROUPS}
     values = np.zeros((gaussians, 8 * width), dtype="<i2")
     for k in range(basis.k):  # one component at a time: peak memory ~ the packed output
-        fixed = torch.cat([to_fixed_point(basis.blendshapes(g)[k].reshape(1, -1), amps[g][k:k + 1]).reshape(n, -1)
-                           for g in RESIDUAL_GROUPS], dim=1)  # [n, 11]
-        values[:n, BASIS_VALUES * k:BASIS_VALUES * (k + 1)] = fixed.numpy()
-    amplitudes = {g: a.tolist() for g, a in amps.items()}
+        parts = []
+        for g in RESIDUAL_GROUPS:
+            fixed = FixedPointBasis.quantize(basis.blendshapes(g)[k].reshape(1, -1), "int16")  # one run: a_g,k
+            parts.append(fixed.codes.reshape(n, -1))
+            amplitudes[g].append(float(fixed.amplitudes[0, 0]))
+        values[:n, BASIS_VALUES * k:BASIS_VALUES * (k + 1)] = torch.cat(parts, dim=1).numpy()  # [n, 11]
     # little-endian: int16 values (2j, 2j + 1) are the int32 channel j = lo | hi << 16 (the shader shifts them apart)
     return values.view("<i4").reshape(gaussians, width, 4), amplitudes
 

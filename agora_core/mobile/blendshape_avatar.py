@@ -31,20 +31,20 @@ from agora_core.gaussians import GaussianSet, normalize_quat, normalize_quat_col
 from agora_core.head import FlameParams
 from agora_core.mobile.basis_file import GaussianBasis
 from agora_core.mobile.coefficient_mlp import CoefficientMLP
-from agora_core.mobile.fixed_point_basis import blend_fixed_point, fixed_point_amplitudes, to_fixed_point
+from agora_core.mobile.fixed_point_basis import FIXED_POINT_FORMATS, FixedPointBasis
 from agora_core.mobile.residuals import RESIDUAL_GROUPS, attribute_groups
 from agora_core.models.deformation_branch import expression_condition
 
 if TYPE_CHECKING:
     from agora_core.models.agora_generator import AgoraGenerator, IdentityCache
 
-BASIS_FORMATS = ("float32", "int16")  # how `BlendshapeAvatar` keeps its basis in memory
+BASIS_FORMATS = ("float32", *FIXED_POINT_FORMATS)  # how `BlendshapeAvatar` keeps its basis in memory
 AUTHORS_MIN_SCALE = 1e-5  # their constraint after blending (linear scale)
 AUTHORS_OPACITY_OVERSHOOT = 1e-3  # their opacity clamp [−o, 1 + o] after blending
 
 
 def check_basis_format(basis_format: str, device: str | torch.device) -> None:
-    """`--basis-format` as `BlendshapeAvatar` takes it: float32 anywhere, int16 on a CPU (AgoraError)."""
+    """`--basis-format` as `BlendshapeAvatar` takes it: float32 anywhere, int16 or int8 on a CPU (AgoraError)."""
     if basis_format not in BASIS_FORMATS:
         raise AgoraError(f"--basis-format {basis_format!r}: choose one of {', '.join(BASIS_FORMATS)}")
     if basis_format != "float32" and torch.device(device).type != "cpu":
@@ -61,14 +61,15 @@ class BlendshapeAvatar:
         mlp: coefficient regressor (`CoefficientMLP`), or None to drive `blend` with given coefficients.
         w: [1, w_dim] the avatar's w (first style vector after truncation), input of f_mlp.
         finish: how a basis in the authors' spaces finishes the blend (module docstring).
-        basis_format: "float32" (the basis as given), or "int16": kept as 16-bit fixed point, the web
-            bundle's format (mobile/fixed_point_basis.py: half the memory, on a CPU a frame ~1.6×
-            faster at full size; each blended value within Σ_k |c_k| a_k / 65534 of float32's).
+        basis_format: "float32" (the basis as given), "int16" (16-bit fixed point per component, the
+            web bundle's format: half the memory) or "int8" (8-bit per run of 256 values: a quarter);
+            CPU only, inference only (mobile/fixed_point_basis.py, whose `error_bound` says how far
+            from float32's a blended value may be; the README's CPU table has the speed and the PSNR).
     """
 
     def __init__(self, neutral: GaussianSet, basis: GaussianBasis, mlp: CoefficientMLP | None = None,
                  w: Tensor | None = None, finish: Literal["script", "viewer"] = "script",
-                 basis_format: Literal["float32", "int16"] = "float32"):
+                 basis_format: Literal["float32", "int16", "int8"] = "float32"):
         assert neutral.batch_size == 1, f"one avatar per BlendshapeAvatar, got batch {neutral.batch_size}"
         m = neutral.num_gaussians
         dev, dtype = neutral.device, neutral.means.dtype
@@ -78,21 +79,22 @@ class BlendshapeAvatar:
         self.neutral_flat = attribute_groups(neutral, basis.attribute_space)
         assert basis_format in BASIS_FORMATS, basis_format
         self.basis_format = basis_format
-        if basis_format == "int16":  # CPU only: the kernel is numba's
-            assert dev.type == "cpu" and dtype == torch.float32, "the int16 basis blends float32 on a CPU"
-            self.amplitudes = {g: fixed_point_amplitudes(basis.basis[g]) for g in RESIDUAL_GROUPS}
-            self.blendshapes = {g: to_fixed_point(basis.basis[g], self.amplitudes[g]) for g in RESIDUAL_GROUPS}
+        if basis_format != "float32":  # CPU only: the kernel is numba's
+            assert dev.type == "cpu" and dtype == torch.float32, f"the {basis_format} basis blends float32 on a CPU"
+            self.blendshapes = {g: FixedPointBasis.quantize(basis.basis[g], basis_format) for g in RESIDUAL_GROUPS}
         else:
             self.blendshapes = {g: basis.basis[g].to(device=dev, dtype=dtype) for g in RESIDUAL_GROUPS}
         for g, d in RESIDUAL_GROUPS.items():
-            assert self.blendshapes[g].shape[1] == m * d, (g, self.blendshapes[g].shape, m, d)
+            shape = self.blendshapes[g].shape if basis_format == "float32" else self.blendshapes[g].codes.shape
+            assert shape[1] == m * d, (g, shape, m, d)
         self.mlp = mlp.to(dev) if mlp is not None else None
         self.w = None if w is None else w.reshape(1, -1).to(device=dev, dtype=dtype)
         assert mlp is None or (self.w is not None and self.w.shape[1] == mlp.w_dim), "the regressor needs w [1, w_dim]"
 
     @property
     def k(self) -> int:
-        return self.blendshapes["xyz"].shape[0]
+        xyz = self.blendshapes["xyz"]
+        return xyz.shape[0] if self.basis_format == "float32" else xyz.k
 
     @staticmethod
     @torch.no_grad()
@@ -103,6 +105,11 @@ class BlendshapeAvatar:
         neutral = generator.animate(cache, FlameParams.zeros(1, n_expr=generator.head.num_expr, device=cache.ws.device),
                                     noise_mode="const").gaussians
         return BlendshapeAvatar(neutral, basis, mlp, cache.ws[:, 0], basis_format=basis_format)
+
+    @property
+    def basis_bytes(self) -> int:
+        """Bytes the blendshapes hold in memory (for fixed point: codes and amplitudes)."""
+        return sum(u.numel() * u.element_size() if isinstance(u, Tensor) else u.nbytes for u in self.blendshapes.values())
 
     def coefficients(self, flame: FlameParams) -> dict[str, Tensor]:
         """(c_1 … c_K) per group = f_mlp(w, ψ, θ) (eq. 10) of B frames (expression, jaw, eyelids read)."""
@@ -125,13 +132,13 @@ class BlendshapeAvatar:
         for g, d in RESIDUAL_GROUPS.items():
             c = coefficients[g]
             assert c.shape[0] == b and c.shape[1] <= self.k, (g, c.shape, self.k)
-            if self.basis_format == "int16":
-                flat = blend_fixed_point(self.neutral_flat[g][0], self.blendshapes[g], self.amplitudes[g], c)
+            if self.basis_format != "float32":  # the kernel also makes the quaternions unit
+                flat = self.blendshapes[g].blend(self.neutral_flat[g][0], c, unit_quaternions=g == "rotation")
             else:
                 u = self.blendshapes[g][: c.shape[1]]
                 flat = torch.addmm(self.neutral_flat[g], c.to(u.dtype), u)
             attrs[g] = flat.reshape(b, m, d)
-        quats = normalize_quat(attrs["rotation"])
+        quats = attrs["rotation"] if self.basis_format != "float32" else normalize_quat(attrs["rotation"])
         if self.authors:  # their constraints (and, in their script, their renderer's column normalisation)
             o = AUTHORS_OPACITY_OVERSHOOT if self.finish == "script" else 0.0
             log_scales, opacities = attrs["scale"].clamp_min(AUTHORS_MIN_SCALE).log(), attrs["opacity"][..., 0].clamp(-o, 1 + o)
