@@ -66,6 +66,9 @@ def _composite_with_grads(scene, w, h, parallel):
     return (rgb, alpha), torch.autograd.grad(loss, leaves)
 
 
+SCENE = (70, 2 * TILE + 13)  # three bands of TILE rows (tiles span the width), the last one partial
+
+
 def _tiled_scene(w, h):
     """Batch 2, 900 Gaussians, a third nearly opaque (pixels stop), sizes from sub-pixel to several tiles wide."""
     gs, cams, bg = _scene(17, b=2, n=900, opaque=True, log_scale=-5.5)
@@ -82,7 +85,7 @@ def test_tiled_kernels_match_serial_kernels_in_float64():
     # only rounding-level differences are allowed. Backward: each Gaussian's gradient is the same
     # per-pixel terms summed in another order (per tile, then over tiles): rounding of a sum of at
     # most H·W terms, bounded by H·W·eps of the largest gradient.
-    w, h = 70, 45  # not a multiple of the tile: partial tiles on the right and bottom edges
+    w, h = SCENE  # not a multiple of the tile: a partial tile at the bottom edge
     scene = _tiled_scene(w, h)
     (rgb, alpha), grads = _composite_with_grads(scene, w, h, parallel=True)
     (rgb_s, alpha_s), grads_s = _composite_with_grads(scene, w, h, parallel=False)
@@ -101,7 +104,7 @@ def test_float32_inputs_get_the_float64_arithmetic(parallel):
     # The kernels read float32 arrays as they are and promote every value to float64 before any
     # arithmetic (`_blend`, `_unblend`, `_box`): float32 tensors must give exactly the float64 run on
     # the same values, rounded to float32 at the end (images and every gradient).
-    w, h = 70, 45
+    w, h = SCENE
     proj, opacities, colors, bg = _tiled_scene(w, h)
     same = lambda t: t.float().double()  # noqa: E731  (float32 values, held in float64)
     scene64 = (type(proj)(same(proj.means2d), same(proj.conics), proj.depths, proj.radii), same(opacities),
@@ -125,7 +128,7 @@ def test_tiled_kernels_are_deterministic_for_any_thread_count(monkeypatch):
     # Each tile is one task; its gradient sums go to slots of its own and are added in tile order,
     # so the result is the same bits for two runs and for 1 or 2 threads (the code path is the same).
     monkeypatch.setattr(rasterizer_numba, "WORK_PER_THREAD", 1)  # small images get every thread too
-    w, h = 70, 45
+    w, h = SCENE
     scene = _tiled_scene(w, h)
     torch.set_num_threads(1)  # the kernels follow torch's thread count (conftest restores it)
     one = _composite_with_grads(scene, w, h, parallel=True)
@@ -156,7 +159,7 @@ def test_default_layout_is_chosen_by_call_size_not_by_threads(monkeypatch):
 def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
     from agora_core.render.rasterizer_numba import PREPARE_CHUNK, _depth_order, _np64, _prepare
 
-    w, h = 70, 45
+    w, h = SCENE
     proj, opacities, colors, _ = _tiled_scene(w, h)
     order, counts = _depth_order(proj)
     radii = proj.radii.numpy().astype(np.float64)

@@ -32,7 +32,7 @@ kernel and the host side (depth order, thread count, autograd):
   (they differ from the serial kernel's by the order of the additions only).
   Threads: `kernel_threads`: torch's thread count (`--threads`), at most numba's pool, and one
   per 128² pixels of the call.
-  Scaling is bounded by the tiles (512² has 32, 32² only 2), by the serial steps (the depth
+  Scaling is bounded by the tiles (512² has 16, 32² only 1), by the serial steps (the depth
   sort, the prefix sums of `_prepare`) and, on a head, by the uneven work per tile.
 
 Arithmetic is float64 inside the kernels whatever the input dtype. `rasterize_torch` stays the
