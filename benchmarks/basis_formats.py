@@ -16,16 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float((a.double() - b.double()).square().mean())
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def main() -> None:
@@ -43,6 +37,7 @@ def main() -> None:
     from agora_core.bench.reenactment import driving_sequence
     from agora_core.inference import load_model
     from agora_core.inference.model_source import draw_identity, neutral_gaussians
+    from agora_core.invert.losses import psnr
     from agora_core.mobile.basis_file import GaussianBasis
     from agora_core.mobile.blendshape_avatar import BASIS_FORMATS, BlendshapeAvatar
     from agora_core.mobile.residuals import attribute_residuals
@@ -67,9 +62,9 @@ def main() -> None:
                 sets = {fmt: a.blend(coefficients) for fmt, a in avatars.items()}
                 images = {fmt: rasterize(s, camera, args.size, args.size, background=1.0)[0] for fmt, s in sets.items()}
                 full = rasterize(posed, camera, args.size, args.size, background=1.0)[0]
-                psnrs["agora_m_vs_agora"].append(psnr(images["float32"], full))
+                psnrs["agora_m_vs_agora"].append(float(psnr(images["float32"], full)[0]))
                 for fmt in moved:
-                    psnrs[fmt].append(psnr(images[fmt], images["float32"]))
+                    psnrs[fmt].append(float(psnr(images[fmt], images["float32"])[0]))
                     moved[fmt] = max(moved[fmt], float((sets[fmt].means - sets["float32"].means).norm(dim=-1).max()))
     result = {"model": str(args.model), "basis": str(args.basis), "k": basis.k, "gaussians": g.num_gaussians,
               "identities": args.identities, "frames": args.frames, "size": args.size,
@@ -77,8 +72,7 @@ def main() -> None:
     print(f"model {args.model}: {g.num_gaussians:,} Gaussians, basis K = {basis.k}; {args.identities} identities × "
           f"{args.frames} frames at {args.size}²")
     for name, values in psnrs.items():
-        finite = [v for v in values if math.isfinite(v)]
-        mean = sum(finite) / len(finite) if finite else math.inf
+        mean = sum(values) / len(values)
         result[name] = {"psnr_mean_db": mean, "psnr_worst_db": min(values)}
         line = f"  {name:<18} PSNR vs {'AGORA' if name == 'agora_m_vs_agora' else 'float32 basis'}: mean {mean:.1f} dB, worst frame {min(values):.1f} dB"
         if name in moved:

@@ -74,11 +74,11 @@ class FixedPointBasis:
         k, d = u.shape
         group = d if f.group is None else f.group
         runs = -(-d // group)
-        mag = u.detach().abs().double().cpu()
-        padded = torch.nn.functional.pad(mag, (0, runs * group - d))
+        u = u.detach().double().cpu()
+        padded = torch.nn.functional.pad(u.abs(), (0, runs * group - d))
         amplitudes = padded.reshape(k, runs, group).amax(2).clamp_min(1e-30).float()
         per_value = amplitudes.double().repeat_interleave(group, 1)[:, :d]
-        codes = (u.detach().double().cpu() / per_value * f.levels).round().clamp(-f.levels, f.levels).to(f.dtype)
+        codes = (u / per_value * f.levels).round().clamp(-f.levels, f.levels).to(f.dtype)
         return FixedPointBasis(codes, amplitudes, f.levels, group)
 
     @property
