@@ -6,9 +6,10 @@
 
 `--tiled` (`compare_tiled`): the compositing step (`composite_numba`: depth sort, kernels and
 tensor conversions; the projection is done once, outside the timings) with the serial kernels vs
-the tiled parallel ones, at 32², 256² and 512², on splats sampled on the demo head's surface at the
+the tiled parallel ones, at 32², 64², 256² and 512², on splats sampled on the demo head's surface at the
 paper configs' density (the generator's UV grid with the back of the head excluded: grid 48 for
-the 32² demo config, 256 and 512 for ffhq256 / ffhq512, i.e. ~1.9K, ~53K, ~211K Gaussians; flat
+the 32² demo config, 128 for the shipped 64² demo model (batch 8, its training step), 256 and 512
+for ffhq256 / ffhq512, i.e. ~1.9K, ~13K, ~53K, ~211K Gaussians; flat
 splats of 0.6 texel, `demo_avatar.surface_gaussians`), seen from the front at the FLAME camera
 radius. Forward is timed without autograd; backward is the backward pass alone, after an untimed
 forward. Each round runs every variant once, interleaved (serial and tiled at 1 thread, then at 2
@@ -116,7 +117,8 @@ def measure_one(batch: int, size: int, n: int) -> dict:
     }
 
 
-TILED_CONFIGS = ((1, 32, 48), (8, 32, 48), (1, 256, 256), (1, 512, 512))  # (batch, size, UV grid)
+# (batch, size, UV grid); 8 × 64² with grid 128 is a training step of the shipped demo model (configs/demo_model.yaml)
+TILED_CONFIGS = ((1, 32, 48), (8, 32, 48), (8, 64, 128), (1, 256, 256), (1, 512, 512))
 
 
 def demo_head_splats(grid: int, batch: int):

@@ -163,8 +163,9 @@ def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
     proj, opacities, colors, _ = _tiled_scene(w, h)
     order, counts = _depth_order(proj)
     radii = proj.radii.numpy().astype(np.float64)
-    args = (_np64(proj.means2d), order, counts, radii, w, h)
-    boxes, task_start, ranks, slot, entry = _prepare(*args, PREPARE_CHUNK, True)
+    gaussian = [_np64(t) for t in (proj.means2d, proj.conics, opacities, colors)]
+    args = (*gaussian, order, counts, radii, w, h)
+    boxes, task_start, ranks, slot, entry, rec, rec_box = _prepare(*args, PREPARE_CHUNK, True)
     ntiles = -(-h // TILE)
     for b in range(2):
         for t in range(ntiles):  # tile t: rows [TILE · t, TILE · (t + 1)), the whole width
@@ -173,6 +174,14 @@ def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
             bx = boxes[b, :counts[b]]
             meets = (bx[:, 0] <= bx[:, 1]) & (bx[:, 2] < y0 + TILE) & (bx[:, 3] >= y0)
             assert np.array_equal(listed, np.nonzero(meets)[0])  # exactly these ranks, front to back
+            # each entry's record: its Gaussian's values, and its box cut to the tile's rows
+            at = slice(task_start[b * ntiles + t], task_start[b * ntiles + t + 1])
+            g = order[b, listed]
+            expected = np.concatenate([gaussian[0][b, g], gaussian[1][b, g], gaussian[2][b, g, None], gaussian[3][b, g]], 1)
+            assert np.array_equal(rec[at], expected)
+            cut = boxes[b, listed].copy()
+            cut[:, 2], cut[:, 3] = np.maximum(cut[:, 2], y0), np.minimum(cut[:, 3], y0 + TILE - 1)
+            assert np.array_equal(rec_box[at], cut)
     assert len(ranks) > 1.2 * counts.sum()  # many Gaussians span several tiles (bands of TILE rows)
     # A Gaussian's entries, top tile first, through its slots: every entry exactly once, each of its rank.
     found = [(r, entry[slot[b, r] + j]) for b in range(2) for r in range(counts[b]) if boxes[b, r, 0] <= boxes[b, r, 1]
@@ -184,8 +193,9 @@ def test_tile_lists_hold_each_gaussian_once_per_tile_it_meets_in_depth_order():
                for j, t in enumerate(range(boxes[b, r, 2] // TILE, boxes[b, r, 3] // TILE + 1))
                for e in [entry[slot[b, r] + j]])
     same = _prepare(*args, 97, True)  # other chunking, same lists
-    assert all(np.array_equal(x, y) for x, y in zip(_prepare(*args, 97, False)[:3], (boxes, task_start, ranks)))
-    assert all(np.array_equal(x, y) for x, y in zip(same, (boxes, task_start, ranks, slot, entry)))
+    lean = _prepare(*args, 97, False)  # no gradient index: the same lists and records
+    assert all(np.array_equal(lean[k], same[k]) for k in (0, 1, 2, 5, 6)) and lean[3].size == lean[4].size == 0
+    assert all(np.array_equal(x, y) for x, y in zip(same, (boxes, task_start, ranks, slot, entry, rec, rec_box)))
 
 
 def test_background_gradient_is_final_transmittance():

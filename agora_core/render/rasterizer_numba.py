@@ -24,7 +24,8 @@ kernel and the host side (depth order, thread count, autograd):
 - tiled (`_forward_tiles`, `_backward_tiles`, the default from TILED_MIN_PIXELS pixels per call,
   i.e. 1 × 182², 8 × 64²): the image is cut into tiles, bands of TILE pixel rows across its width
   (rasterizer_numba_tiles.py says why bands), and each (image, tile) is one task of a numba `prange`. `_prepare` (also in parallel, over
-  chunks of Gaussians) lists, per tile, the Gaussians whose box meets it, front to back. A task walks its list over the box ∩ tile, so every pixel meets the same
+  chunks of Gaussians) lists, per tile, the Gaussians whose box meets it, front to back, each entry
+  with a copy of its Gaussian's values (a task reads its list in one sequential sweep). A task walks its list over the box ∩ tile, so every pixel meets the same
   Gaussians in the same order as in the serial kernel: same images. Backward, a task writes each
   Gaussian's gradient sums over its pixels to a slot of its own (one per tile-list entry), and a
   second parallel loop (over Gaussians) adds a Gaussian's slots in tile order: no atomics, no sum that depends on
@@ -217,6 +218,9 @@ class _Composite(torch.autograd.Function):
     def forward(ctx, means2d, conics, opacities, colors, background, radii, order, counts, width, height, parallel):
         b = means2d.shape[0]
         arrays = [_np_kernel(t) for t in (means2d, conics, opacities, colors)]
+        if parallel:  # `_prepare` copies them into records of one dtype: float64 if any is (exact)
+            common = np.result_type(*arrays)
+            arrays = [a.astype(common, copy=False) for a in arrays]
         radii_np = np.ascontiguousarray(radii.cpu().numpy().astype(np.float64))
         bg = _np64(background)
         rgb = np.empty((b, width * height, 3))
@@ -225,9 +229,10 @@ class _Composite(torch.autograd.Function):
         tiles = None
         if parallel:
             use_kernel_threads(kernel_threads(b * width * height))
-            tiles = _prepare(arrays[0], order, counts, radii_np, width, height, PREPARE_CHUNK, any(ctx.needs_input_grad))
+            tiles = _prepare(*arrays, order, counts, radii_np, width, height, PREPARE_CHUNK, any(ctx.needs_input_grad))
+            boxes, task_start, ranks, slot, entry, rec, rec_box = tiles
             with numba.parallel_chunksize(1):  # a thread takes one tile at a time: a head's tiles differ in work
-                _forward_tiles(*arrays, order, counts, tiles[0], bg, width, height, tiles[1], tiles[2], rgb, trans, stop)
+                _forward_tiles(rec, rec_box, ranks, counts, bg, width, height, task_start, rgb, trans, stop)
         else:
             _forward(*arrays, order, counts, radii_np, bg, width, height, rgb, trans, stop)
         ctx.save_for_backward(means2d, conics, opacities, colors, background)
@@ -243,10 +248,11 @@ class _Composite(torch.autograd.Function):
         g_alpha = _np64(grad_alpha) if grad_alpha is not None else np.zeros(trans.shape)
         if tiles is not None:
             use_kernel_threads(kernel_threads(trans.size))
+            boxes, task_start, ranks, slot, entry, rec, rec_box = tiles
             with numba.parallel_chunksize(1):
-                part, bg_part = _backward_tiles(*arrays, order, counts, tiles[0], bg, width, height, tiles[1], tiles[2],
-                                                trans, stop, g_rgb, g_alpha)
-            _reduce_tiles(part, bg_part, order, counts, tiles[0], *tiles[3:], *zeros)
+                part, bg_part = _backward_tiles(rec, rec_box, ranks, bg, width, height, task_start, trans, stop, g_rgb,
+                                                g_alpha)
+            _reduce_tiles(part, bg_part, order, counts, boxes, slot, entry, *zeros)
         else:
             _backward(*arrays, order, counts, radii_np, bg, width, height, trans, stop, g_rgb, g_alpha, *zeros)
         like = (means2d, conics, opacities, colors, background)

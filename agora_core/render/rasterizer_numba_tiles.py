@@ -63,88 +63,105 @@ if numba is not None:
                 order[b, start[c]:start[c + 1]] = _radix_sort(by_i[start[c]:start[c + 1]], by_k[start[c]:start[c + 1]])
 
     @njit(cache=True)
-    def _prepare_chunk(c, chunk, by_index, order, counts, boxes, cursor, slot, chunk_entries):
-        """Chunk c of `_prepare`: the boxes of ranks [r0, r0 + chunk) of image b (c = b · chunks per
-        image + k), how many of them each tile gets (cursor[c]), each rank's first slot counted from
-        the chunk's start (slot) and the chunk's number of entries (chunk_entries[c])."""
-        n = order.shape[1]
+    def _count_chunk(c, chunk, boxes, cursor, slot, chunk_entries):
+        """Chunk c of `_prepare`: ranks [r0, r0 + chunk) of image b (c = b · chunks per image + k): how
+        many of them each tile gets (cursor[c]), each rank's first slot counted from the chunk's start
+        (slot) and the chunk's number of entries (chunk_entries[c])."""
+        n = boxes.shape[1]
         per_image = (n + chunk - 1) // chunk
         b = c // per_image
         r0 = (c - b * per_image) * chunk
         entries = 0
         with_slots = slot.shape[0] > 0
         for r in range(r0, min(n, r0 + chunk)):
-            x0, x1, y0, y1 = 1, 0, 1, 0
             if with_slots:
                 slot[b, r] = entries
-            if r < counts[b]:
-                g = order[b, r]
-                x0, x1, y0, y1 = by_index[b, g, 0], by_index[b, g, 1], by_index[b, g, 2], by_index[b, g, 3]
-                if x0 <= x1 and y0 <= y1:
-                    for t in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
-                        cursor[c, t] += 1
-                        entries += 1
-                else:
-                    x0, x1, y0, y1 = 1, 0, 1, 0
-            boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3] = x0, x1, y0, y1
+            if boxes[b, r, 0] <= boxes[b, r, 1]:
+                for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
+                    cursor[c, t] += 1
+                    entries += 1
         chunk_entries[c] = entries
 
     @njit(cache=True)
-    def _fill_chunk(c, chunk, boxes, cursor, ranks, slot, chunk_start, entry):
-        """Chunk c of `_prepare`'s second pass: its ranks into the tile lists, at the chunk's cursors;
-        its slots offset by the chunk's first slot, and where each slot's entry went."""
+    def _fill_chunk(c, chunk, packed, boxes, cursor, ranks, rec, rec_box, slot, chunk_start, entry):
+        """Chunk c of `_prepare`'s last pass: its ranks into the tile lists, at the chunk's cursors,
+        each with its Gaussian's record (rec: packed's values; rec_box: its box cut to the tile's
+        rows); its slots offset by the chunk's first slot, and where each slot's entry went."""
         n = boxes.shape[1]
         per_image = (n + chunk - 1) // chunk
         b = c // per_image
         r0 = (c - b * per_image) * chunk
         with_slots = slot.shape[0] > 0
         for r in range(r0, min(n, r0 + chunk)):
-            if boxes[b, r, 0] > boxes[b, r, 1]:
+            x0, x1, y0, y1 = boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3]
+            if x0 > x1:
                 continue
             j = 0
             if with_slots:
                 slot[b, r] += chunk_start
                 j = slot[b, r]
-            for t in range(boxes[b, r, 2] >> TILE_SHIFT, (boxes[b, r, 3] >> TILE_SHIFT) + 1):
-                ranks[cursor[c, t]] = r
+            for t in range(y0 >> TILE_SHIFT, (y1 >> TILE_SHIFT) + 1):
+                at = cursor[c, t]
+                ranks[at] = r
+                for k in range(9):
+                    rec[at, k] = packed[b, r, k]
+                rec_box[at, 0], rec_box[at, 1] = x0, x1
+                rec_box[at, 2], rec_box[at, 3] = max(y0, t << TILE_SHIFT), min(y1, ((t + 1) << TILE_SHIFT) - 1)
                 if with_slots:
-                    entry[j] = cursor[c, t]
+                    entry[j] = at
                     j += 1
-                cursor[c, t] += 1
+                cursor[c, t] = at + 1
 
     @njit(cache=True, parallel=True)
-    def _prepare(means2d, order, counts, radii, width, height, chunk, with_slots):
-        """Tile lists for the tiled kernels, in parallel over chunks of `chunk` ranks of one image
+    def _prepare(means2d, conics, opac, colors, order, counts, radii, width, height, chunk, with_slots):
+        """Tile lists for the tiled kernels, in parallel over chunks of `chunk` Gaussians of one image
         (nothing returned depends on the chunking); slot and entry only `with_slots` (the backward
-        pass needs them), else empty.
+        pass needs them), else empty. means2d, conics, opac, colors: one float dtype, the records'.
 
-        Returns boxes [B, N, 4]: rank r's pixel box x0, x1, y0, y1 (empty: x0 > x1); task_start [T+1]
-        and ranks [E]: task t = b · tiles + tile (tile: rows [TILE · tile, TILE · (tile + 1))) has the
-        ranks ranks[task_start[t]:task_start[t+1]], front to back; slot [B, N] and entry [E]: rank
-        r of image b has one entry per tile its box meets, top to bottom, at ranks[entry[j]] for j =
-        slot[b, r], slot[b, r] + 1, ... (how `_reduce_tiles` finds a Gaussian's gradient sums).
+        Returns boxes [B, N, 4]: rank r's pixel box x0, x1, y0, y1 (empty: x0 > x1; every rank from
+        counts[b] on is empty); task_start [T+1] and ranks [E]: task t = b · tiles + tile (tile: rows
+        [TILE · tile, TILE · (tile + 1))) has the ranks ranks[task_start[t]:task_start[t+1]], front to
+        back; rec [E, 9] and rec_box [E, 4]: each entry's Gaussian (mean x, y; conic a, b, c;
+        opacity; colour) and its box cut to the tile's rows, copied in list order so that the kernels
+        read them one after another (gathering them in depth order from the per-Gaussian arrays took
+        ~25 % of the tiled forward at 512², `benchmarks/render.py --tiled`); slot [B, N] and entry
+        [E]: rank r of image b has one entry per tile its box meets, top to bottom, at ranks[entry[j]]
+        for j = slot[b, r], slot[b, r] + 1, ... (how `_reduce_tiles` finds a Gaussian's gradient sums).
         """
         nb, n = order.shape[0], order.shape[1]
         ntiles = (height + TILE - 1) >> TILE_SHIFT
         per_image = (n + chunk - 1) // chunk
-        # Every Gaussian's box first, in index order (sequential reads); the passes in depth order then
-        # fetch one 16-byte record per Gaussian instead of its mean and radii from two arrays.
-        by_index = np.empty((nb, n, 4), np.int32)
+        # Each Gaussian's box and values go to its rank's row, read in index order and written in
+        # depth order (scattered writes; the passes after this read them in rank order, one after
+        # another, rather than fetching five arrays' rows per Gaussian in depth order).
+        rank = np.empty((nb, n), np.int64)
         for c in prange(nb * per_image):
             b = c // per_image
-            i0 = (c - b * per_image) * chunk
-            for i in range(i0, min(n, i0 + chunk)):
+            for r in range((c - b * per_image) * chunk, min(n, (c - b * per_image + 1) * chunk)):
+                rank[b, order[b, r]] = r
+        boxes = np.empty((nb, n, 4), np.int32)
+        packed = np.empty((nb, n, 9), means2d.dtype)
+        for c in prange(nb * per_image):
+            b = c // per_image
+            for i in range((c - b * per_image) * chunk, min(n, (c - b * per_image + 1) * chunk)):
+                r = rank[b, i]
                 x0, x1, y0, y1 = 1, 0, 1, 0  # no footprint (culled; its mean may not be finite): empty
-                if radii[b, i, 0] > 0 or radii[b, i, 1] > 0:
+                if r < counts[b]:
                     x0, x1, y0, y1 = _box(means2d[b, i, 0], means2d[b, i, 1], radii[b, i, 0], radii[b, i, 1], width,
                                           height)
-                by_index[b, i, 0], by_index[b, i, 1], by_index[b, i, 2], by_index[b, i, 3] = x0, x1, y0, y1
-        boxes = np.empty((nb, n, 4), np.int32)
+                    if x0 > x1 or y0 > y1:  # off the image
+                        x0, x1, y0, y1 = 1, 0, 1, 0
+                boxes[b, r, 0], boxes[b, r, 1], boxes[b, r, 2], boxes[b, r, 3] = x0, x1, y0, y1
+                if x0 <= x1:
+                    packed[b, r, 0], packed[b, r, 1] = means2d[b, i, 0], means2d[b, i, 1]
+                    packed[b, r, 2], packed[b, r, 3], packed[b, r, 4] = conics[b, i, 0], conics[b, i, 1], conics[b, i, 2]
+                    packed[b, r, 5] = opac[b, i]
+                    packed[b, r, 6], packed[b, r, 7], packed[b, r, 8] = colors[b, i, 0], colors[b, i, 1], colors[b, i, 2]
         cursor = np.zeros((nb * per_image, ntiles), np.int64)  # per chunk and tile: count, then write position
         slot = np.empty((nb if with_slots else 0, n), np.int64)
         chunk_entries = np.empty(nb * per_image, np.int64)
         for c in prange(nb * per_image):
-            _prepare_chunk(c, chunk, by_index, order, counts, boxes, cursor, slot, chunk_entries)
+            _count_chunk(c, chunk, boxes, cursor, slot, chunk_entries)
         task_start = np.empty(nb * ntiles + 1, np.int64)
         run = 0
         for b in range(nb):
@@ -156,12 +173,13 @@ if numba is not None:
                     run += count
         task_start[nb * ntiles] = run
         ranks, entry = np.empty(run, np.int64), np.empty(run if with_slots else 0, np.int64)
+        rec, rec_box = np.empty((run, 9), means2d.dtype), np.empty((run, 4), np.int32)
         chunk_start = np.zeros(nb * per_image, np.int64)
         for c in range(1, nb * per_image):
             chunk_start[c] = chunk_start[c - 1] + chunk_entries[c - 1]
         for c in prange(nb * per_image):
-            _fill_chunk(c, chunk, boxes, cursor, ranks, slot, chunk_start[c], entry)
-        return boxes, task_start, ranks, slot, entry
+            _fill_chunk(c, chunk, packed, boxes, cursor, ranks, rec, rec_box, slot, chunk_start[c], entry)
+        return boxes, task_start, ranks, slot, entry, rec, rec_box
 
     @njit(cache=True, inline="always")
     def _tile_rect(task, ntiles, width, height):
@@ -171,11 +189,12 @@ if numba is not None:
         return b, 0, width - 1, y0, min(y0 + TILE, height) - 1
 
     @njit(cache=True, parallel=True)
-    def _forward_tiles(means2d, conics, opac, colors, order, counts, boxes, background, width, height,
-                       task_start, ranks, out_rgb, out_trans, out_stop):
-        """`_forward`, one task per (image, tile) in parallel: each pixel meets the same Gaussians in the
-        same order with the same arithmetic (`_blend`) as in the serial kernel."""
-        nb = means2d.shape[0]
+    def _forward_tiles(rec, rec_box, ranks, counts, background, width, height, task_start, out_rgb, out_trans,
+                       out_stop):
+        """`_forward`, one task per (image, tile) in parallel, over `_prepare`'s lists and records: each
+        pixel meets the same Gaussians in the same order with the same arithmetic (`_blend`) as in
+        the serial kernel."""
+        nb = out_rgb.shape[0]
         ntiles = (height + TILE - 1) >> TILE_SHIFT
         for task in prange(nb * ntiles):
             b, tx0, tx1, ty0, ty1 = _tile_rect(task, ntiles, width, height)
@@ -190,12 +209,9 @@ if numba is not None:
             for i in range(task_start[task], task_start[task + 1]):
                 if live == 0:
                     break
-                r = ranks[i]
-                g = order[b, r]
-                live -= _blend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
-                               opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r,
-                               max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
-                               max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width, trans, stop, acc)
+                q, box = rec[i], rec_box[i]
+                live -= _blend(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], ranks[i],
+                               box[0], box[1], box[2], box[3], width, trans, stop, acc)
             for y in range(ty0, ty1 + 1):
                 for x in range(tx0, tx1 + 1):
                     p = y * width + x
@@ -203,12 +219,13 @@ if numba is not None:
                         acc[p, k] += trans[p] * background[b, k]
 
     @njit(cache=True, parallel=True)
-    def _backward_tiles(means2d, conics, opac, colors, order, counts, boxes, background, width, height,
-                        task_start, ranks, final_trans, stop_rank, grad_rgb, grad_alpha):
-        """`_backward`, one task per (image, tile) in parallel. A task sums its pixels' gradients per
-        Gaussian into that Gaussian's entry of its tile list, a slot no other task writes: returns
-        part [E, 9] (`_unblend`'s sums per entry) and the background's gradient per task [T, 3]."""
-        nb = means2d.shape[0]
+    def _backward_tiles(rec, rec_box, ranks, background, width, height, task_start, final_trans, stop_rank,
+                        grad_rgb, grad_alpha):
+        """`_backward`, one task per (image, tile) in parallel, over `_prepare`'s lists and records. A
+        task sums its pixels' gradients per Gaussian into that Gaussian's entry of its tile list, a
+        slot no other task writes: returns part [E, 9] (`_unblend`'s sums per entry) and the
+        background's gradient per task [T, 3]."""
+        nb = final_trans.shape[0]
         ntiles = (height + TILE - 1) >> TILE_SHIFT
         part = np.empty((ranks.shape[0], 9))
         bg_part = np.zeros((nb * ntiles, 3))
@@ -229,12 +246,9 @@ if numba is not None:
                 if r >= last:  # every pixel of the tile stopped in front of it
                     part[i, :] = 0.0
                     continue
-                g = order[b, r]
-                s = _unblend(means2d[b, g, 0], means2d[b, g, 1], conics[b, g, 0], conics[b, g, 1], conics[b, g, 2],
-                             opac[b, g], colors[b, g, 0], colors[b, g, 1], colors[b, g, 2], r,
-                             max(boxes[b, r, 0], tx0), min(boxes[b, r, 1], tx1),
-                             max(boxes[b, r, 2], ty0), min(boxes[b, r, 3], ty1), width,
-                             final_trans[b], stop_rank[b], grad_rgb[b], grad_alpha[b], trans[b], behind[b])
+                q, box = rec[i], rec_box[i]
+                s = _unblend(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], r, box[0], box[1], box[2], box[3],
+                             width, final_trans[b], stop_rank[b], grad_rgb[b], grad_alpha[b], trans[b], behind[b])
                 for k in range(9):
                     part[i, k] = s[k]
         return part, bg_part
