@@ -13,6 +13,11 @@ rows ~1.0×. Why 32 rows: each band a splat crosses costs it one more tile-list 
 taller bands cross fewer (at 512²: 276,791 entries with 16 rows, 238,956 with 32, for 204,780
 splats), while 32 rows still leave 16 tasks per 512² image to balance over the threads (README,
 "Multi-threaded CPU rasterizer").
+
+Why each tile-list entry carries a copy of its Gaussian's values (`_prepare`'s records): a band's
+Gaussians are scattered through the depth order, so fetching them from the per-Gaussian arrays
+cost cache misses per entry; read as one sequential list, one thread of the tiled kernels is now
+~5 % (forward) and ~25 % (backward) faster than the serial ones at 512², records included.
 """
 
 from __future__ import annotations
