@@ -18,7 +18,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -53,15 +52,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from agora_core.data.appearance import sample_identity, vertex_albedo
-    from agora_core.data.synthetic import DemoHeadRenderer, sample_cameras, sample_flame
+    from agora_core.data.synthetic import DemoHeadRenderer, synthetic_draws
     from agora_core.data.torch_dataset import HeadImageDataset
-    from agora_core.head import interpolate
     from agora_core.metrics.swd import swd
 
-    settings = json.loads((args.data / "synthetic.json").read_text()) if (args.data / "synthetic.json").is_file() else None
-    if settings is None:
+    if not (args.data / "synthetic.json").is_file():
         raise SystemExit(f"{args.data}: not a synthetic dataset (no synthetic.json); make one with agora prep-data --synthetic")
+    settings = json.loads((args.data / "synthetic.json").read_text())
     n, total, seed = args.n, settings["n"], settings["seed"]
     if 2 * n > total:
         raise SystemExit(f"{args.data}: holds {total} images, --n {n} needs {2 * n}")
@@ -70,27 +67,24 @@ def main() -> None:
     rows_b = list(range(n, 2 * n))
     reals_b = torch.stack([dataset[i]["image"] for i in rows_b])
     renderer = DemoHeadRenderer()
-    head = renderer.head
-    rng = np.random.default_rng(seed)  # the draws of agora_core/data/synthetic.py, in its order
-    flame, cameras = sample_flame(rng, total, head.num_shape, head.num_expr), sample_cameras(rng, total)
-    per_vertex = [torch.as_tensor(vertex_albedo(head.v_template.numpy(), head.extras,
-                                                sample_identity(np.random.default_rng([seed, i]))), dtype=torch.float32)
-                  for i in rows_b]
+    flame, cameras, identities = synthetic_draws(renderer.head, total, seed)
 
     def rendered(albedo_of) -> torch.Tensor:
+        """The images of rows_b with albedo_of(identity) as their [M, 3] albedo."""
         out = []
         for start in range(0, n, 50):
             rows = rows_b[start:start + 50]
-            albedo = torch.stack([albedo_of(per_vertex[i - n]) for i in rows])
+            albedo = torch.stack([albedo_of(identities[i]) for i in rows])
             out.append(renderer.render(albedo, flame[rows], cameras.select(torch.as_tensor(rows)), settings["resolution"]))
         return torch.cat(out)
 
-    exact = rendered(lambda v: interpolate(v[None], head.faces, renderer.samples)[0])
+    exact = rendered(renderer.albedo)
     if (exact - reals_b).abs().max() > 3.0 / 255:  # the stored PNGs: these renders in 8 bits (2 levels apart at most here)
         raise SystemExit(f"{args.data}: its images are not what this version renders for their labels")
     t0 = time.perf_counter()
     rows = {"two real sets (floor)": reals_b}
-    rows.update({f"albedo through a {r}² UV texture": rendered(lambda v, r=r: texture_albedo(renderer, v, r))
+    rows.update({f"albedo through a {r}² UV texture":
+                 rendered(lambda identity, r=r: texture_albedo(renderer, renderer.vertex_albedo(identity), r))
                  for r in args.textures})
     print(f"SWD ×1e3 against {n} other real images (per pyramid level, then the mean):")
     for name, images in rows.items():

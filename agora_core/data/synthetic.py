@@ -69,6 +69,15 @@ def sample_cameras(rng: np.random.Generator, n: int) -> Camera:
     return orbit_cameras(torch.as_tensor(yaw), torch.as_tensor(pitch), radius=FLAME_CAMERA_RADIUS, target=FLAME_CAMERA_TARGET)
 
 
+def synthetic_draws(head: HeadModel, n: int, seed: int) -> tuple[FlameParams, Camera, list[Identity]]:
+    """The FLAME parameters, cameras and identities of images 0..n-1 of `--synthetic n --seed seed`
+    (image i's identity depends on (seed, i) only; the rest on n and seed, drawn in this order)."""
+    rng = np.random.default_rng(seed)
+    flame = sample_flame(rng, n, head.num_shape, head.num_expr)
+    cameras = sample_cameras(rng, n)
+    return flame, cameras, [sample_identity(np.random.default_rng([seed, i])) for i in range(n)]
+
+
 class DemoHeadRenderer:
     """Renders demo-head identities as dense surface splats with procedural appearance."""
 
@@ -83,10 +92,13 @@ class DemoHeadRenderer:
         area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1).norm(dim=-1).sum() / 2
         self.log_scale = float(np.log(0.6 * np.sqrt(area.item() / self.samples.num_samples)))
 
+    def vertex_albedo(self, identity: Identity) -> torch.Tensor:
+        """[V, 3] albedo of an identity at the head's vertices."""
+        return torch.as_tensor(vertex_albedo(self.head.v_template.numpy(), self.extras, identity), dtype=torch.float32)
+
     def albedo(self, identity: Identity) -> torch.Tensor:
         """[M, 3] per-sample albedo of an identity."""
-        per_vertex = torch.as_tensor(vertex_albedo(self.head.v_template.numpy(), self.extras, identity), dtype=torch.float32)
-        return interpolate(per_vertex[None], self.head.faces, self.samples)[0]
+        return interpolate(self.vertex_albedo(identity)[None], self.head.faces, self.samples)[0]
 
     @torch.no_grad()
     def gaussians(self, albedo: torch.Tensor, flame: FlameParams) -> GaussianSet:
@@ -145,10 +157,7 @@ def _make_synthetic_dataset(n: int, out: Path, resolution: int, seed: int, progr
         with atomic_write(out / SETTINGS_FILE) as f:
             f.write(json.dumps(settings, indent=2).encode())
     (out / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    flame = sample_flame(rng, n, head.num_shape, head.num_expr)
-    cameras = sample_cameras(rng, n)
-    identities = [sample_identity(np.random.default_rng([seed, i])) for i in range(n)]
+    flame, cameras, identities = synthetic_draws(head, n, seed)
     files = [f"images/{i:08d}.png" for i in range(n)]
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
