@@ -63,6 +63,8 @@ class ShiftAugmentConfig:
     enabled: bool = True  # apply it at all
     translate: float = 0.1  # max shift, fraction of the image side
     scale: tuple[float, float] = (0.85, 1.15)  # zoom range
+    interpolation: Literal["nearest", "bilinear"] = "nearest"  # resampling of the warp; nearest as
+    #   torchvision's RandomAffine (the authors'); bilinear low-passes what D sees (docs/architecture.md)
 
 
 @dataclass(frozen=True)

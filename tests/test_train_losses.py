@@ -70,6 +70,22 @@ def test_shift_augment_moves_image_and_cue_together_with_their_fills():
     assert same_img is img and same_cue is cue
 
 
+def test_nearest_shift_augment_moves_pixels_without_blending_them():
+    """The default warp (nearest, as the authors' torchvision RandomAffine) only moves pixels, so D
+    sees the images' finest detail; bilinear blends neighbours (a low-pass D would be blind through)."""
+    img = (torch.rand(2, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    torch.manual_seed(5)
+    out, _ = shift_augment(img, None, ShiftAugmentConfig())
+    assert ShiftAugmentConfig().interpolation == "nearest"
+    values = torch.cat([img.detach().flatten(), torch.ones(1)])
+    assert torch.isin(out.detach(), values).all()  # every pixel is an input pixel or the white fill
+    out.sum().backward()
+    assert img.grad.abs().sum() > 0  # D's gradient still reaches the image (the generator)
+    torch.manual_seed(5)
+    blended, _ = shift_augment(img.detach(), None, ShiftAugmentConfig(interpolation="bilinear"))
+    assert not torch.isin(blended, values).all()
+
+
 def test_apply_affine_identity_is_exact_and_gradients_flow():
     x = torch.rand(1, 3, 8, 8, requires_grad=True)
     theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])

@@ -7,7 +7,8 @@
 - Regularisers: the generator returns raw terms (`position`, `scale`, `deform_position`,
   `deform_scale`, `opacity_beta`); the loop weighs them with the config's λ.
 - Shift augmentation (the authors' training code): one random affine per call (translate ±10 %, scale
-  0.85–1.15) applied jointly to the image and its cue, for reals and fakes alike.
+  0.85–1.15) applied jointly to the image and its cue, for reals and fakes alike, resampled
+  nearest-neighbour as torchvision's RandomAffine does by default (`ShiftAugmentConfig.interpolation`).
 """
 
 from __future__ import annotations
@@ -97,12 +98,13 @@ def random_affine(batch: int, aug: ShiftAugmentConfig, device: torch.device, dty
     return theta.expand(batch, 2, 3)
 
 
-def apply_affine(image: Tensor, theta: Tensor, fill: float) -> Tensor:
-    """Warp image [B, C, H, W] by theta [B, 2, 3] (bilinear); pixels from outside become `fill`."""
+def apply_affine(image: Tensor, theta: Tensor, fill: float, mode: str = "bilinear") -> Tensor:
+    """Warp image [B, C, H, W] by theta [B, 2, 3] (`mode`: "bilinear" or "nearest"); pixels from
+    outside become `fill`."""
     assert image.ndim == 4 and theta.shape == (image.shape[0], 2, 3), (image.shape, theta.shape)
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
-    # Warp (x - fill) with zero padding, then add fill back: exact constant fill, still bilinear.
-    return F.grid_sample(image - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    # Warp (x - fill) with zero padding, then add fill back: exact constant fill, whatever the mode.
+    return F.grid_sample(image - fill, grid, mode=mode, padding_mode="zeros", align_corners=False) + fill
 
 
 def shift_augment(image: Tensor, cue: Tensor | None, aug: ShiftAugmentConfig) -> tuple[Tensor, Tensor | None]:
@@ -116,7 +118,7 @@ def shift_augment(image: Tensor, cue: Tensor | None, aug: ShiftAugmentConfig) ->
     if not aug.enabled:
         return image, cue
     theta = random_affine(image.shape[0], aug, image.device, image.dtype)
-    image = apply_affine(image, theta, fill=1.0)
+    image = apply_affine(image, theta, fill=1.0, mode=aug.interpolation)
     if cue is not None:
-        cue = apply_affine(cue, theta, fill=0.0)
+        cue = apply_affine(cue, theta, fill=0.0, mode=aug.interpolation)
     return image, cue
