@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -124,11 +125,18 @@ def test_shipped_configs_load(name: str):
         assert cfg.resume_from
 
 
-def test_shipped_demo_model_is_the_demo_model_config():
-    """models/demo was trained by configs/demo_model.yaml alone, run to its end: the stored config is the
-    file's (what makes the weights), and its small initial Gaussians are set there, not by a second stage."""
+def test_shipped_demo_model_is_its_two_configs_run_to_their_ends():
+    """models/demo is configs/demo_model.yaml, then configs/demo_model_sharpen.yaml resumed from the
+    first's last checkpoint: the stored config is the second file's (what made the weights), and it
+    differs from the first only in the initial scale and the schedule."""
     stored = json.loads((ROOT / "models" / "demo" / "model.json").read_text())
-    config = load_config(CONFIGS / "demo_model.yaml")
-    assert stored["kimg"] == config.total_kimg and not config.resume_from
-    assert config.generator.s_offset == -5.7
-    assert config_from_dict(stored["config"], source="models/demo/model.json") == config
+    one, two = load_config(CONFIGS / "demo_model.yaml"), load_config(CONFIGS / "demo_model_sharpen.yaml")
+    assert not one.resume_from
+    assert two.resume_from == f"runs/demo_model/checkpoints/kimg{int(one.total_kimg):06d}.pt"
+    assert stored["kimg"] == two.total_kimg
+    assert config_from_dict(stored["config"], source="models/demo/model.json") == two
+    assert (one.generator.s_offset, two.generator.s_offset) == (-5.7, -6.2)
+    assert two.generator == dataclasses.replace(one.generator, s_offset=two.generator.s_offset)
+    assert two.loss == dataclasses.replace(one.loss, start_dual_kimg=0)
+    same = ("head", "discriminator", "optim", "shift_augmentation", "resolution", "batch_size", "ema_kimg", "seed")
+    assert all(getattr(one, f) == getattr(two, f) for f in same)
