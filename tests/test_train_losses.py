@@ -72,7 +72,7 @@ def test_shift_augment_moves_image_and_cue_together_with_their_fills():
 
 def test_nearest_shift_augment_moves_pixels_without_blending_them():
     """The default warp (nearest, as the authors' torchvision RandomAffine) only moves pixels, so D
-    sees the images' finest detail; bilinear blends neighbours (a low-pass D would be blind through)."""
+    sees the images' finest detail; the bilinear one blends neighbours, a low-pass."""
     img = (torch.rand(2, 3, 16, 16) * 2 - 1).requires_grad_(True)
     torch.manual_seed(5)
     out, _ = shift_augment(img, None, ShiftAugmentConfig())
