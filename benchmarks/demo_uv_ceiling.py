@@ -21,17 +21,11 @@ from pathlib import Path
 import torch
 
 
-def texture_albedo(renderer, per_vertex: torch.Tensor, texels: int) -> torch.Tensor:
-    """[M, 3] albedo at the renderer's surface samples, read from a texels² UV texture of `per_vertex`."""
-    from agora_core.head import interpolate, sample_uv_grid
-
-    head = renderer.head
-    at_texels = sample_uv_grid(head.uv_coords.numpy(), head.uv_faces.numpy(), texels)
-    values = interpolate(per_vertex[None], head.faces, at_texels)[0]
-    col = (at_texels.x_uv[:, 0] * texels - 0.5).round().long()
-    row = ((1 - at_texels.x_uv[:, 1]) * texels - 0.5).round().long()
-    image, mask = torch.zeros(3, texels, texels), torch.zeros(1, texels, texels)
-    image[:, row, col], mask[0, row, col] = values.T, 1.0
+def texture_albedo(renderer, raster, per_vertex: torch.Tensor) -> torch.Tensor:
+    """[M, 3] albedo at the renderer's surface samples, read from `per_vertex` baked into the UV
+    texture of `raster` (`head.build_uv_raster` of the head's layout)."""
+    image = raster.bake(per_vertex[None], renderer.head.faces)[0]
+    mask = raster.valid[None].to(image.dtype)
     box = torch.ones(1, 1, 3, 3)
     for _ in range(4):  # grow the islands so that bilinear reads at their borders meet texture, not zeros
         total = torch.nn.functional.conv2d(image[None], box.expand(3, 1, 3, 3), padding=1, groups=3)[0]
@@ -53,6 +47,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from agora_core.data.synthetic import DemoHeadRenderer, synthetic_draws
+    from agora_core.head import build_uv_raster
     from agora_core.data.torch_dataset import HeadImageDataset
     from agora_core.metrics.swd import swd
 
@@ -83,8 +78,10 @@ def main() -> None:
         raise SystemExit(f"{args.data}: its images are not what this version renders for their labels")
     t0 = time.perf_counter()
     rows = {"two real sets (floor)": reals_b}
+    head = renderer.head
+    rasters = {r: build_uv_raster(head.uv_coords, head.uv_faces, r) for r in args.textures}  # once per size
     rows.update({f"albedo through a {r}² UV texture":
-                 rendered(lambda identity, r=r: texture_albedo(renderer, renderer.vertex_albedo(identity), r))
+                 rendered(lambda identity, r=r: texture_albedo(renderer, rasters[r], renderer.vertex_albedo(identity)))
                  for r in args.textures})
     print(f"SWD ×1e3 against {n} other real images (per pyramid level, then the mean):")
     for name, images in rows.items():
